@@ -1,0 +1,72 @@
+//! A minimal DER writer for the few structures no dependency builds for us (the Authority
+//! Information Access extension). Only definite lengths, only what X.509 needs.
+
+pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 6);
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+pub fn sequence(parts: &[Vec<u8>]) -> Vec<u8> {
+    tlv(0x30, &parts.concat())
+}
+
+pub fn oid(arcs: &[u64]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut encode = |mut v: u64| {
+        let mut tmp = vec![(v & 0x7f) as u8];
+        v >>= 7;
+        while v > 0 {
+            tmp.push(0x80 | (v & 0x7f) as u8);
+            v >>= 7;
+        }
+        tmp.reverse();
+        body.extend(tmp);
+    };
+    encode(arcs[0] * 40 + arcs[1]);
+    for &arc in &arcs[2..] {
+        encode(arc);
+    }
+    tlv(0x06, &body)
+}
+
+/// GeneralName uniformResourceIdentifier: [6] IMPLICIT IA5String.
+pub fn uri_general_name(uri: &str) -> Vec<u8> {
+    tlv(0x86, uri.as_bytes())
+}
+
+pub const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+pub const OID_AD_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
+pub const OID_AD_CA_ISSUERS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 2];
+
+/// AuthorityInfoAccessSyntax (RFC 5280 §4.2.2.1) with an OCSP responder and a caIssuers URL.
+pub fn authority_info_access(ocsp: Option<&str>, ca_issuers: &str) -> Vec<u8> {
+    let mut descriptions = Vec::new();
+    if let Some(ocsp) = ocsp {
+        descriptions.push(sequence(&[oid(OID_AD_OCSP), uri_general_name(ocsp)]));
+    }
+    descriptions.push(sequence(&[oid(OID_AD_CA_ISSUERS), uri_general_name(ca_issuers)]));
+    sequence(&descriptions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_oids_and_long_lengths() {
+        assert_eq!(oid(&[1, 2, 840, 113549]), vec![0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]);
+        let long = tlv(0x04, &[0u8; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+    }
+}

@@ -1,0 +1,54 @@
+//! Random identifiers. Resource ids and tokens come from the OS CSPRNG through OpenSSL.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    openssl::rand::rand_bytes(&mut buf).expect("the OS random source failed");
+    buf
+}
+
+/// A 128-bit random id, base64url without padding (22 characters).
+pub fn new_id() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+}
+
+/// A challenge token: 128 bits of entropy as RFC 8555 §8.1 asks, base64url.
+pub fn new_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// A certificate serial: 144 random bits, the top bit cleared so that the DER INTEGER stays
+/// positive and the encoding keeps its 18 bytes, well above the 64 bits the BRs ask and the 128
+/// the CA's own policy asks.
+pub fn new_serial() -> Vec<u8> {
+    let mut serial = random_bytes::<18>();
+    serial[0] &= 0x7f;
+    if serial[0] == 0 {
+        serial[0] = 0x01;
+    }
+    serial.to_vec()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    openssl::sha::sha256(data)
+}

@@ -1,0 +1,171 @@
+//! The only code that signs end-entity certificates. `prepare` applies the track policy and
+//! builds the to-be-signed certificate; it returns a `Prepared` that no other module can build,
+//! and `issue` consumes it, signs, and lints the result before anyone sees it.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::FromDer;
+
+use crate::csr::{CheckedCsr, KeyKind};
+use crate::hierarchy::IssuingCa;
+use crate::model::{Identifier, IdentifierKind};
+use crate::policy::{ExtendedKeyUsage, Profile, TrackPolicy};
+use crate::{der, ids, Error, Result, Track};
+
+/// Where relying parties find revocation status and the issuer for one track.
+#[derive(Debug, Clone)]
+pub struct CertificateUrls {
+    pub crl: Option<String>,
+    pub ocsp: Option<String>,
+    pub ca_issuers: String,
+}
+
+pub struct Prepared {
+    track: Track,
+    params: CertificateParams,
+    spki: SubjectPublicKeyInfo,
+    serial: Vec<u8>,
+    identifiers: Vec<Identifier>,
+    profile: String,
+    spki_sha256: String,
+}
+
+impl Prepared {
+    pub fn serial_hex(&self) -> String {
+        ids::hex(&self.serial)
+    }
+}
+
+pub struct Issued {
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub identifiers: Vec<Identifier>,
+    pub profile: String,
+    pub spki_sha256: String,
+    pub track: Track,
+}
+
+pub fn prepare(
+    policy: &TrackPolicy,
+    profile: &Profile,
+    identifiers: &[Identifier],
+    csr: &CheckedCsr,
+    urls: &CertificateUrls,
+    issuer_not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Prepared> {
+    let lifetime = profile.lifetime_seconds.min(policy.max_lifetime_seconds);
+    let not_before = now.replace_nanosecond(0).map_err(Error::internal)?;
+    let not_after = not_before + Duration::seconds(lifetime);
+    if not_after > issuer_not_after {
+        return Err(Error::internal("the issuing CA expires before the certificate would"));
+    }
+    let mut params = CertificateParams::default();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let serial = ids::new_serial();
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let mut dn = DistinguishedName::new();
+    if let Some(first) = identifiers.iter().find(|id| id.value.len() <= 64) {
+        dn.push(DnType::CommonName, first.value.clone());
+    }
+    params.distinguished_name = dn;
+    params.subject_alt_names = identifiers.iter().map(san_for).collect::<Result<_>>()?;
+    params.key_usages = match csr.key_kind {
+        KeyKind::Rsa(_) => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+        KeyKind::EcP256 | KeyKind::EcP384 => vec![KeyUsagePurpose::DigitalSignature],
+    };
+    params.extended_key_usages = profile
+        .extended_key_usages
+        .iter()
+        .map(|eku| match eku {
+            ExtendedKeyUsage::ServerAuth => ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsage::ClientAuth => ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsage::EmailProtection => ExtendedKeyUsagePurpose::EmailProtection,
+        })
+        .collect();
+    params.use_authority_key_identifier_extension = true;
+    if let Some(crl) = &urls.crl {
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl.clone()] }];
+    }
+    params.custom_extensions =
+        vec![CustomExtension::from_oid_content(der::OID_AIA, der::authority_info_access(urls.ocsp.as_deref(), &urls.ca_issuers))];
+    let spki = SubjectPublicKeyInfo::from_der(&csr.spki_der)
+        .map_err(|e| Error::bad_csr(format!("the CSR's public key is not usable: {e}")))?;
+    Ok(Prepared {
+        track: policy.track,
+        params,
+        spki,
+        serial,
+        identifiers: identifiers.to_vec(),
+        profile: profile.name.clone(),
+        spki_sha256: csr.spki_sha256.clone(),
+    })
+}
+
+fn san_for(id: &Identifier) -> Result<SanType> {
+    Ok(match id.kind {
+        IdentifierKind::Dns => SanType::DnsName(id.value.clone().try_into().map_err(Error::internal)?),
+        IdentifierKind::Ip => SanType::IpAddress(id.value.parse::<IpAddr>().map_err(Error::internal)?),
+        IdentifierKind::Email => SanType::Rfc822Name(id.value.clone().try_into().map_err(Error::internal)?),
+    })
+}
+
+pub fn issue(prepared: Prepared, issuer: &IssuingCa) -> Result<Issued> {
+    if prepared.track != issuer.track {
+        return Err(Error::internal("a certificate was prepared for one track and signed on another"));
+    }
+    let cert = prepared.params.signed_by(&prepared.spki, &issuer.issuer).map_err(Error::internal)?;
+    let der = cert.der().to_vec();
+    lint(&der, &prepared, issuer)?;
+    Ok(Issued {
+        serial_hex: ids::hex(&prepared.serial),
+        der,
+        not_before: prepared.params.not_before.unix_timestamp(),
+        not_after: prepared.params.not_after.unix_timestamp(),
+        identifiers: prepared.identifiers,
+        profile: prepared.profile,
+        spki_sha256: prepared.spki_sha256,
+        track: prepared.track,
+    })
+}
+
+/// Checks the signed certificate against what was prepared before it leaves this module: a
+/// certificate that fails here is never stored or served.
+fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
+    let fail = |what: &str| Err(Error::internal(format!("issued certificate failed lint: {what}")));
+    if cert.tbs_certificate.raw_serial() != prepared.serial.as_slice() {
+        return fail("serial differs from the prepared one");
+    }
+    if cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()
+        != prepared.params.not_after.unix_timestamp() - prepared.params.not_before.unix_timestamp()
+    {
+        return fail("validity differs from the profile");
+    }
+    let san_count = cert.subject_alternative_name().ok().flatten().map_or(0, |san| san.value.general_names.len());
+    if san_count != prepared.identifiers.len() {
+        return fail("subjectAltName count differs from the order");
+    }
+    let aki = cert
+        .tbs_certificate
+        .extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        });
+    if aki.as_deref() != Some(issuer.subject_key_identifier.as_slice()) {
+        return fail("authority key identifier does not name the issuer");
+    }
+    Ok(())
+}

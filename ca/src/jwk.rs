@@ -1,0 +1,250 @@
+//! Public keys as JWKs (RFC 7517/7518/8037): parsing, RFC 7638 thumbprints, JWS signature
+//! verification for the algorithms ACME accounts may use, and the reverse mapping from a
+//! certificate's key to its thumbprint (so "the certificate's key" and "an account key" can be
+//! compared on one footing).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openssl::bn::{BigNum, BigNumContext};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::rsa::Rsa;
+use openssl::sign::Verifier;
+use serde_json::{json, Value};
+
+use crate::{ids, Error, ErrorKind, Result};
+
+/// The JWS algorithms accepted for account keys, in the order the directory advertises them.
+pub const ACCEPTED_ALGORITHMS: &[&str] = &["ES256", "ES384", "RS256", "EdDSA"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    P256,
+    P384,
+    Rsa,
+    Ed25519,
+}
+
+#[derive(Clone)]
+pub struct PublicJwk {
+    pub key_type: KeyType,
+    pub pkey: PKey<Public>,
+    /// The RFC 7638 members only, in canonical order: what is stored and hashed.
+    pub canonical: String,
+    pub thumbprint: String,
+}
+
+impl std::fmt::Debug for PublicJwk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicJwk({:?}, {})", self.key_type, self.thumbprint)
+    }
+}
+
+fn bad_key(detail: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadPublicKey, detail)
+}
+
+fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>> {
+    let text = jwk[name].as_str().ok_or_else(|| Error::malformed(format!("JWK member {name:?} is missing")))?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| Error::malformed(format!("JWK member {name:?} is not base64url")))
+}
+
+impl PublicJwk {
+    pub fn from_value(jwk: &Value) -> Result<PublicJwk> {
+        if !jwk.is_object() {
+            return Err(Error::malformed("jwk is not a JSON object"));
+        }
+        if jwk.get("d").is_some() {
+            return Err(Error::malformed("jwk contains private key material"));
+        }
+        match jwk["kty"].as_str() {
+            Some("EC") => {
+                let (nid, key_type, size, crv) = match jwk["crv"].as_str() {
+                    Some("P-256") => (Nid::X9_62_PRIME256V1, KeyType::P256, 32, "P-256"),
+                    Some("P-384") => (Nid::SECP384R1, KeyType::P384, 48, "P-384"),
+                    other => return Err(bad_key(format!("EC curve {other:?} is not accepted: use P-256 or P-384"))),
+                };
+                let x = b64_field(jwk, "x")?;
+                let y = b64_field(jwk, "y")?;
+                if x.len() != size || y.len() != size {
+                    return Err(bad_key("EC coordinates have the wrong length"));
+                }
+                let group = EcGroup::from_curve_name(nid).map_err(Error::internal)?;
+                let bx = BigNum::from_slice(&x).map_err(Error::internal)?;
+                let by = BigNum::from_slice(&y).map_err(Error::internal)?;
+                let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
+                .map_err(|_| bad_key("EC point is not on the curve"))?;
+                key.check_key().map_err(|_| bad_key("EC public key is invalid"))?;
+                let pkey = PKey::from_ec_key(key).map_err(Error::internal)?;
+                let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
+                Ok(Self::finish(key_type, pkey, canonical))
+            }
+            Some("RSA") => {
+                let n = b64_field(jwk, "n")?;
+                let e = b64_field(jwk, "e")?;
+                let n = strip_leading_zeros(&n);
+                let e = strip_leading_zeros(&e);
+                let rsa = Rsa::from_public_components(
+                    BigNum::from_slice(n).map_err(Error::internal)?,
+                    BigNum::from_slice(e).map_err(Error::internal)?,
+                )
+                .map_err(|_| bad_key("RSA key is invalid"))?;
+                let bits = rsa.size() * 8;
+                if !(2048..=8192).contains(&bits) {
+                    return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
+                }
+                let pkey = PKey::from_rsa(rsa).map_err(Error::internal)?;
+                let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
+                Ok(Self::finish(KeyType::Rsa, pkey, canonical))
+            }
+            Some("OKP") => {
+                if jwk["crv"].as_str() != Some("Ed25519") {
+                    return Err(bad_key("OKP curve is not accepted: use Ed25519"));
+                }
+                let x = b64_field(jwk, "x")?;
+                let pkey = PKey::public_key_from_raw_bytes(&x, Id::ED25519).map_err(|_| bad_key("Ed25519 key is invalid"))?;
+                let canonical = json!({"crv": "Ed25519", "kty": "OKP", "x": ids::b64url(&x)});
+                Ok(Self::finish(KeyType::Ed25519, pkey, canonical))
+            }
+            other => Err(bad_key(format!("key type {other:?} is not accepted"))),
+        }
+    }
+
+    pub fn from_json(text: &str) -> Result<PublicJwk> {
+        let value: Value = serde_json::from_str(text).map_err(|_| Error::malformed("jwk is not JSON"))?;
+        Self::from_value(&value)
+    }
+
+    /// The JWK of a certificate's or CSR's public key, for comparison with account keys.
+    pub fn from_spki_der(spki_der: &[u8]) -> Result<PublicJwk> {
+        let pkey = PKey::public_key_from_der(spki_der).map_err(|_| bad_key("public key cannot be parsed"))?;
+        let value = match pkey.id() {
+            Id::EC => {
+                let ec = pkey.ec_key().map_err(Error::internal)?;
+                let (crv, size) = match ec.group().curve_name() {
+                    Some(Nid::X9_62_PRIME256V1) => ("P-256", 32),
+                    Some(Nid::SECP384R1) => ("P-384", 48),
+                    _ => return Err(bad_key("EC curve is not accepted")),
+                };
+                let (x, y) = affine(ec.group(), ec.public_key())?;
+                json!({"kty": "EC", "crv": crv, "x": ids::b64url(&pad(&x, size)), "y": ids::b64url(&pad(&y, size))})
+            }
+            Id::RSA => {
+                let rsa = pkey.rsa().map_err(Error::internal)?;
+                json!({"kty": "RSA", "n": ids::b64url(&rsa.n().to_vec()), "e": ids::b64url(&rsa.e().to_vec())})
+            }
+            Id::ED25519 => {
+                let raw = pkey.raw_public_key().map_err(Error::internal)?;
+                json!({"kty": "OKP", "crv": "Ed25519", "x": ids::b64url(&raw)})
+            }
+            _ => return Err(bad_key("key type is not accepted")),
+        };
+        Self::from_value(&value)
+    }
+
+    fn finish(key_type: KeyType, pkey: PKey<Public>, canonical: Value) -> PublicJwk {
+        let canonical = canonical.to_string();
+        let thumbprint = ids::b64url(&ids::sha256(canonical.as_bytes()));
+        PublicJwk { key_type, pkey, canonical, thumbprint }
+    }
+
+    /// Whether `alg` is the JWS algorithm for this key (RFC 7518 §3.1, RFC 8037).
+    pub fn algorithm_matches(&self, alg: &str) -> bool {
+        matches!(
+            (alg, self.key_type),
+            ("ES256", KeyType::P256) | ("ES384", KeyType::P384) | ("RS256", KeyType::Rsa) | ("EdDSA", KeyType::Ed25519)
+        )
+    }
+
+    /// Verifies a JWS signature over `signing_input` (`protected || '.' || payload`).
+    pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> Result<bool> {
+        let ok = match self.key_type {
+            KeyType::P256 | KeyType::P384 => {
+                let (size, digest) =
+                    if self.key_type == KeyType::P256 { (32, MessageDigest::sha256()) } else { (48, MessageDigest::sha384()) };
+                if signature.len() != 2 * size {
+                    return Ok(false);
+                }
+                let r = BigNum::from_slice(&signature[..size]).map_err(Error::internal)?;
+                let s = BigNum::from_slice(&signature[size..]).map_err(Error::internal)?;
+                let sig = EcdsaSig::from_private_components(r, s).map_err(Error::internal)?;
+                let hash = openssl::hash::hash(digest, signing_input).map_err(Error::internal)?;
+                let ec = self.pkey.ec_key().map_err(Error::internal)?;
+                sig.verify(&hash, &ec).unwrap_or(false)
+            }
+            KeyType::Rsa => {
+                let mut verifier = Verifier::new(MessageDigest::sha256(), &self.pkey).map_err(Error::internal)?;
+                verifier.update(signing_input).map_err(Error::internal)?;
+                verifier.verify(signature).unwrap_or(false)
+            }
+            KeyType::Ed25519 => {
+                let mut verifier = Verifier::new_without_digest(&self.pkey).map_err(Error::internal)?;
+                verifier.verify_oneshot(signature, signing_input).unwrap_or(false)
+            }
+        };
+        Ok(ok)
+    }
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().take_while(|b| **b == 0).count();
+    &bytes[start.min(bytes.len().saturating_sub(1))..]
+}
+
+fn pad(bytes: &[u8], size: usize) -> Vec<u8> {
+    let mut out = vec![0u8; size.saturating_sub(bytes.len())];
+    out.extend_from_slice(bytes);
+    out
+}
+
+fn affine(group: &openssl::ec::EcGroupRef, point: &openssl::ec::EcPointRef) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut ctx = BigNumContext::new().map_err(Error::internal)?;
+    let mut x = BigNum::new().map_err(Error::internal)?;
+    let mut y = BigNum::new().map_err(Error::internal)?;
+    point.affine_coordinates(group, &mut x, &mut y, &mut ctx).map_err(Error::internal)?;
+    Ok((x.to_vec(), y.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openssl::ec::EcKey;
+    use openssl::sign::Signer;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // The RSA key of RFC 7638 §3.1, whose thumbprint the RFC gives.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let key = PublicJwk::from_value(&jwk).unwrap();
+        assert_eq!(key.thumbprint, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+    }
+
+    #[test]
+    fn es256_signatures_verify_and_spki_round_trips() {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let ec = EcKey::generate(&group).unwrap();
+        let private = PKey::from_ec_key(ec).unwrap();
+        let spki = private.public_key_to_der().unwrap();
+        let jwk = PublicJwk::from_spki_der(&spki).unwrap();
+        assert!(jwk.algorithm_matches("ES256"));
+        assert!(!jwk.algorithm_matches("RS256"));
+        let mut signer = Signer::new(MessageDigest::sha256(), &private).unwrap();
+        signer.update(b"header.payload").unwrap();
+        let der_sig = EcdsaSig::from_der(&signer.sign_to_vec().unwrap()).unwrap();
+        let mut raw = pad(&der_sig.r().to_vec(), 32);
+        raw.extend(pad(&der_sig.s().to_vec(), 32));
+        assert!(jwk.verify(b"header.payload", &raw).unwrap());
+        assert!(!jwk.verify(b"header.payloaX", &raw).unwrap());
+        let again = PublicJwk::from_json(&jwk.canonical).unwrap();
+        assert_eq!(again.thumbprint, jwk.thumbprint);
+    }
+}

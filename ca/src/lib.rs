@@ -1,0 +1,23 @@
+//! dualca-ca: the certificate authority's domain. Key hierarchy and signing, track policies,
+//! CSR checks, issuance, revocation, the audit chain and storage. No HTTP and no wire types live
+//! here: the front ends (`dualca-acme`, `dualca-admin`) call `Ca`'s methods.
+
+pub mod audit;
+pub mod clock;
+pub mod csr;
+mod der;
+mod error;
+pub mod hierarchy;
+pub mod ids;
+pub mod issuance;
+pub mod jwk;
+pub mod model;
+pub mod policy;
+mod service;
+pub mod status;
+pub mod storage;
+mod track;
+
+pub use error::{Error, ErrorKind, Result};
+pub use service::{Ca, NewAccount, NewOrder, Revoker, Settings, ValidationTarget};
+pub use track::Track;

@@ -1,0 +1,228 @@
+//! Domain types. They are not Serialize: the ACME front end has its own wire types and converts
+//! explicitly, and storage rows stay private to `storage`.
+
+use crate::Track;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdentifierKind {
+    Dns,
+    Ip,
+    Email,
+}
+
+impl IdentifierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifierKind::Dns => "dns",
+            IdentifierKind::Ip => "ip",
+            IdentifierKind::Email => "email",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dns" => Some(IdentifierKind::Dns),
+            "ip" => Some(IdentifierKind::Ip),
+            "email" => Some(IdentifierKind::Email),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identifier {
+    pub kind: IdentifierKind,
+    pub value: String,
+}
+
+impl Identifier {
+    pub fn new(kind: IdentifierKind, value: impl Into<String>) -> Self {
+        Identifier { kind, value: value.into() }
+    }
+
+    pub fn is_wildcard(&self) -> bool {
+        self.kind == IdentifierKind::Dns && self.value.starts_with("*.")
+    }
+
+    /// The identifier an authorization is for: a wildcard's base domain.
+    pub fn authorization_value(&self) -> &str {
+        if self.is_wildcard() {
+            &self.value[2..]
+        } else {
+            &self.value
+        }
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.value)
+    }
+}
+
+macro_rules! status_enum {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name { $($variant),* }
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+status_enum!(AccountStatus { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" });
+status_enum!(OrderStatus {
+    Pending => "pending", Ready => "ready", Processing => "processing", Valid => "valid", Invalid => "invalid"
+});
+status_enum!(AuthzStatus {
+    Pending => "pending", Valid => "valid", Invalid => "invalid", Deactivated => "deactivated",
+    Expired => "expired", Revoked => "revoked"
+});
+status_enum!(ChallengeStatus { Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid" });
+status_enum!(ChallengeKind { Http01 => "http-01", Dns01 => "dns-01", TlsAlpn01 => "tls-alpn-01", EmailReply00 => "email-reply-00" });
+status_enum!(CertificateStatus { Valid => "valid", Revoked => "revoked" });
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub track: Track,
+    pub key_thumbprint: String,
+    /// The account key as a JWK JSON object (RFC 7517), kept as text so the front end can
+    /// rebuild the verifying key.
+    pub jwk: String,
+    pub status: AccountStatus,
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub eab_kid: Option<String>,
+    pub created_at: i64,
+}
+
+/// A problem recorded on a failed challenge or order: a kind and a detail.
+#[derive(Debug, Clone)]
+pub struct StoredProblem {
+    pub kind: crate::ErrorKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: String,
+    pub track: Track,
+    pub account_id: String,
+    pub status: OrderStatus,
+    pub identifiers: Vec<Identifier>,
+    pub profile: String,
+    pub expires: i64,
+    pub error: Option<StoredProblem>,
+    pub certificate_serial: Option<String>,
+    pub replaces: Option<String>,
+    pub authorization_ids: Vec<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorization {
+    pub id: String,
+    pub track: Track,
+    pub account_id: String,
+    pub order_id: String,
+    /// For a wildcard order, the base domain; `wildcard` says it came from `*.`.
+    pub identifier: Identifier,
+    pub wildcard: bool,
+    pub status: AuthzStatus,
+    pub expires: i64,
+    pub challenges: Vec<Challenge>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub authorization_id: String,
+    pub kind: ChallengeKind,
+    pub token: String,
+    pub status: ChallengeStatus,
+    pub validated: Option<i64>,
+    pub error: Option<StoredProblem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CertificateRecord {
+    /// Lower-case hex of the serial number's DER INTEGER content.
+    pub serial: String,
+    pub track: Track,
+    pub account_id: Option<String>,
+    pub order_id: Option<String>,
+    pub profile: String,
+    pub identifiers: Vec<Identifier>,
+    pub spki_sha256: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub der: Vec<u8>,
+    pub status: CertificateStatus,
+    pub revocation_reason: Option<u8>,
+    pub revoked_at: Option<i64>,
+    pub replaced_by: Option<String>,
+}
+
+/// RFC 5280 §5.3.1 reason codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    Unspecified = 0,
+    KeyCompromise = 1,
+    CaCompromise = 2,
+    AffiliationChanged = 3,
+    Superseded = 4,
+    CessationOfOperation = 5,
+    CertificateHold = 6,
+    RemoveFromCrl = 8,
+    PrivilegeWithdrawn = 9,
+    AaCompromise = 10,
+}
+
+impl RevocationReason {
+    pub fn from_code(code: i64) -> Option<Self> {
+        use RevocationReason::*;
+        Some(match code {
+            0 => Unspecified,
+            1 => KeyCompromise,
+            2 => CaCompromise,
+            3 => AffiliationChanged,
+            4 => Superseded,
+            5 => CessationOfOperation,
+            6 => CertificateHold,
+            8 => RemoveFromCrl,
+            9 => PrivilegeWithdrawn,
+            10 => AaCompromise,
+            _ => return None,
+        })
+    }
+
+    /// The reasons a subscriber may give through ACME revokeCert. The others belong to the CA
+    /// (caCompromise, aACompromise), have no meaning for a final revocation (certificateHold,
+    /// removeFromCRL), or are set by the CA's own workflows (privilegeWithdrawn).
+    pub fn subscriber_may_use(self) -> bool {
+        use RevocationReason::*;
+        matches!(self, Unspecified | KeyCompromise | AffiliationChanged | Superseded | CessationOfOperation)
+    }
+
+    pub fn name(self) -> &'static str {
+        use RevocationReason::*;
+        match self {
+            Unspecified => "unspecified",
+            KeyCompromise => "keyCompromise",
+            CaCompromise => "cACompromise",
+            AffiliationChanged => "affiliationChanged",
+            Superseded => "superseded",
+            CessationOfOperation => "cessationOfOperation",
+            CertificateHold => "certificateHold",
+            RemoveFromCrl => "removeFromCRL",
+            PrivilegeWithdrawn => "privilegeWithdrawn",
+            AaCompromise => "aACompromise",
+        }
+    }
+}

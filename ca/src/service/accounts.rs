@@ -1,0 +1,193 @@
+use serde_json::json;
+
+use super::Ca;
+use crate::audit::{self, AuditEvent};
+use crate::model::{Account, AccountStatus};
+use crate::storage::{accounts as store, rows::AccountRow};
+use crate::{ids, Error, Result, Track};
+
+/// What a newAccount request carries once its JWS has been verified.
+pub struct NewAccount {
+    /// The account key, canonical JWK JSON.
+    pub jwk: String,
+    pub thumbprint: String,
+    pub contact: Vec<String>,
+    pub tos_agreed: bool,
+    pub eab_kid: Option<String>,
+}
+
+const MAX_CONTACTS: usize = 10;
+
+/// RFC 8555 §7.3: only `mailto:` contacts, each naming one plain address.
+pub fn check_contacts(contacts: &[String]) -> Result<()> {
+    if contacts.len() > MAX_CONTACTS {
+        return Err(Error::invalid_contact(format!("at most {MAX_CONTACTS} contacts are accepted")));
+    }
+    for contact in contacts {
+        let Some(address) = contact.strip_prefix("mailto:") else {
+            return Err(Error::unsupported_contact(format!(
+                "contact {contact:?} is not supported: only mailto: URLs are"
+            )));
+        };
+        let bad = || Error::invalid_contact(format!("contact {contact:?} is not a valid email address"));
+        if address.contains(['?', ',', ' ', '%']) {
+            return Err(bad());
+        }
+        let (local, domain) = address.rsplit_once('@').ok_or_else(bad)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if local.is_empty() || local.contains('@') || !domain_ok {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+fn account_actor(id: &str) -> String {
+    format!("account:{id}")
+}
+
+impl Ca {
+    pub fn account(&self, track: Track, id: &str) -> Result<Account> {
+        self.storage
+            .read(|conn| store::by_id(conn, track, id))?
+            .ok_or_else(|| Error::account_does_not_exist(format!("no account {id:?} on the {track} track")))
+    }
+
+    pub fn account_by_key(&self, track: Track, thumbprint: &str) -> Result<Option<Account>> {
+        self.storage.read(|conn| store::by_thumbprint(conn, track, thumbprint))
+    }
+
+    /// Creates the account, or returns the existing one for the same key (RFC 8555 §7.3.1)
+    /// with `false`.
+    pub fn create_account(&self, track: Track, new: NewAccount) -> Result<(Account, bool)> {
+        check_contacts(&new.contact)?;
+        let policy = self.policy(track);
+        if policy.terms_of_service.is_some() && !new.tos_agreed {
+            return Err(Error::new(
+                crate::ErrorKind::UserActionRequired,
+                "the terms of service must be agreed to (termsOfServiceAgreed: true)",
+            ));
+        }
+        if policy.external_account_required && new.eab_kid.is_none() {
+            return Err(Error::external_account_required(format!(
+                "the {track} track requires an external account binding"
+            )));
+        }
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            if let Some(existing) = store::by_thumbprint(conn, track, &new.thumbprint)? {
+                return Ok((existing, false));
+            }
+            let row = AccountRow {
+                id: ids::new_id(),
+                track: track.as_str().to_string(),
+                key_thumbprint: new.thumbprint,
+                jwk: new.jwk,
+                status: AccountStatus::Valid.as_str().to_string(),
+                contact: serde_json::to_string(&new.contact).unwrap_or_else(|_| "[]".into()),
+                tos_agreed: new.tos_agreed,
+                eab_kid: new.eab_kid,
+                created_at: now,
+                updated_at: now,
+            };
+            store::insert(conn, &row)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    track,
+                    now,
+                    account_actor(&row.id),
+                    "account.created",
+                    account_actor(&row.id),
+                    json!({ "key_thumbprint": row.key_thumbprint, "contact": new.contact, "eab_kid": row.eab_kid }),
+                ),
+            )?;
+            Ok((Account::try_from(row)?, true))
+        })
+    }
+
+    pub fn update_contact(&self, account: &Account, contact: Vec<String>) -> Result<Account> {
+        check_contacts(&contact)?;
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            store::set_contact(conn, &account.id, &contact, now)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    account.track,
+                    now,
+                    account_actor(&account.id),
+                    "account.contact-updated",
+                    account_actor(&account.id),
+                    json!({ "contact": contact }),
+                ),
+            )?;
+            store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
+        })
+    }
+
+    /// RFC 8555 §7.3.6. Deactivation is final.
+    pub fn deactivate_account(&self, account: &Account) -> Result<Account> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            store::set_status(conn, &account.id, AccountStatus::Deactivated, now)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    account.track,
+                    now,
+                    account_actor(&account.id),
+                    "account.deactivated",
+                    account_actor(&account.id),
+                    json!({}),
+                ),
+            )?;
+            store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
+        })
+    }
+
+    /// RFC 8555 §7.3.5. A key already bound to an account of this track is a conflict; the
+    /// error names that account so the front end can point at it.
+    pub fn change_key(&self, account: &Account, new_jwk: &str, new_thumbprint: &str) -> Result<Account> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            if let Some(holder) = store::by_thumbprint(conn, account.track, new_thumbprint)? {
+                let mut err = Error::conflict("the new key is already in use by an account");
+                err.conflicting_account = Some(holder.id);
+                return Err(err);
+            }
+            store::set_key(conn, &account.id, new_jwk, new_thumbprint, now)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    account.track,
+                    now,
+                    account_actor(&account.id),
+                    "account.key-changed",
+                    account_actor(&account.id),
+                    json!({ "old_thumbprint": account.key_thumbprint, "new_thumbprint": new_thumbprint }),
+                ),
+            )?;
+            store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn contacts_must_be_plain_mailto() {
+        assert!(check_contacts(&["mailto:ops@example.com".into()]).is_ok());
+        let kind = |c: &str| check_contacts(&[c.to_string()]).unwrap_err().kind;
+        assert_eq!(kind("tel:+1555"), ErrorKind::UnsupportedContact);
+        assert_eq!(kind("mailto:ops@example.com?subject=x"), ErrorKind::InvalidContact);
+        assert_eq!(kind("mailto:a@b.com,c@d.com"), ErrorKind::InvalidContact);
+        assert_eq!(kind("mailto:nobody"), ErrorKind::InvalidContact);
+    }
+}

@@ -1,0 +1,77 @@
+//! Anti-replay nonces (RFC 8555 §6.5). With SQLite the CA is one process, so nonces live in
+//! memory; with PostgreSQL several processes share the table, so any of them can redeem a nonce
+//! another issued.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Ca;
+use crate::storage::{nonces as store, Backend};
+use crate::{ids, Result};
+
+/// An upper bound on outstanding in-memory nonces; past it the oldest are dropped, and a client
+/// holding one gets badNonce and retries with the fresh nonce that comes with it.
+const MEMORY_LIMIT: usize = 200_000;
+
+pub(super) enum NonceStore {
+    Memory { lifetime: i64, issued: Mutex<HashMap<String, i64>> },
+    Database { lifetime: i64 },
+}
+
+impl NonceStore {
+    pub(super) fn new(backend: Backend, lifetime: i64) -> NonceStore {
+        match backend {
+            Backend::Sqlite => NonceStore::Memory { lifetime, issued: Mutex::new(HashMap::new()) },
+            Backend::Postgres => NonceStore::Database { lifetime },
+        }
+    }
+}
+
+impl Ca {
+    pub fn new_nonce(&self) -> Result<String> {
+        let nonce = ids::new_id();
+        let now = self.clock.unix();
+        match &self.nonces {
+            NonceStore::Memory { lifetime, issued } => {
+                let mut issued = issued.lock().unwrap_or_else(|p| p.into_inner());
+                if issued.len() >= MEMORY_LIMIT {
+                    issued.retain(|_, expires| *expires > now);
+                    if issued.len() >= MEMORY_LIMIT {
+                        let mut by_age: Vec<i64> = issued.values().copied().collect();
+                        by_age.sort_unstable();
+                        let cutoff = by_age[by_age.len() / 2];
+                        issued.retain(|_, expires| *expires > cutoff);
+                    }
+                }
+                issued.insert(nonce.clone(), now + lifetime);
+            }
+            NonceStore::Database { lifetime } => {
+                self.storage.read(|conn| store::insert(conn, &nonce, now + lifetime))?;
+            }
+        }
+        Ok(nonce)
+    }
+
+    /// Redeems a nonce: true exactly once for a nonce this CA issued and that has not expired.
+    pub fn consume_nonce(&self, nonce: &str) -> Result<bool> {
+        let now = self.clock.unix();
+        match &self.nonces {
+            NonceStore::Memory { issued, .. } => {
+                let mut issued = issued.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(issued.remove(nonce).is_some_and(|expires| expires > now))
+            }
+            NonceStore::Database { .. } => self.storage.read(|conn| store::consume(conn, nonce, now)),
+        }
+    }
+
+    /// Drops expired nonces from the table; a scheduled job calls this.
+    pub fn purge_nonces(&self) -> Result<usize> {
+        match &self.nonces {
+            NonceStore::Memory { .. } => Ok(0),
+            NonceStore::Database { .. } => {
+                let now = self.clock.unix();
+                self.storage.read(|conn| store::purge_expired(conn, now))
+            }
+        }
+    }
+}

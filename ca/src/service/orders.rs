@@ -1,0 +1,403 @@
+//! Orders, authorizations, challenges and finalize (RFC 8555 §7.4, §7.5).
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::Ca;
+use crate::audit::{self, AuditEvent};
+use crate::csr::check_csr;
+use crate::jwk::PublicJwk;
+use crate::model::*;
+use crate::status::{authorization_status, order_status};
+use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, OrderRow};
+use crate::storage::{certificates, orders as store, DbConnection};
+use crate::{ids, issuance, Error, ErrorKind, Result, Track};
+
+/// A newOrder request once its JWS has been verified: identifiers as the client sent them.
+pub struct NewOrder {
+    pub identifiers: Vec<(String, String)>,
+    pub profile: Option<String>,
+    pub replaces: Option<String>,
+}
+
+/// What a validator needs to check one challenge.
+#[derive(Debug, Clone)]
+pub struct ValidationTarget {
+    pub challenge: Challenge,
+    pub identifier: Identifier,
+    pub account_thumbprint: String,
+    /// False when the challenge was already processing or done: nothing new to validate.
+    pub start: bool,
+}
+
+fn actor(account_id: &str) -> String {
+    format!("account:{account_id}")
+}
+
+fn challenge_kinds(identifier: &Identifier, wildcard: bool) -> Vec<ChallengeKind> {
+    match identifier.kind {
+        IdentifierKind::Dns if wildcard => vec![ChallengeKind::Dns01],
+        IdentifierKind::Dns => vec![ChallengeKind::Http01, ChallengeKind::Dns01, ChallengeKind::TlsAlpn01],
+        IdentifierKind::Ip => vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01],
+        IdentifierKind::Email => vec![ChallengeKind::EmailReply00],
+    }
+}
+
+fn ensure_owner(account: &Account, owner: &str, what: &str) -> Result<()> {
+    if account.id != owner {
+        return Err(Error::unauthorized(format!("this {what} belongs to another account")));
+    }
+    Ok(())
+}
+
+impl Ca {
+    pub fn new_order(&self, account: &Account, request: NewOrder) -> Result<Order> {
+        let track = account.track;
+        let policy = self.policy(track);
+        if request.identifiers.is_empty() {
+            return Err(Error::malformed("an order needs at least one identifier"));
+        }
+        let mut identifiers = BTreeSet::new();
+        for (kind, value) in &request.identifiers {
+            identifiers.insert(policy.check_identifier(kind, value)?);
+        }
+        if identifiers.len() > policy.max_identifiers {
+            return Err(Error::rejected_identifier(format!(
+                "an order on the {track} track may name at most {} identifiers",
+                policy.max_identifiers
+            )));
+        }
+        let profile = policy.profile(request.profile.as_deref())?.name.clone();
+        if request.replaces.is_some() {
+            return Err(Error::malformed("this server does not offer ARI yet: \"replaces\" is not accepted"));
+        }
+        let identifiers: Vec<Identifier> = identifiers.into_iter().collect();
+        let now = self.clock.unix();
+        let order_id = ids::new_id();
+        let expires = now + policy.order_lifetime_seconds;
+        let authz_expires = now + policy.authorization_lifetime_seconds.min(policy.order_lifetime_seconds);
+        self.storage.write(|conn| {
+            store::insert_order(
+                conn,
+                &OrderRow {
+                    id: order_id.clone(),
+                    track: track.as_str().into(),
+                    account_id: account.id.clone(),
+                    status: OrderStatus::Pending.as_str().into(),
+                    identifiers: identifiers_to_text(&identifiers),
+                    profile: profile.clone(),
+                    expires,
+                    error: None,
+                    certificate_serial: None,
+                    replaces: None,
+                    created_at: now,
+                },
+            )?;
+            for (position, identifier) in identifiers.iter().enumerate() {
+                let wildcard = identifier.is_wildcard();
+                let authz_id = ids::new_id();
+                store::insert_authorization(
+                    conn,
+                    &AuthorizationRow {
+                        id: authz_id.clone(),
+                        track: track.as_str().into(),
+                        account_id: account.id.clone(),
+                        order_id: order_id.clone(),
+                        identifier_type: identifier.kind.as_str().into(),
+                        identifier_value: identifier.authorization_value().to_string(),
+                        wildcard,
+                        status: AuthzStatus::Pending.as_str().into(),
+                        expires: authz_expires,
+                        position: position as i64,
+                        created_at: now,
+                    },
+                )?;
+                let challenges: Vec<ChallengeRow> = challenge_kinds(identifier, wildcard)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, kind)| ChallengeRow {
+                        id: ids::new_id(),
+                        authorization_id: authz_id.clone(),
+                        kind: kind.as_str().into(),
+                        token: ids::new_token(),
+                        status: ChallengeStatus::Pending.as_str().into(),
+                        validated: None,
+                        error: None,
+                        position: i as i64,
+                    })
+                    .collect();
+                store::insert_challenges(conn, &challenges)?;
+            }
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    track,
+                    now,
+                    actor(&account.id),
+                    "order.created",
+                    format!("order:{order_id}"),
+                    json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }),
+                ),
+            )?;
+            load_order(conn, track, &order_id, now)
+        })
+    }
+
+    /// The order with its status derived as of now.
+    pub fn order(&self, track: Track, id: &str) -> Result<Order> {
+        let now = self.clock.unix();
+        self.storage.read(|conn| load_order(conn, track, id, now))
+    }
+
+    /// A page of an account's order ids after `cursor`, and the cursor of the next page.
+    pub fn orders_page(&self, account: &Account, cursor: Option<&str>) -> Result<(Vec<String>, Option<String>)> {
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let (at, id) = c.split_once('.').ok_or_else(|| Error::malformed("invalid orders cursor"))?;
+                Some((at.parse::<i64>().map_err(|_| Error::malformed("invalid orders cursor"))?, id.to_string()))
+            }
+        };
+        let size = self.policy(account.track).orders_page_size;
+        let mut page = self.storage.read(|conn| store::order_ids_page(conn, &account.id, after, size + 1))?;
+        let next = if page.len() > size {
+            page.truncate(size);
+            page.last().map(|(at, id)| format!("{at}.{id}"))
+        } else {
+            None
+        };
+        Ok((page.into_iter().map(|(_, id)| id).collect(), next))
+    }
+
+    pub fn authorization(&self, track: Track, id: &str) -> Result<Authorization> {
+        let now = self.clock.unix();
+        self.storage.read(|conn| load_authorization(conn, track, id, now))
+    }
+
+    /// RFC 8555 §7.5.2: the client gives up an authorization it holds.
+    pub fn deactivate_authorization(&self, account: &Account, id: &str) -> Result<Authorization> {
+        let now = self.clock.unix();
+        let track = account.track;
+        self.storage.write(|conn| {
+            let authz = load_authorization(conn, track, id, now)?;
+            ensure_owner(account, &authz.account_id, "authorization")?;
+            if !matches!(authz.status, AuthzStatus::Pending | AuthzStatus::Valid) {
+                return Err(Error::malformed(format!(
+                    "an authorization that is {} cannot be deactivated",
+                    authz.status.as_str()
+                )));
+            }
+            store::set_authorization_status(conn, id, AuthzStatus::Deactivated)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(track, now, actor(&account.id), "authorization.deactivated", format!("authorization:{id}"), json!({ "identifier": authz.identifier.to_string() })),
+            )?;
+            load_authorization(conn, track, id, now)
+        })
+    }
+
+    /// The challenge and the authorization it belongs to.
+    pub fn challenge(&self, track: Track, id: &str) -> Result<(Challenge, Authorization)> {
+        let now = self.clock.unix();
+        self.storage.read(|conn| load_challenge(conn, track, id, now))
+    }
+
+    /// RFC 8555 §7.5.1: the client says it is ready. A pending challenge moves to processing
+    /// and the caller validates it; any other state is returned as it is.
+    pub fn begin_validation(&self, account: &Account, challenge_id: &str) -> Result<ValidationTarget> {
+        let now = self.clock.unix();
+        let track = account.track;
+        self.storage.write(|conn| {
+            let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
+            ensure_owner(account, &authz.account_id, "challenge")?;
+            let mut target = ValidationTarget {
+                identifier: authz.identifier.clone(),
+                account_thumbprint: account.key_thumbprint.clone(),
+                start: false,
+                challenge: challenge.clone(),
+            };
+            if challenge.status != ChallengeStatus::Pending {
+                return Ok(target);
+            }
+            if authz.status != AuthzStatus::Pending {
+                return Err(Error::malformed(format!(
+                    "the authorization is {}; its challenges can no longer be answered",
+                    authz.status.as_str()
+                )));
+            }
+            if store::transition_challenge(conn, challenge_id, ChallengeStatus::Pending, ChallengeStatus::Processing, None, None)? {
+                target.start = true;
+                target.challenge.status = ChallengeStatus::Processing;
+            }
+            Ok(target)
+        })
+    }
+
+    /// Records a validation's outcome on the challenge and its authorization.
+    pub fn complete_validation(&self, track: Track, challenge_id: &str, outcome: Result<(), StoredProblem>) -> Result<()> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
+            let (to, error, authz_status) = match &outcome {
+                Ok(()) => (ChallengeStatus::Valid, None, AuthzStatus::Valid),
+                Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
+            };
+            let validated = outcome.is_ok().then_some(now);
+            if !store::transition_challenge(conn, challenge_id, ChallengeStatus::Processing, to, validated, error)? {
+                return Ok(());
+            }
+            // An authorization that expired or was deactivated meanwhile keeps that state.
+            if authz.status == AuthzStatus::Pending {
+                store::set_authorization_status(conn, &authz.id, authz_status)?;
+            }
+            let details = match error {
+                None => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str() }),
+                Some(p) => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail }),
+            };
+            let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
+            audit::append(conn, &AuditEvent::new(track, now, "system", action, format!("challenge:{challenge_id}"), details))?;
+            Ok(())
+        })
+    }
+
+    /// RFC 8555 §7.4: checks the CSR against the order and issues. The certificate row and the
+    /// order's move to valid commit in one transaction, before the response leaves.
+    pub fn finalize(&self, account: &Account, order_id: &str, csr_der: &[u8]) -> Result<Order> {
+        let track = account.track;
+        let now_time = self.clock.now();
+        let now = now_time.unix_timestamp();
+        let order = self.order(track, order_id)?;
+        ensure_owner(account, &order.account_id, "order")?;
+        if order.status != OrderStatus::Ready {
+            return Err(Error::order_not_ready(format!(
+                "the order is {}, not ready: finalize is accepted once every authorization is valid",
+                order.status.as_str()
+            )));
+        }
+        let csr = check_csr(csr_der)?;
+        let ordered: BTreeSet<Identifier> = order.identifiers.iter().cloned().collect();
+        if csr.identifiers != ordered {
+            let extra: Vec<String> = csr.identifiers.difference(&ordered).map(ToString::to_string).collect();
+            let missing: Vec<String> = ordered.difference(&csr.identifiers).map(ToString::to_string).collect();
+            return Err(Error::bad_csr(format!(
+                "the CSR's names differ from the order's (not in the order: [{}]; missing from the CSR: [{}])",
+                extra.join(", "),
+                missing.join(", ")
+            )));
+        }
+        if PublicJwk::from_spki_der(&csr.spki_der).is_ok_and(|k| k.thumbprint == account.key_thumbprint) {
+            return Err(Error::bad_csr("the CSR's key is the account key; certificates need a key of their own"));
+        }
+        let policy = self.policy(track);
+        let profile = policy.profile(Some(&order.profile))?;
+        let issuer = self.hierarchy.issuer(track);
+        let issuer_not_after = issuer_not_after(&issuer.cert_der)?;
+        let prepared = issuance::prepare(
+            policy,
+            profile,
+            &order.identifiers,
+            &csr,
+            &self.certificate_urls(track),
+            issuer_not_after,
+            now_time,
+        )?;
+        let issued = issuance::issue(prepared, issuer)?;
+        self.storage.write(|conn| {
+            if !store::set_order_valid(conn, order_id, OrderStatus::Pending, &issued.serial_hex)? {
+                return Err(Error::order_not_ready("the order was finalized meanwhile"));
+            }
+            certificates::insert(
+                conn,
+                &CertificateRow {
+                    serial: issued.serial_hex.clone(),
+                    track: track.as_str().into(),
+                    account_id: Some(account.id.clone()),
+                    order_id: Some(order_id.to_string()),
+                    asset_id: None,
+                    person_id: None,
+                    profile: issued.profile.clone(),
+                    identifiers: identifiers_to_text(&issued.identifiers),
+                    spki_sha256: issued.spki_sha256.clone(),
+                    not_before: issued.not_before,
+                    not_after: issued.not_after,
+                    der: issued.der.clone(),
+                    status: CertificateStatus::Valid.as_str().into(),
+                    revocation_reason: None,
+                    revoked_at: None,
+                    replaced_by: None,
+                    created_at: now,
+                },
+            )?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    track,
+                    now,
+                    actor(&account.id),
+                    "certificate.issued",
+                    format!("certificate:{}", issued.serial_hex),
+                    json!({
+                        "order": order_id,
+                        "profile": issued.profile,
+                        "identifiers": issued.identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "not_before": issued.not_before,
+                        "not_after": issued.not_after,
+                    }),
+                ),
+            )?;
+            load_order(conn, track, order_id, now)
+        })
+    }
+
+    /// A certificate of this track, for download by the account that ordered it.
+    pub fn certificate_for(&self, account: &Account, serial: &str) -> Result<CertificateRecord> {
+        let cert = self
+            .storage
+            .read(|conn| certificates::by_serial(conn, account.track, serial))?
+            .ok_or_else(|| Error::not_found(format!("no certificate with serial {serial}")))?;
+        if cert.account_id.as_deref() != Some(account.id.as_str()) {
+            return Err(Error::unauthorized("this certificate belongs to another account"));
+        }
+        Ok(cert)
+    }
+}
+
+fn issuer_not_after(der: &[u8]) -> Result<time::OffsetDateTime> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
+fn not_found(what: &str, id: &str) -> Error {
+    Error::not_found(format!("no {what} {id:?} on this track"))
+}
+
+fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Order> {
+    let mut order = store::order(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
+    let statuses: Vec<AuthzStatus> = store::order_authorizations(conn, id)?
+        .iter()
+        .map(|a| authorization_status(a.status, a.expires, now))
+        .collect();
+    order.status = order_status(order.status, &statuses, order.expires, now);
+    if order.status == OrderStatus::Invalid && order.error.is_none() {
+        order.error = Some(StoredProblem {
+            kind: ErrorKind::Unauthorized,
+            detail: "an authorization of this order failed, expired or was deactivated, or the order expired".into(),
+        });
+    }
+    Ok(order)
+}
+
+fn load_authorization(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Authorization> {
+    let mut authz = store::authorization(conn, track, id)?.ok_or_else(|| not_found("authorization", id))?;
+    authz.status = authorization_status(authz.status, authz.expires, now);
+    Ok(authz)
+}
+
+fn load_challenge(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<(Challenge, Authorization)> {
+    let challenge = store::challenge(conn, id)?.ok_or_else(|| not_found("challenge", id))?;
+    // The track filter sits on the authorization: a challenge of the other track is not found.
+    let authz = load_authorization(conn, track, &challenge.authorization_id, now).map_err(|_| not_found("challenge", id))?;
+    Ok((challenge, authz))
+}

@@ -1,0 +1,56 @@
+use diesel::prelude::*;
+
+use super::rows::AuditRow;
+use super::schema::audit_events::dsl as e;
+use super::DbConnection;
+use crate::audit::{AuditEvent, GENESIS_HASH};
+use crate::{Result, Track};
+
+/// Appends one event to its track's chain. On PostgreSQL a transaction-scoped advisory lock
+/// per track orders concurrent appends; on SQLite the single writer already does.
+pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
+    if let DbConnection::Postgresql(pg) = conn {
+        let key: i64 = match event.track {
+            Track::Machine => 0x6475_616c_6361_0001,
+            Track::Human => 0x6475_616c_6361_0002,
+        };
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .execute(pg)?;
+    }
+    let last: Option<(i64, String)> = e::audit_events
+        .filter(e::track.eq(event.track.as_str()))
+        .order(e::seq.desc())
+        .select((e::seq, e::hash))
+        .first(conn)
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let hash = event.chain_hash(seq, &prev_hash);
+    let row = AuditRow {
+        track: event.track.as_str().to_string(),
+        seq,
+        at: event.at,
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        subject: event.subject.clone(),
+        details: event.details.to_string(),
+        prev_hash,
+        hash,
+    };
+    diesel::insert_into(e::audit_events).values(&row).execute(conn)?;
+    Ok(seq)
+}
+
+/// One page of a track's chain in sequence order, for verification and export.
+pub fn page(conn: &mut DbConnection, track: Track, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+    Ok(e::audit_events
+        .filter(e::track.eq(track.as_str()))
+        .filter(e::seq.gt(after_seq))
+        .order(e::seq.asc())
+        .limit(limit)
+        .select(AuditRow::as_select())
+        .load(conn)?)
+}

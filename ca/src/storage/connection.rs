@@ -1,0 +1,148 @@
+//! One connection type for both backends, a pool that opens the right one from the URL's
+//! scheme, and the transaction wrapper every write goes through.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::{Error, Result};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Opens connections by the URL's scheme. diesel's own multi-connection `establish` tries each
+/// backend in turn, and SQLite accepts any string as a file name: a mistyped or unreachable
+/// PostgreSQL URL would silently become a local file. This manager never falls through.
+struct Manager {
+    url: String,
+    backend: Backend,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match self.backend {
+            Backend::Postgres => {
+                PgConnection::establish(&self.url).map(DbConnection::Postgresql).map_err(r2d2::Error::ConnectionError)
+            }
+            Backend::Sqlite => {
+                let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
+                let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; FULL sync makes every commit
+                // durable before the response that depends on it leaves.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                     PRAGMA busy_timeout = 10000;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+pub struct Storage {
+    pool: Pool<Manager>,
+    backend: Backend,
+    /// SQLite has one writer at a time; taking the turn in process avoids SQLITE_BUSY on
+    /// upgrade from a read to a write lock. PostgreSQL needs no such lock.
+    sqlite_writer: Mutex<()>,
+}
+
+impl Storage {
+    pub fn open(url: &str, max_connections: u32) -> Result<Storage> {
+        let backend = Backend::of_url(url);
+        let manager = Manager { url: url.to_string(), backend };
+        let pool = Pool::builder()
+            .max_size(max_connections)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| Error::internal(format!("open database: {e}")))?;
+        let storage = Storage { pool, backend, sqlite_writer: Mutex::new(()) };
+        storage.migrate()?;
+        Ok(storage)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.get()?;
+        let result = match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+            DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        };
+        result.map_err(|e| Error::internal(format!("migrations: {e}")))
+    }
+
+    /// Runs `f` outside a transaction, for reads.
+    pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in one transaction: everything it writes (state, audit, outbox) commits
+    /// together or not at all.
+    pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        let _turn = match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
+            Backend::Postgres => None,
+        };
+        conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
+            TxError::Domain(e) => e,
+            TxError::Diesel(e) => Error::from(e),
+        })
+    }
+}
+
+/// diesel's transaction needs an error it can build from its own; this carries ours through.
+enum TxError {
+    Domain(Error),
+    Diesel(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxError {
+    fn from(e: diesel::result::Error) -> Self {
+        TxError::Diesel(e)
+    }
+}

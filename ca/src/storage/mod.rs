@@ -1,0 +1,13 @@
+//! All database access. Nothing outside this module builds a query; the services in this crate
+//! call the functions here inside `Storage::write` or `Storage::read`.
+
+pub(crate) mod accounts;
+pub(crate) mod audit;
+pub(crate) mod certificates;
+mod connection;
+pub(crate) mod nonces;
+pub(crate) mod orders;
+pub(crate) mod rows;
+mod schema;
+
+pub use connection::{Backend, DbConnection, Storage};

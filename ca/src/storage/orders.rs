@@ -1,0 +1,156 @@
+//! Orders, their authorizations and challenges.
+
+use diesel::prelude::*;
+
+use super::rows::{problem_to_text, AuthorizationRow, ChallengeRow, OrderRow};
+use super::schema::{authorizations::dsl as z, challenges::dsl as c, orders::dsl as o};
+use super::DbConnection;
+use crate::model::*;
+use crate::{Result, Track};
+
+pub fn insert_order(conn: &mut DbConnection, row: &OrderRow) -> Result<()> {
+    diesel::insert_into(o::orders).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_authorization(conn: &mut DbConnection, row: &AuthorizationRow) -> Result<()> {
+    diesel::insert_into(z::authorizations).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Result<()> {
+    for row in rows {
+        diesel::insert_into(c::challenges).values(row).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn order(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Order>> {
+    let Some(row) = o::orders
+        .filter(o::id.eq(id))
+        .filter(o::track.eq(track.as_str()))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let authz_ids: Vec<String> =
+        z::authorizations.filter(z::order_id.eq(id)).order(z::position.asc()).select(z::id).load(conn)?;
+    row.into_domain(authz_ids).map(Some)
+}
+
+/// Statuses of an order's authorizations, in order, for status computation.
+pub fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
+    let rows: Vec<AuthorizationRow> = z::authorizations
+        .filter(z::order_id.eq(order_id))
+        .order(z::position.asc())
+        .select(AuthorizationRow::as_select())
+        .load(conn)?;
+    rows.into_iter()
+        .map(|r| {
+            let challenges = challenges_of(conn, &r.id)?;
+            r.into_domain(challenges)
+        })
+        .collect()
+}
+
+fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challenge>> {
+    let rows: Vec<ChallengeRow> = c::challenges
+        .filter(c::authorization_id.eq(authz_id))
+        .order(c::position.asc())
+        .select(ChallengeRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(ChallengeRow::into_domain).collect()
+}
+
+pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
+    let Some(row) = z::authorizations
+        .filter(z::id.eq(id))
+        .filter(z::track.eq(track.as_str()))
+        .select(AuthorizationRow::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let challenges = challenges_of(conn, id)?;
+    row.into_domain(challenges).map(Some)
+}
+
+pub fn challenge(conn: &mut DbConnection, id: &str) -> Result<Option<Challenge>> {
+    c::challenges
+        .filter(c::id.eq(id))
+        .select(ChallengeRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(ChallengeRow::into_domain)
+        .transpose()
+}
+
+/// A page of an account's order ids, oldest first, after the cursor (`created_at`, `id`).
+pub fn order_ids_page(
+    conn: &mut DbConnection,
+    account_id: &str,
+    after: Option<(i64, String)>,
+    limit: usize,
+) -> Result<Vec<(i64, String)>> {
+    let mut query = o::orders.filter(o::account_id.eq(account_id)).into_boxed();
+    if let Some((at, id)) = after {
+        query = query.filter(o::created_at.gt(at).or(o::created_at.eq(at).and(o::id.gt(id))));
+    }
+    Ok(query
+        .order((o::created_at.asc(), o::id.asc()))
+        .select((o::created_at, o::id))
+        .limit(limit as i64)
+        .load(conn)?)
+}
+
+/// Moves an order from `from` to valid with its certificate. Returns false when the order was
+/// no longer in `from` (a concurrent finalize won).
+pub fn set_order_valid(conn: &mut DbConnection, id: &str, from: OrderStatus, serial: &str) -> Result<bool> {
+    let n = diesel::update(o::orders.filter(o::id.eq(id)).filter(o::status.eq(from.as_str())))
+        .set((o::status.eq(OrderStatus::Valid.as_str()), o::certificate_serial.eq(serial)))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: AuthzStatus) -> Result<()> {
+    diesel::update(z::authorizations.filter(z::id.eq(id))).set(z::status.eq(status.as_str())).execute(conn)?;
+    Ok(())
+}
+
+/// Compare-and-set on a challenge's status; false when it was not in `from`.
+pub fn transition_challenge(
+    conn: &mut DbConnection,
+    id: &str,
+    from: ChallengeStatus,
+    to: ChallengeStatus,
+    validated: Option<i64>,
+    error: Option<&StoredProblem>,
+) -> Result<bool> {
+    let n = diesel::update(c::challenges.filter(c::id.eq(id)).filter(c::status.eq(from.as_str())))
+        .set((c::status.eq(to.as_str()), c::validated.eq(validated), c::error.eq(error.map(problem_to_text))))
+        .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// Valid, unexpired authorizations an account holds for an identifier value; used to decide
+/// whether an account may revoke a certificate it did not order.
+pub fn holds_valid_authorization(
+    conn: &mut DbConnection,
+    account_id: &str,
+    kind: IdentifierKind,
+    value: &str,
+    now: i64,
+) -> Result<bool> {
+    let n: i64 = z::authorizations
+        .filter(z::account_id.eq(account_id))
+        .filter(z::identifier_type.eq(kind.as_str()))
+        .filter(z::identifier_value.eq(value))
+        .filter(z::status.eq(AuthzStatus::Valid.as_str()))
+        .filter(z::expires.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}

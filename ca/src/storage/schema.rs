@@ -1,0 +1,105 @@
+// The tables as diesel sees them; kept by hand in step with migrations/{sqlite,postgres}.
+
+diesel::table! {
+    accounts (id) {
+        id -> Text,
+        track -> Text,
+        key_thumbprint -> Text,
+        jwk -> Text,
+        status -> Text,
+        contact -> Text,
+        tos_agreed -> Bool,
+        eab_kid -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        track -> Text,
+        account_id -> Text,
+        status -> Text,
+        identifiers -> Text,
+        profile -> Text,
+        expires -> BigInt,
+        error -> Nullable<Text>,
+        certificate_serial -> Nullable<Text>,
+        replaces -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    authorizations (id) {
+        id -> Text,
+        track -> Text,
+        account_id -> Text,
+        order_id -> Text,
+        identifier_type -> Text,
+        identifier_value -> Text,
+        wildcard -> Bool,
+        status -> Text,
+        expires -> BigInt,
+        position -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    challenges (id) {
+        id -> Text,
+        authorization_id -> Text,
+        kind -> Text,
+        token -> Text,
+        status -> Text,
+        validated -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        position -> BigInt,
+    }
+}
+
+diesel::table! {
+    certificates (serial) {
+        serial -> Text,
+        track -> Text,
+        account_id -> Nullable<Text>,
+        order_id -> Nullable<Text>,
+        asset_id -> Nullable<Text>,
+        person_id -> Nullable<Text>,
+        profile -> Text,
+        identifiers -> Text,
+        spki_sha256 -> Text,
+        not_before -> BigInt,
+        not_after -> BigInt,
+        der -> Binary,
+        status -> Text,
+        revocation_reason -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+        replaced_by -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_events (track, seq) {
+        track -> Text,
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        subject -> Text,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    nonces (value) {
+        value -> Text,
+        expires -> BigInt,
+    }
+}
+
