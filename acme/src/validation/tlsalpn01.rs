@@ -1,0 +1,183 @@
+//! tls-alpn-01 (RFC 8737, and RFC 8738 §6 for IP addresses): a TLS handshake with ALPN
+//! `acme-tls/1` whose certificate names exactly the identifier and carries the critical
+//! acmeIdentifier extension with the SHA-256 of the key authorization.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use dualca_ca::model::{Identifier, IdentifierKind, StoredProblem};
+use dualca_ca::ErrorKind;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry::Oid;
+use x509_parser::prelude::FromDer;
+
+use super::{problem, Validator};
+
+const ALPN: &[u8] = b"acme-tls/1";
+/// id-pe-acmeIdentifier, RFC 8737 §6.1.
+const ACME_IDENTIFIER_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
+
+/// The certificate is what is being checked, not trusted: any chain is accepted, but the
+/// handshake signature must still verify against it.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub(super) fn client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls-alpn-01 client: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// RFC 8738 §6: the SNI for an IP address is its reverse-mapping name.
+fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut labels: Vec<String> = Vec::with_capacity(34);
+            for byte in v6.octets().iter().rev() {
+                labels.push(format!("{:x}", byte & 0x0f));
+                labels.push(format!("{:x}", byte >> 4));
+            }
+            labels.push("ip6.arpa".into());
+            labels.join(".")
+        }
+    }
+}
+
+pub(super) async fn validate(validator: &Validator, identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
+    let (ips, sni) = match identifier.kind {
+        IdentifierKind::Ip => {
+            let ip: IpAddr = identifier.value.parse().map_err(|_| problem(ErrorKind::Malformed, "bad IP identifier"))?;
+            (vec![ip], reverse_name(ip))
+        }
+        _ => (validator.resolve(&identifier.value).await?, identifier.value.clone()),
+    };
+    let addr = SocketAddr::new(ips[0], validator.settings.tls_port);
+    let server_name =
+        ServerName::try_from(sni.clone()).map_err(|_| problem(ErrorKind::Malformed, format!("{sni} is not a valid SNI name")))?;
+    let tcp = tokio::time::timeout(validator.settings.timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| problem(ErrorKind::Connection, format!("connecting to {addr} timed out")))?
+        .map_err(|e| problem(ErrorKind::Connection, format!("connecting to {addr}: {e}")))?;
+    let connector = TlsConnector::from(validator.tls.clone());
+    let tls = tokio::time::timeout(validator.settings.timeout, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| problem(ErrorKind::Connection, format!("TLS handshake with {addr} timed out")))?
+        .map_err(|e| problem(ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+    let (_, session) = tls.get_ref();
+    if session.alpn_protocol() != Some(ALPN) {
+        return Err(problem(ErrorKind::Unauthorized, format!("{addr} did not negotiate ALPN acme-tls/1")));
+    }
+    let cert = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or_else(|| problem(ErrorKind::Tls, format!("{addr} presented no certificate")))?
+        .clone();
+    check_certificate(&cert, identifier, key_authorization)
+}
+
+fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
+    let bad = |detail: String| problem(ErrorKind::Unauthorized, detail);
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|_| bad("the acme-tls/1 certificate cannot be parsed".into()))?;
+    let names = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| san.value.general_names.clone())
+        .unwrap_or_default();
+    let matches = match (identifier.kind, names.as_slice()) {
+        (IdentifierKind::Dns, [GeneralName::DNSName(name)]) => name.eq_ignore_ascii_case(&identifier.value),
+        (IdentifierKind::Ip, [GeneralName::IPAddress(bytes)]) => {
+            let ip = match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                _ => None,
+            };
+            ip.map(|ip| ip.to_string()) == Some(identifier.value.clone())
+        }
+        _ => false,
+    };
+    if !matches {
+        return Err(bad(format!("the acme-tls/1 certificate must name exactly {} in its subjectAltName", identifier.value)));
+    }
+    let oid = Oid::from(ACME_IDENTIFIER_OID).map_err(|_| bad("internal OID error".into()))?;
+    let ext = cert
+        .tbs_certificate
+        .extensions()
+        .iter()
+        .find(|e| e.oid == oid)
+        .ok_or_else(|| bad("the acme-tls/1 certificate has no acmeIdentifier extension".into()))?;
+    if !ext.critical {
+        return Err(bad("the acmeIdentifier extension is not critical".into()));
+    }
+    let digest = dualca_ca::ids::sha256(key_authorization.as_bytes());
+    let mut expected = vec![0x04, 0x20];
+    expected.extend_from_slice(&digest);
+    if ext.value != expected.as_slice() {
+        return Err(problem(ErrorKind::IncorrectResponse, "the acmeIdentifier extension does not hold the key authorization digest"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(reverse_name("127.0.0.1".parse().unwrap()), "1.0.0.127.in-addr.arpa");
+        assert!(reverse_name("::1".parse().unwrap()).starts_with("1.0.0.0.0.0.0.0"));
+        assert!(reverse_name("::1".parse().unwrap()).ends_with(".ip6.arpa"));
+    }
+}
