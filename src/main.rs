@@ -1,1 +1,90 @@
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use dualca::config::{LogFormat, Settings};
+use dualca::startup::{open_ca, App};
+use dualca::telemetry;
+
+#[derive(Parser)]
+#[command(name = "dualca", version, about = "A certificate authority with a machine track and a human track")]
+struct Cli {
+    /// TOML configuration file; DUALCA_* environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as text or JSON lines.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// Data directory (database, CA keys, TLS certificate, outbox).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… or a SQLite file path.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve both ACME directories over HTTPS.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Base URL clients use to reach this server.
+        #[arg(long)]
+        public_url: Option<String>,
+    },
+    /// Create the data directory, the database and the CA hierarchy, then exit.
+    Init,
+}
+
+#[actix_web::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(format) = cli.log_format {
+        settings.log_format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    if let Some(url) = cli.database_url {
+        settings.database_url = url;
+    }
+    telemetry::init(settings.log_format);
+    match cli.command {
+        Command::Init => {
+            let public_url = settings.public_url_for_port(settings.listen.port());
+            let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
+            println!("CA hierarchy ready; root CA certificate: {}", ca.hierarchy.root_path().display());
+            Ok(())
+        }
+        Command::Serve { listen, public_url } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            if let Some(url) = public_url {
+                settings.public_url = url;
+            }
+            let app = App::build(settings).await?;
+            println!("dualca is serving on {}", app.public_url);
+            println!("  machine directory: {}/acme/machine/directory", app.public_url);
+            println!("  human directory:   {}/acme/human/directory", app.public_url);
+            println!("  root CA:           {}", app.root_ca_path.display());
+            println!("  outgoing mail:     .eml files in {} (no SMTP relay configured)", app.outbox_dir.display());
+            app.run().await?;
+            Ok(())
+        }
+    }
+}

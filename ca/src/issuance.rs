@@ -169,3 +169,49 @@ fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
     }
     Ok(())
 }
+
+/// The CA's own HTTPS certificate, signed by the machine issuing CA for the names the server
+/// answers on. It goes through this module like every other signature.
+pub fn issue_server_certificate(
+    names: &[String],
+    issuer: &IssuingCa,
+    lifetime_days: i64,
+    now: OffsetDateTime,
+) -> Result<(Issued, rcgen::KeyPair)> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
+    let mut params = CertificateParams::default();
+    params.not_before = now.replace_nanosecond(0).map_err(Error::internal)?;
+    params.not_after = params.not_before + Duration::days(lifetime_days);
+    let serial = ids::new_serial();
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
+    params.distinguished_name = dn;
+    let mut identifiers = Vec::new();
+    for name in names {
+        let id = match name.parse::<IpAddr>() {
+            Ok(ip) => Identifier::new(IdentifierKind::Ip, ip.to_string()),
+            Err(_) => Identifier::new(IdentifierKind::Dns, name.to_ascii_lowercase()),
+        };
+        params.subject_alt_names.push(san_for(&id)?);
+        identifiers.push(id);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer.issuer).map_err(Error::internal)?;
+    let spki_sha256 = crate::csr::spki_fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    Ok((
+        Issued {
+            serial_hex: ids::hex(&serial),
+            der: cert.der().to_vec(),
+            not_before: params.not_before.unix_timestamp(),
+            not_after: params.not_after.unix_timestamp(),
+            identifiers,
+            profile: "ca-server-tls".into(),
+            spki_sha256,
+            track: issuer.track,
+        },
+        key,
+    ))
+}

@@ -6,12 +6,14 @@ mod accounts;
 mod nonces;
 mod orders;
 mod revocation;
+mod server_tls;
 
 use std::path::PathBuf;
 
 pub use accounts::NewAccount;
 pub use orders::{NewOrder, ValidationTarget};
 pub use revocation::Revoker;
+pub use server_tls::ServerCertificate;
 
 use crate::clock::Clock;
 use crate::hierarchy::Hierarchy;

@@ -1,0 +1,260 @@
+//! Typed configuration: defaults, then the TOML file given with `--config`, then `DUALCA_*`
+//! environment variables (nested keys joined by `__`, e.g. `DUALCA_VALIDATION__HTTP_PORT`),
+//! then command-line flags. Everything is checked once, at start-up, by `Settings::validate`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use dualca_ca::model::IdentifierKind;
+use dualca_ca::policy::{ExtendedKeyUsage, Profile, TrackPolicy};
+use dualca_ca::Track;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; otherwise a SQLite file path. Empty: `<data_dir>/dualca.db`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    /// The base of every URL the CA hands out. Empty: `https://localhost:<listen port>`.
+    pub public_url: String,
+    /// Extra names for the CA's own HTTPS certificate, besides localhost and the loopback IPs.
+    pub tls_names: Vec<String>,
+    pub organization: String,
+    pub log_format: LogFormat,
+    pub nonce_lifetime: String,
+    pub validation: ValidationSettings,
+    pub machine: TrackSettings,
+    pub human: TrackSettings,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationSettings {
+    pub http_port: u16,
+    pub tls_port: u16,
+    /// `ip:port` of a DNS server to ask instead of the system's.
+    pub resolver: Option<SocketAddr>,
+    /// Static name → IP answers, consulted before DNS.
+    pub hosts: BTreeMap<String, IpAddr>,
+    pub timeout: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackSettings {
+    pub terms_of_service: Option<String>,
+    pub website: Option<String>,
+    pub caa_identities: Option<Vec<String>>,
+    pub external_account_required: Option<bool>,
+    pub default_profile: Option<String>,
+    pub max_lifetime: Option<String>,
+    pub allow_wildcards: Option<bool>,
+    pub order_lifetime: Option<String>,
+    pub authorization_lifetime: Option<String>,
+    pub orders_page_size: Option<usize>,
+    /// Replaces the track's profiles when given.
+    pub profiles: Option<BTreeMap<String, ProfileSettings>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSettings {
+    pub lifetime: String,
+    #[serde(default)]
+    pub description: String,
+    pub extended_key_usages: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./dualca-data"),
+            database_url: String::new(),
+            database_max_connections: 16,
+            listen: "127.0.0.1:14000".parse().expect("valid default address"),
+            public_url: String::new(),
+            tls_names: Vec::new(),
+            organization: "dualca".into(),
+            log_format: LogFormat::Text,
+            nonce_lifetime: "1h".into(),
+            validation: ValidationSettings::default(),
+            machine: TrackSettings::default(),
+            human: TrackSettings::default(),
+        }
+    }
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        ValidationSettings { http_port: 80, tls_port: 443, resolver: None, hosts: BTreeMap::new(), timeout: "10s".into() }
+    }
+}
+
+/// Parses `90s`, `15m`, `24h`, `7d` into seconds.
+pub fn parse_duration(text: &str) -> Result<i64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().with_context(|| format!("duration {text:?} has no number"))?;
+    let factor = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => bail!("duration {text:?} has unknown unit {other:?}: use s, m, h or d"),
+    };
+    if n <= 0 {
+        bail!("duration {text:?} must be positive");
+    }
+    Ok(n * factor)
+}
+
+impl Settings {
+    /// Defaults ← TOML file ← environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("DUALCA_").split("__"));
+        figment.extract().map_err(|e| anyhow!("configuration: {e}"))
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            self.data_dir.join("dualca.db").to_string_lossy().into_owned()
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    pub fn public_url_for_port(&self, port: u16) -> String {
+        if self.public_url.is_empty() {
+            format!("https://localhost:{port}")
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    pub fn policy(&self, track: Track) -> Result<TrackPolicy> {
+        let overrides = match track {
+            Track::Machine => &self.machine,
+            Track::Human => &self.human,
+        };
+        let mut policy = TrackPolicy::default_for(track);
+        if let Some(v) = &overrides.terms_of_service {
+            policy.terms_of_service = Some(v.clone());
+        }
+        if let Some(v) = &overrides.website {
+            policy.website = Some(v.clone());
+        }
+        if let Some(v) = &overrides.caa_identities {
+            policy.caa_identities = v.clone();
+        }
+        if let Some(v) = overrides.external_account_required {
+            policy.external_account_required = v;
+        }
+        if let Some(v) = overrides.allow_wildcards {
+            policy.allow_wildcards = v;
+        }
+        if let Some(v) = &overrides.max_lifetime {
+            policy.max_lifetime_seconds = parse_duration(v)?;
+        }
+        if let Some(v) = &overrides.order_lifetime {
+            policy.order_lifetime_seconds = parse_duration(v)?;
+        }
+        if let Some(v) = &overrides.authorization_lifetime {
+            policy.authorization_lifetime_seconds = parse_duration(v)?;
+        }
+        if let Some(v) = overrides.orders_page_size {
+            if v == 0 {
+                bail!("[{track}] orders_page_size must be at least 1");
+            }
+            policy.orders_page_size = v;
+        }
+        if let Some(profiles) = &overrides.profiles {
+            policy.profiles = profiles
+                .iter()
+                .map(|(name, p)| {
+                    let ekus = p
+                        .extended_key_usages
+                        .iter()
+                        .map(|e| ExtendedKeyUsage::parse(e).ok_or_else(|| anyhow!("[{track}.profiles.{name}] unknown EKU {e:?}")))
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok(Profile {
+                        name: name.clone(),
+                        description: p.description.clone(),
+                        lifetime_seconds: parse_duration(&p.lifetime)?,
+                        extended_key_usages: ekus,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
+        if let Some(v) = &overrides.default_profile {
+            policy.default_profile = v.clone();
+        }
+        if !policy.profiles.iter().any(|p| p.name == policy.default_profile) {
+            bail!("[{track}] default profile {:?} is not among the track's profiles", policy.default_profile);
+        }
+        for profile in &policy.profiles {
+            if profile.lifetime_seconds > policy.max_lifetime_seconds {
+                bail!(
+                    "[{track}.profiles.{}] lifetime exceeds the track's max_lifetime ({} s > {} s)",
+                    profile.name,
+                    profile.lifetime_seconds,
+                    policy.max_lifetime_seconds
+                );
+            }
+        }
+        if track == Track::Machine && policy.identifier_kinds.contains(&IdentifierKind::Email) {
+            bail!("[machine] email identifiers belong to the human track");
+        }
+        Ok(policy)
+    }
+
+    pub fn validator(&self) -> Result<dualca_acme::ValidatorSettings> {
+        Ok(dualca_acme::ValidatorSettings {
+            http_port: self.validation.http_port,
+            tls_port: self.validation.tls_port,
+            resolver: self.validation.resolver,
+            hosts: self.validation.hosts.clone().into_iter().collect::<HashMap<_, _>>(),
+            timeout: std::time::Duration::from_secs(parse_duration(&self.validation.timeout)? as u64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h").unwrap(), 86400);
+        assert_eq!(parse_duration("7d").unwrap(), 604800);
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn profiles_cannot_outlive_the_track_maximum() {
+        let mut s = Settings::default();
+        s.machine.max_lifetime = Some("12h".into());
+        assert!(s.policy(Track::Machine).unwrap_err().to_string().contains("exceeds"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The `dualca` binary's library half: configuration, wiring, and the CLI's commands, so that
+//! the tests build the same server `main` runs.
+
+pub mod config;
+pub mod startup;
+pub mod telemetry;
