@@ -100,15 +100,26 @@ impl Default for Settings {
 
 impl Default for ValidationSettings {
     fn default() -> Self {
-        ValidationSettings { http_port: 80, tls_port: 443, resolver: None, hosts: BTreeMap::new(), timeout: "10s".into() }
+        ValidationSettings {
+            http_port: 80,
+            tls_port: 443,
+            resolver: None,
+            hosts: BTreeMap::new(),
+            timeout: "10s".into(),
+        }
     }
 }
 
 /// Parses `90s`, `15m`, `24h`, `7d` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: i64 = number.parse().with_context(|| format!("duration {text:?} has no number"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("duration {text:?} has no number"))?;
     let factor = match unit {
         "s" | "" => 1,
         "m" => 60,
@@ -138,7 +149,10 @@ impl Settings {
 
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
-            self.data_dir.join("dualca.db").to_string_lossy().into_owned()
+            self.data_dir
+                .join("dualca.db")
+                .to_string_lossy()
+                .into_owned()
         } else {
             self.database_url.clone()
         }
@@ -195,7 +209,11 @@ impl Settings {
                     let ekus = p
                         .extended_key_usages
                         .iter()
-                        .map(|e| ExtendedKeyUsage::parse(e).ok_or_else(|| anyhow!("[{track}.profiles.{name}] unknown EKU {e:?}")))
+                        .map(|e| {
+                            ExtendedKeyUsage::parse(e).ok_or_else(|| {
+                                anyhow!("[{track}.profiles.{name}] unknown EKU {e:?}")
+                            })
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     Ok(Profile {
                         name: name.clone(),
@@ -209,8 +227,15 @@ impl Settings {
         if let Some(v) = &overrides.default_profile {
             policy.default_profile = v.clone();
         }
-        if !policy.profiles.iter().any(|p| p.name == policy.default_profile) {
-            bail!("[{track}] default profile {:?} is not among the track's profiles", policy.default_profile);
+        if !policy
+            .profiles
+            .iter()
+            .any(|p| p.name == policy.default_profile)
+        {
+            bail!(
+                "[{track}] default profile {:?} is not among the track's profiles",
+                policy.default_profile
+            );
         }
         for profile in &policy.profiles {
             if profile.lifetime_seconds > policy.max_lifetime_seconds {
@@ -233,8 +258,15 @@ impl Settings {
             http_port: self.validation.http_port,
             tls_port: self.validation.tls_port,
             resolver: self.validation.resolver,
-            hosts: self.validation.hosts.clone().into_iter().collect::<HashMap<_, _>>(),
-            timeout: std::time::Duration::from_secs(parse_duration(&self.validation.timeout)? as u64),
+            hosts: self
+                .validation
+                .hosts
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+            timeout: std::time::Duration::from_secs(
+                parse_duration(&self.validation.timeout)? as u64
+            ),
         })
     }
 }
@@ -255,6 +287,10 @@ mod tests {
     fn profiles_cannot_outlive_the_track_maximum() {
         let mut s = Settings::default();
         s.machine.max_lifetime = Some("12h".into());
-        assert!(s.policy(Track::Machine).unwrap_err().to_string().contains("exceeds"));
+        assert!(s
+            .policy(Track::Machine)
+            .unwrap_err()
+            .to_string()
+            .contains("exceeds"));
     }
 }

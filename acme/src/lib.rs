@@ -28,7 +28,12 @@ pub struct AcmeState {
 impl AcmeState {
     pub fn new(track: Track, ca: Arc<Ca>, validator: Arc<Validator>) -> AcmeState {
         let base = format!("{}/acme/{track}", ca.public_url());
-        AcmeState { track, ca, validator, base }
+        AcmeState {
+            track,
+            ca,
+            validator,
+            base,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -41,7 +46,9 @@ impl AcmeState {
 }
 
 /// Mounts one track's directory at `/acme/{track}`.
-pub fn scope(state: AcmeState) -> actix_web::Scope<
+pub fn scope(
+    state: AcmeState,
+) -> actix_web::Scope<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
         Config = (),
@@ -71,7 +78,9 @@ pub fn scope(state: AcmeState) -> actix_web::Scope<
         .service(web::resource("/finalize/{id}").route(post().to(handlers::order::finalize)))
         .service(web::resource("/authz/{id}").route(post().to(handlers::authz::authorization)))
         .service(web::resource("/chall/{id}").route(post().to(handlers::authz::challenge)))
-        .service(web::resource("/cert/{serial}").route(post().to(handlers::certificate::certificate)))
+        .service(
+            web::resource("/cert/{serial}").route(post().to(handlers::certificate::certificate)),
+        )
         .service(web::resource("/revoke-cert").route(post().to(handlers::certificate::revoke)))
         .default_service(web::to(handlers::not_found))
 }

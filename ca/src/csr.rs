@@ -38,7 +38,9 @@ pub fn spki_fingerprint(spki_der: &[u8]) -> String {
 pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
     let req = openssl::x509::X509Req::from_der(der)
         .map_err(|_| Error::bad_csr("the CSR is not a DER-encoded PKCS#10 request"))?;
-    let key = req.public_key().map_err(|_| Error::bad_csr("the CSR's public key cannot be read"))?;
+    let key = req
+        .public_key()
+        .map_err(|_| Error::bad_csr("the CSR's public key cannot be read"))?;
     let key_kind = match key.id() {
         Id::EC => {
             let ec = key.ec_key().map_err(Error::internal)?;
@@ -57,15 +59,19 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
             }
             KeyKind::Rsa(bits)
         }
-        _ => return Err(Error::bad_csr("the CSR's key type is not accepted: use P-256, P-384 or RSA 2048+")),
+        _ => {
+            return Err(Error::bad_csr(
+                "the CSR's key type is not accepted: use P-256, P-384 or RSA 2048+",
+            ))
+        }
     };
     if !req.verify(&key).unwrap_or(false) {
         return Err(Error::bad_csr("the CSR's signature does not verify"));
     }
     let spki_der = key.public_key_to_der().map_err(Error::internal)?;
 
-    let (_, parsed) =
-        X509CertificationRequest::from_der(der).map_err(|_| Error::bad_csr("the CSR cannot be parsed"))?;
+    let (_, parsed) = X509CertificationRequest::from_der(der)
+        .map_err(|_| Error::bad_csr("the CSR cannot be parsed"))?;
     let mut identifiers = BTreeSet::new();
     if let Some(extensions) = parsed.requested_extensions() {
         for ext in extensions {
@@ -76,27 +82,25 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
             }
         }
     }
-    let common_names: Vec<String> = parsed
-        .certification_request_info
-        .subject
-        .iter_common_name()
-        .map(|cn| cn.as_str().map(str::to_ascii_lowercase))
-        .collect::<Result<_, _>>()
-        .map_err(|_| Error::bad_csr("the CSR's common name is not a string"))?;
-    for cn in common_names {
-        if !identifiers.iter().any(|id| id.value.eq_ignore_ascii_case(&cn)) {
-            return Err(Error::bad_csr(format!("the CSR's common name {cn:?} is not among its subjectAltNames")));
-        }
-    }
+    // The subject (common name included) is ignored: the certificate's subject is built from
+    // the order's identifiers, never copied from the CSR.
     if identifiers.is_empty() {
         return Err(Error::bad_csr("the CSR names no identifiers"));
     }
-    Ok(CheckedCsr { spki_sha256: spki_fingerprint(&spki_der), spki_der, identifiers, key_kind })
+    Ok(CheckedCsr {
+        spki_sha256: spki_fingerprint(&spki_der),
+        spki_der,
+        identifiers,
+        key_kind,
+    })
 }
 
 fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {
     match name {
-        GeneralName::DNSName(dns) => Ok(Identifier::new(IdentifierKind::Dns, dns.to_ascii_lowercase())),
+        GeneralName::DNSName(dns) => Ok(Identifier::new(
+            IdentifierKind::Dns,
+            dns.to_ascii_lowercase(),
+        )),
         GeneralName::IPAddress(bytes) => {
             let ip = match bytes.len() {
                 4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).map_err(Error::internal)?),
@@ -106,11 +110,16 @@ fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {
             Ok(Identifier::new(IdentifierKind::Ip, ip.to_string()))
         }
         GeneralName::RFC822Name(email) => {
-            let (local, domain) = email
-                .rsplit_once('@')
-                .ok_or_else(|| Error::bad_csr(format!("the CSR's rfc822Name {email:?} is not an address")))?;
-            Ok(Identifier::new(IdentifierKind::Email, format!("{local}@{}", domain.to_ascii_lowercase())))
+            let (local, domain) = email.rsplit_once('@').ok_or_else(|| {
+                Error::bad_csr(format!("the CSR's rfc822Name {email:?} is not an address"))
+            })?;
+            Ok(Identifier::new(
+                IdentifierKind::Email,
+                format!("{local}@{}", domain.to_ascii_lowercase()),
+            ))
         }
-        other => Err(Error::bad_csr(format!("the CSR asks for a subjectAltName of a kind this CA does not issue: {other}"))),
+        other => Err(Error::bad_csr(format!(
+            "the CSR asks for a subjectAltName of a kind this CA does not issue: {other}"
+        ))),
     }
 }

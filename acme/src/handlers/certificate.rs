@@ -10,14 +10,20 @@ use crate::wire::RevokeRequest;
 use crate::AcmeState;
 
 /// RFC 8555 §7.4.2: the chain, leaf first, as application/pem-certificate-chain.
-pub async fn certificate(state: web::Data<AcmeState>, path: web::Path<String>, jws: Jws) -> Result<HttpResponse, Problem> {
+pub async fn certificate(
+    state: web::Data<AcmeState>,
+    path: web::Path<String>,
+    jws: Jws,
+) -> Result<HttpResponse, Problem> {
     let account = jws.account()?.clone();
     jws.require_post_as_get()?;
     let (ca, serial) = (state.ca.clone(), path.into_inner());
     let cert = ca_call(move || ca.certificate_for(&account, &serial)).await?;
     let mut chain = der_to_pem(&cert.der);
     chain.push_str(state.ca.chain_pem(state.track));
-    Ok(HttpResponse::build(StatusCode::OK).content_type("application/pem-certificate-chain").body(chain))
+    Ok(HttpResponse::build(StatusCode::OK)
+        .content_type("application/pem-certificate-chain")
+        .body(chain))
 }
 
 /// RFC 8555 §7.6.
@@ -28,12 +34,24 @@ pub async fn revoke(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRespons
     let reason = request.reason;
     match jws.signer {
         Signer::Account(account) => {
-            ca_call(move || ca.revoke_by_subscriber(track, Revoker::Account(&account), &der, reason)).await?
+            ca_call(move || {
+                ca.revoke_by_subscriber(track, Revoker::Account(&account), &der, reason)
+            })
+            .await?
         }
         Signer::Key(key) => {
             let thumbprint = key.thumbprint.clone();
-            ca_call(move || ca.revoke_by_subscriber(track, Revoker::CertificateKey { thumbprint: &thumbprint }, &der, reason))
-                .await?
+            ca_call(move || {
+                ca.revoke_by_subscriber(
+                    track,
+                    Revoker::CertificateKey {
+                        thumbprint: &thumbprint,
+                    },
+                    &der,
+                    reason,
+                )
+            })
+            .await?
         }
     }
     Ok(HttpResponse::Ok().finish())

@@ -30,7 +30,13 @@ pub struct ValidatorSettings {
 
 impl Default for ValidatorSettings {
     fn default() -> Self {
-        ValidatorSettings { http_port: 80, tls_port: 443, resolver: None, hosts: HashMap::new(), timeout: Duration::from_secs(10) }
+        ValidatorSettings {
+            http_port: 80,
+            tls_port: 443,
+            resolver: None,
+            hosts: HashMap::new(),
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -42,7 +48,10 @@ pub struct Validator {
 }
 
 pub(crate) fn problem(kind: ErrorKind, detail: impl Into<String>) -> StoredProblem {
-    StoredProblem { kind, detail: detail.into() }
+    StoredProblem {
+        kind,
+        detail: detail.into(),
+    }
 }
 
 impl Validator {
@@ -50,15 +59,25 @@ impl Validator {
         let resolver = match settings.resolver {
             Some(addr) => {
                 let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-                TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], group), TokioConnectionProvider::default())
-                    .build()
+                TokioResolver::builder_with_config(
+                    ResolverConfig::from_parts(None, vec![], group),
+                    TokioConnectionProvider::default(),
+                )
+                .build()
             }
-            None => TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?.build(),
+            None => TokioResolver::builder_tokio()
+                .map_err(|e| format!("system DNS configuration: {e}"))?
+                .build(),
         };
         let resolver = Arc::new(resolver);
         let http = http01::client(&settings, resolver.clone())?;
         let tls = tlsalpn01::client_config()?;
-        Ok(Validator { settings, resolver, http, tls })
+        Ok(Validator {
+            settings,
+            resolver,
+            http,
+            tls,
+        })
     }
 
     /// Resolves a name through the static map, then DNS.
@@ -71,24 +90,41 @@ impl Validator {
         let identifier = &target.identifier;
         let result = match (target.challenge.kind, identifier.kind) {
             (ChallengeKind::Http01, IdentifierKind::Dns | IdentifierKind::Ip) => {
-                http01::validate(self, identifier, &target.challenge.token, &key_authorization).await
+                http01::validate(
+                    self,
+                    identifier,
+                    &target.challenge.token,
+                    &key_authorization,
+                )
+                .await
             }
-            (ChallengeKind::Dns01, IdentifierKind::Dns) => dns01::validate(self, &identifier.value, &key_authorization).await,
+            (ChallengeKind::Dns01, IdentifierKind::Dns) => {
+                dns01::validate(self, &identifier.value, &key_authorization).await
+            }
             (ChallengeKind::TlsAlpn01, IdentifierKind::Dns | IdentifierKind::Ip) => {
                 tlsalpn01::validate(self, identifier, &key_authorization).await
             }
             (kind, id_kind) => Err(problem(
                 ErrorKind::Malformed,
-                format!("{} cannot validate an identifier of type {}", kind.as_str(), id_kind.as_str()),
+                format!(
+                    "{} cannot validate an identifier of type {}",
+                    kind.as_str(),
+                    id_kind.as_str()
+                ),
             )),
         };
-        let outcome = match tokio::time::timeout(self.settings.timeout * 2, async { result }).await {
+        let outcome = match tokio::time::timeout(self.settings.timeout * 2, async { result }).await
+        {
             Ok(r) => r,
             Err(_) => Err(problem(ErrorKind::Connection, "validation timed out")),
         };
         match &outcome {
-            Ok(()) => tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), "validation succeeded"),
-            Err(p) => tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), error = p.kind.name(), detail = %p.detail, "validation failed"),
+            Ok(()) => {
+                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), "validation succeeded")
+            }
+            Err(p) => {
+                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), error = p.kind.name(), detail = %p.detail, "validation failed")
+            }
         }
         outcome
     }
@@ -108,7 +144,10 @@ pub(crate) async fn resolve_with(
         .map_err(|e| problem(ErrorKind::Dns, format!("DNS lookup of {name} failed: {e}")))?;
     let ips: Vec<IpAddr> = lookup.iter().collect();
     if ips.is_empty() {
-        return Err(problem(ErrorKind::Dns, format!("{name} has no A or AAAA records")));
+        return Err(problem(
+            ErrorKind::Dns,
+            format!("{name} has no A or AAAA records"),
+        ));
     }
     Ok(ips)
 }

@@ -46,7 +46,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -55,7 +60,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -94,29 +104,59 @@ fn reverse_name(ip: IpAddr) -> String {
     }
 }
 
-pub(super) async fn validate(validator: &Validator, identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
+pub(super) async fn validate(
+    validator: &Validator,
+    identifier: &Identifier,
+    key_authorization: &str,
+) -> Result<(), StoredProblem> {
     let (ips, sni) = match identifier.kind {
         IdentifierKind::Ip => {
-            let ip: IpAddr = identifier.value.parse().map_err(|_| problem(ErrorKind::Malformed, "bad IP identifier"))?;
+            let ip: IpAddr = identifier
+                .value
+                .parse()
+                .map_err(|_| problem(ErrorKind::Malformed, "bad IP identifier"))?;
             (vec![ip], reverse_name(ip))
         }
-        _ => (validator.resolve(&identifier.value).await?, identifier.value.clone()),
+        _ => (
+            validator.resolve(&identifier.value).await?,
+            identifier.value.clone(),
+        ),
     };
     let addr = SocketAddr::new(ips[0], validator.settings.tls_port);
-    let server_name =
-        ServerName::try_from(sni.clone()).map_err(|_| problem(ErrorKind::Malformed, format!("{sni} is not a valid SNI name")))?;
+    let server_name = ServerName::try_from(sni.clone()).map_err(|_| {
+        problem(
+            ErrorKind::Malformed,
+            format!("{sni} is not a valid SNI name"),
+        )
+    })?;
     let tcp = tokio::time::timeout(validator.settings.timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| problem(ErrorKind::Connection, format!("connecting to {addr} timed out")))?
+        .map_err(|_| {
+            problem(
+                ErrorKind::Connection,
+                format!("connecting to {addr} timed out"),
+            )
+        })?
         .map_err(|e| problem(ErrorKind::Connection, format!("connecting to {addr}: {e}")))?;
     let connector = TlsConnector::from(validator.tls.clone());
-    let tls = tokio::time::timeout(validator.settings.timeout, connector.connect(server_name, tcp))
-        .await
-        .map_err(|_| problem(ErrorKind::Connection, format!("TLS handshake with {addr} timed out")))?
-        .map_err(|e| problem(ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+    let tls = tokio::time::timeout(
+        validator.settings.timeout,
+        connector.connect(server_name, tcp),
+    )
+    .await
+    .map_err(|_| {
+        problem(
+            ErrorKind::Connection,
+            format!("TLS handshake with {addr} timed out"),
+        )
+    })?
+    .map_err(|e| problem(ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
     let (_, session) = tls.get_ref();
     if session.alpn_protocol() != Some(ALPN) {
-        return Err(problem(ErrorKind::Unauthorized, format!("{addr} did not negotiate ALPN acme-tls/1")));
+        return Err(problem(
+            ErrorKind::Unauthorized,
+            format!("{addr} did not negotiate ALPN acme-tls/1"),
+        ));
     }
     let cert = session
         .peer_certificates()
@@ -126,7 +166,11 @@ pub(super) async fn validate(validator: &Validator, identifier: &Identifier, key
     check_certificate(&cert, identifier, key_authorization)
 }
 
-fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
+fn check_certificate(
+    der: &[u8],
+    identifier: &Identifier,
+    key_authorization: &str,
+) -> Result<(), StoredProblem> {
     let bad = |detail: String| problem(ErrorKind::Unauthorized, detail);
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
         .map_err(|_| bad("the acme-tls/1 certificate cannot be parsed".into()))?;
@@ -137,7 +181,9 @@ fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &st
         .map(|san| san.value.general_names.clone())
         .unwrap_or_default();
     let matches = match (identifier.kind, names.as_slice()) {
-        (IdentifierKind::Dns, [GeneralName::DNSName(name)]) => name.eq_ignore_ascii_case(&identifier.value),
+        (IdentifierKind::Dns, [GeneralName::DNSName(name)]) => {
+            name.eq_ignore_ascii_case(&identifier.value)
+        }
         (IdentifierKind::Ip, [GeneralName::IPAddress(bytes)]) => {
             let ip = match bytes.len() {
                 4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
@@ -149,7 +195,10 @@ fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &st
         _ => false,
     };
     if !matches {
-        return Err(bad(format!("the acme-tls/1 certificate must name exactly {} in its subjectAltName", identifier.value)));
+        return Err(bad(format!(
+            "the acme-tls/1 certificate must name exactly {} in its subjectAltName",
+            identifier.value
+        )));
     }
     let oid = Oid::from(ACME_IDENTIFIER_OID).map_err(|_| bad("internal OID error".into()))?;
     let ext = cert
@@ -165,7 +214,10 @@ fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &st
     let mut expected = vec![0x04, 0x20];
     expected.extend_from_slice(&digest);
     if ext.value != expected.as_slice() {
-        return Err(problem(ErrorKind::IncorrectResponse, "the acmeIdentifier extension does not hold the key authorization digest"));
+        return Err(problem(
+            ErrorKind::IncorrectResponse,
+            "the acmeIdentifier extension does not hold the key authorization digest",
+        ));
     }
     Ok(())
 }
@@ -176,7 +228,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("127.0.0.1".parse().unwrap()), "1.0.0.127.in-addr.arpa");
+        assert_eq!(
+            reverse_name("127.0.0.1".parse().unwrap()),
+            "1.0.0.127.in-addr.arpa"
+        );
         assert!(reverse_name("::1".parse().unwrap()).starts_with("1.0.0.0.0.0.0.0"));
         assert!(reverse_name("::1".parse().unwrap()).ends_with(".ip6.arpa"));
     }

@@ -6,7 +6,9 @@ use x509_parser::prelude::FromDer;
 use super::Ca;
 use crate::audit::{self, AuditEvent};
 use crate::jwk::PublicJwk;
-use crate::model::{Account, CertificateRecord, CertificateStatus, IdentifierKind, RevocationReason};
+use crate::model::{
+    Account, CertificateRecord, CertificateStatus, IdentifierKind, RevocationReason,
+};
 use crate::storage::{certificates, orders};
 use crate::{ids, Error, Result, Track};
 
@@ -20,11 +22,32 @@ pub enum Revoker<'a> {
 }
 
 impl Ca {
-    pub fn revoke_by_subscriber(&self, track: Track, revoker: Revoker<'_>, cert_der: &[u8], reason: Option<i64>) -> Result<()> {
+    /// Any certificate of a track by serial, for operators and tests.
+    pub fn certificate(&self, track: Track, serial: &str) -> Result<CertificateRecord> {
+        self.storage
+            .read(|conn| certificates::by_serial(conn, track, serial))?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no certificate with serial {serial} on the {track} track"
+                ))
+            })
+    }
+
+    pub fn revoke_by_subscriber(
+        &self,
+        track: Track,
+        revoker: Revoker<'_>,
+        cert_der: &[u8],
+        reason: Option<i64>,
+    ) -> Result<()> {
         let code = reason.unwrap_or(0);
         let reason = RevocationReason::from_code(code)
             .filter(|r| r.subscriber_may_use())
-            .ok_or_else(|| Error::bad_revocation_reason(format!("revocation reason {code} is not accepted; use 0, 1, 3, 4 or 5")))?;
+            .ok_or_else(|| {
+                Error::bad_revocation_reason(format!(
+                    "revocation reason {code} is not accepted; use 0, 1, 3, 4 or 5"
+                ))
+            })?;
         let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert_der)
             .map_err(|_| Error::malformed("certificate is not a DER X.509 certificate"))?;
         let serial = ids::hex(parsed.tbs_certificate.raw_serial());

@@ -40,12 +40,19 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         prev_hash,
         hash,
     };
-    diesel::insert_into(e::audit_events).values(&row).execute(conn)?;
+    diesel::insert_into(e::audit_events)
+        .values(&row)
+        .execute(conn)?;
     Ok(seq)
 }
 
 /// One page of a track's chain in sequence order, for verification and export.
-pub fn page(conn: &mut DbConnection, track: Track, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
+pub fn page(
+    conn: &mut DbConnection,
+    track: Track,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>> {
     Ok(e::audit_events
         .filter(e::track.eq(track.as_str()))
         .filter(e::seq.gt(after_seq))

@@ -28,6 +28,7 @@ diesel::table! {
         certificate_serial -> Nullable<Text>,
         replaces -> Nullable<Text>,
         created_at -> BigInt,
+        created_micros -> BigInt,
     }
 }
 
@@ -102,4 +103,3 @@ diesel::table! {
         expires -> BigInt,
     }
 }
-

@@ -26,9 +26,11 @@ CREATE TABLE orders (
     error TEXT,
     certificate_serial TEXT,
     replaces TEXT,
-    created_at BIGINT NOT NULL
+    created_at BIGINT NOT NULL,
+    -- Microseconds since the epoch: orders the account's orders list by creation.
+    created_micros BIGINT NOT NULL
 );
-CREATE INDEX orders_account ON orders (account_id, created_at, id);
+CREATE INDEX orders_account ON orders (account_id, created_micros, id);
 
 CREATE TABLE authorizations (
     id TEXT PRIMARY KEY NOT NULL,

@@ -1,0 +1,210 @@
+//! The test fixture: a real dualca server on a loopback port, a fresh database per test
+//! (SQLite in a temporary directory, or a new PostgreSQL database when
+//! DUALCA_TEST_POSTGRES_URL is set), a real http-01 responder, and a raw JWS client for the
+//! requests no well-behaved ACME client would send.
+
+#![allow(dead_code)]
+
+pub mod jws;
+pub mod responder;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use diesel::{Connection, RunQueryDsl};
+use dualca::config::Settings;
+use dualca::startup::App;
+use dualca_ca::{Ca, Track};
+
+pub use responder::ChallengeResponder;
+
+/// Names the validator resolves to 127.0.0.1 through its static host map.
+pub const TEST_NAMES: &[&str] = &[
+    "a.example.test",
+    "b.example.test",
+    "www.example.test",
+    "other.example.test",
+    "example.test",
+    "certbot.example.test",
+    "lego.example.test",
+    "renew.example.test",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub public_url: String,
+    pub root_pem: PathBuf,
+    pub ca: Arc<Ca>,
+    pub responder: ChallengeResponder,
+    pub settings: Settings,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+/// In CI a missing tool or database is a failure, never a silent skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A fresh PostgreSQL database for one test, or None when PostgreSQL is not configured
+/// outside CI.
+pub fn postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") else {
+        assert!(!in_ci(), "CI=true but DUALCA_TEST_POSTGRES_URL is not set");
+        eprintln!("DUALCA_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");
+        return None;
+    };
+    let name = format!(
+        "dualca_test_{}",
+        dualca_ca::ids::hex(&dualca_ca::ids::random_bytes::<8>())
+    );
+    let mut conn =
+        diesel::pg::PgConnection::establish(&base).expect("connect to DUALCA_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create test database");
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("postgres URL has a database path");
+    Some(format!("{prefix}/{name}"))
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Option<TestServer> {
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Settings)) -> Option<TestServer> {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let responder = ChallengeResponder::start().await;
+        let mut settings = Settings::default();
+        settings.data_dir = dir.path().join("data");
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.database_max_connections = 8;
+        settings.validation.http_port = responder.http_port;
+        settings.validation.tls_port = responder.http_port;
+        settings.validation.timeout = "5s".into();
+        settings.validation.hosts = TEST_NAMES
+            .iter()
+            .map(|n| (n.to_string(), "127.0.0.1".parse::<IpAddr>().unwrap()))
+            .collect::<BTreeMap<_, _>>();
+        if db == Db::Postgres {
+            settings.database_url = postgres_database()?;
+        }
+        adjust(&mut settings);
+        Some(Self::boot(settings, dir, responder).await)
+    }
+
+    /// Starts a server on existing settings and data (a restart).
+    pub async fn boot(
+        settings: Settings,
+        dir: Arc<tempfile::TempDir>,
+        responder: ChallengeResponder,
+    ) -> TestServer {
+        let app = App::build(settings.clone()).await.expect("server starts");
+        let handle = app.handle();
+        let public_url = app.public_url.clone();
+        let root_pem = app.root_ca_path.clone();
+        let ca = app.ca.clone();
+        actix_web::rt::spawn(app.run());
+        TestServer {
+            handle,
+            public_url,
+            root_pem,
+            ca,
+            responder,
+            settings,
+            dir,
+        }
+    }
+
+    pub fn directory(&self, track: Track) -> String {
+        format!("{}/acme/{track}/directory", self.public_url)
+    }
+
+    pub fn url(&self, track: Track, path: &str) -> String {
+        format!("{}/acme/{track}/{path}", self.public_url)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// An HTTPS client that trusts this CA's root, for plain requests.
+    pub fn http(&self) -> reqwest::Client {
+        let root = std::fs::read(&self.root_pem).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+}
+
+/// Runs one async test body on SQLite and, when configured, on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await;
+            }
+            #[actix_web::test]
+            async fn postgres() {
+                super::$name($crate::common::Db::Postgres).await;
+            }
+        }
+    };
+}
+
+/// A CSR for `names` (DNS or IP) under a new P-256 key; returns the DER and the key.
+pub fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let der = params.serialize_request(&key).unwrap().der().to_vec();
+    (der, key)
+}
+
+/// A CSR built with OpenSSL, for keys and shapes rcgen will not make.
+pub fn openssl_csr(key: &openssl::pkey::PKey<openssl::pkey::Private>, names: &[&str]) -> Vec<u8> {
+    use openssl::stack::Stack;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::X509ReqBuilder;
+    let mut builder = X509ReqBuilder::new().unwrap();
+    builder.set_pubkey(key).unwrap();
+    let mut san = SubjectAlternativeName::new();
+    for name in names {
+        if name.parse::<IpAddr>().is_ok() {
+            san.ip(name);
+        } else {
+            san.dns(name);
+        }
+    }
+    let ctx = builder.x509v3_context(None);
+    let ext = san.build(&ctx).unwrap();
+    let mut stack = Stack::new().unwrap();
+    stack.push(ext).unwrap();
+    builder.add_extensions(&stack).unwrap();
+    builder
+        .sign(key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    builder.build().to_der().unwrap()
+}
+
+/// Parses the first certificate of a PEM chain.
+pub fn first_cert(pem: &str) -> openssl::x509::X509 {
+    openssl::x509::X509::stack_from_pem(pem.as_bytes())
+        .unwrap()
+        .remove(0)
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: the real server on a loopback port, driven over HTTPS by real clients.
+
+mod bad_inputs;
+mod common;
+mod protocol;
