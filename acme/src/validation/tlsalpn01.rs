@@ -8,8 +8,8 @@ use std::sync::Arc;
 use dualca_ca::model::{Identifier, IdentifierKind, StoredProblem};
 use dualca_ca::ErrorKind;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::{verify_tls13_signature_with_raw_key, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -23,10 +23,18 @@ const ALPN: &[u8] = b"acme-tls/1";
 /// id-pe-acmeIdentifier, RFC 8737 §6.1.
 const ACME_IDENTIFIER_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
 
-/// The certificate is what is being checked, not trusted: any chain is accepted, but the
-/// handshake signature must still verify against it.
+/// The certificate is what is being checked, not trusted: any chain is accepted. The handshake
+/// signature is still verified against the certificate's key. webpki cannot be used for that:
+/// it refuses the certificate for the very critical acmeIdentifier extension the challenge
+/// requires, so the key is taken from the SPKI directly.
 #[derive(Debug)]
 struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    Ok(parsed.public_key().raw.to_vec())
+}
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
@@ -46,12 +54,7 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_with_openssl(message, &spki_of(cert)?, dss)
     }
 
     fn verify_tls13_signature(
@@ -60,9 +63,10 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
+        let spki = spki_of(cert)?;
+        verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &SubjectPublicKeyInfoDer::from(spki.as_slice()),
             dss,
             &self.0.signature_verification_algorithms,
         )
@@ -70,6 +74,38 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// TLS 1.2 handshake signatures, which rustls only verifies through webpki.
+fn verify_with_openssl(message: &[u8], spki: &[u8], dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    use openssl::hash::MessageDigest;
+    use openssl::rsa::Padding;
+    use openssl::sign::{RsaPssSaltlen, Verifier};
+    let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
+    let key = openssl::pkey::PKey::public_key_from_der(spki).map_err(|_| bad())?;
+    let (digest, pss) = match dss.scheme {
+        SignatureScheme::ECDSA_NISTP256_SHA256 | SignatureScheme::RSA_PKCS1_SHA256 => (Some(MessageDigest::sha256()), false),
+        SignatureScheme::ECDSA_NISTP384_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 => (Some(MessageDigest::sha384()), false),
+        SignatureScheme::RSA_PKCS1_SHA512 => (Some(MessageDigest::sha512()), false),
+        SignatureScheme::RSA_PSS_SHA256 => (Some(MessageDigest::sha256()), true),
+        SignatureScheme::RSA_PSS_SHA384 => (Some(MessageDigest::sha384()), true),
+        SignatureScheme::RSA_PSS_SHA512 => (Some(MessageDigest::sha512()), true),
+        SignatureScheme::ED25519 => (None, false),
+        _ => return Err(rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)),
+    };
+    let mut verifier = match digest {
+        Some(d) => Verifier::new(d, &key),
+        None => Verifier::new_without_digest(&key),
+    }
+    .map_err(|_| bad())?;
+    if pss {
+        verifier.set_rsa_padding(Padding::PKCS1_PSS).map_err(|_| bad())?;
+        verifier.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).map_err(|_| bad())?;
+    }
+    match verifier.verify_oneshot(dss.signature(), message) {
+        Ok(true) => Ok(HandshakeSignatureValid::assertion()),
+        _ => Err(bad()),
     }
 }
 

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod alpn;
+pub mod dns;
 pub mod jws;
 pub mod responder;
 
