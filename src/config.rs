@@ -110,6 +110,29 @@ impl Default for ValidationSettings {
     }
 }
 
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "database_max_connections",
+    "listen",
+    "public_url",
+    "tls_names",
+    "organization",
+    "log_format",
+    "nonce_lifetime",
+    "validation",
+    "machine",
+    "human",
+];
+
+/// Whether an environment key (lower case; nesting shown as `__`, or as `.` once figment has
+/// mapped it) names a setting.
+fn is_setting(key: &str) -> bool {
+    let top = key.split("__").next().unwrap_or(key);
+    let top = top.split('.').next().unwrap_or(top);
+    TOP_LEVEL_KEYS.contains(&top)
+}
+
 /// Parses `90s`, `15m`, `24h`, `7d` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64> {
     let text = text.trim();
@@ -143,8 +166,22 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("DUALCA_").split("__"));
+        figment = figment.merge(
+            Env::prefixed("DUALCA_")
+                .split("__")
+                .filter(|key| is_setting(&key.as_str().to_ascii_lowercase())),
+        );
         figment.extract().map_err(|e| anyhow!("configuration: {e}"))
+    }
+
+    /// `DUALCA_*` variables that name no setting (the test suite's own `DUALCA_TEST_*`, or a
+    /// typo). They are ignored rather than fatal, and `main` warns about them.
+    pub fn ignored_environment() -> Vec<String> {
+        std::env::vars()
+            .filter_map(|(name, _)| name.strip_prefix("DUALCA_").map(str::to_string))
+            .filter(|key| !is_setting(&key.to_ascii_lowercase()))
+            .map(|key| format!("DUALCA_{key}"))
+            .collect()
     }
 
     pub fn database_url(&self) -> String {
@@ -274,6 +311,23 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_top_level_setting_is_known_to_the_environment_filter() {
+        let value = serde_json::to_value(Settings::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        let mut known = TOP_LEVEL_KEYS.to_vec();
+        known.sort_unstable();
+        assert_eq!(fields, known);
+        assert!(!is_setting("test_postgres_url"));
+        assert!(is_setting("validation__http_port"));
+    }
 
     #[test]
     fn durations() {

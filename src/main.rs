@@ -67,6 +67,9 @@ async fn main() -> Result<()> {
         settings.database_url = url;
     }
     telemetry::init(settings.log_format);
+    for name in Settings::ignored_environment() {
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
+    }
     match cli.command {
         Command::Init => {
             let public_url = settings.public_url_for_port(settings.listen.port());

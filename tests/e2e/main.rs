@@ -3,4 +3,5 @@
 mod bad_inputs;
 mod challenges;
 mod common;
+mod crash;
 mod protocol;

@@ -440,18 +440,52 @@ fn not_found(what: &str, id: &str) -> Error {
 
 fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Order> {
     let mut order = store::order(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
-    let statuses: Vec<AuthzStatus> = store::order_authorizations(conn, id)?
+    let authorizations = store::order_authorizations(conn, id)?;
+    let statuses: Vec<AuthzStatus> = authorizations
         .iter()
         .map(|a| authorization_status(a.status, a.expires, now))
         .collect();
     order.status = order_status(order.status, &statuses, order.expires, now);
     if order.status == OrderStatus::Invalid && order.error.is_none() {
-        order.error = Some(StoredProblem {
-            kind: ErrorKind::Unauthorized,
-            detail: "an authorization of this order failed, expired or was deactivated, or the order expired".into(),
-        });
+        order.error = Some(invalid_order_problem(&authorizations, &statuses));
     }
     Ok(order)
+}
+
+/// Why an order is invalid, in the words of the challenge that failed when there is one.
+fn invalid_order_problem(
+    authorizations: &[Authorization],
+    statuses: &[AuthzStatus],
+) -> StoredProblem {
+    for (authz, status) in authorizations.iter().zip(statuses) {
+        let failed = authz.challenges.iter().find_map(|c| c.error.as_ref());
+        match (status, failed) {
+            (AuthzStatus::Invalid, Some(problem)) => {
+                return StoredProblem {
+                    kind: problem.kind,
+                    detail: format!(
+                        "authorization for {} failed: {}",
+                        authz.identifier, problem.detail
+                    ),
+                }
+            }
+            (AuthzStatus::Deactivated | AuthzStatus::Expired | AuthzStatus::Revoked, _) => {
+                return StoredProblem {
+                    kind: ErrorKind::Unauthorized,
+                    detail: format!(
+                        "authorization for {} is {}",
+                        authz.identifier,
+                        status.as_str()
+                    ),
+                }
+            }
+            _ => {}
+        }
+    }
+    StoredProblem {
+        kind: ErrorKind::Unauthorized,
+        detail: "the order expired before it was finalized".into(),
+    }
 }
 
 fn load_authorization(
