@@ -78,21 +78,33 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 }
 
 /// TLS 1.2 handshake signatures, which rustls only verifies through webpki.
-fn verify_with_openssl(message: &[u8], spki: &[u8], dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+fn verify_with_openssl(
+    message: &[u8],
+    spki: &[u8],
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
     use openssl::hash::MessageDigest;
     use openssl::rsa::Padding;
     use openssl::sign::{RsaPssSaltlen, Verifier};
     let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
     let key = openssl::pkey::PKey::public_key_from_der(spki).map_err(|_| bad())?;
     let (digest, pss) = match dss.scheme {
-        SignatureScheme::ECDSA_NISTP256_SHA256 | SignatureScheme::RSA_PKCS1_SHA256 => (Some(MessageDigest::sha256()), false),
-        SignatureScheme::ECDSA_NISTP384_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 => (Some(MessageDigest::sha384()), false),
+        SignatureScheme::ECDSA_NISTP256_SHA256 | SignatureScheme::RSA_PKCS1_SHA256 => {
+            (Some(MessageDigest::sha256()), false)
+        }
+        SignatureScheme::ECDSA_NISTP384_SHA384 | SignatureScheme::RSA_PKCS1_SHA384 => {
+            (Some(MessageDigest::sha384()), false)
+        }
         SignatureScheme::RSA_PKCS1_SHA512 => (Some(MessageDigest::sha512()), false),
         SignatureScheme::RSA_PSS_SHA256 => (Some(MessageDigest::sha256()), true),
         SignatureScheme::RSA_PSS_SHA384 => (Some(MessageDigest::sha384()), true),
         SignatureScheme::RSA_PSS_SHA512 => (Some(MessageDigest::sha512()), true),
         SignatureScheme::ED25519 => (None, false),
-        _ => return Err(rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)),
+        _ => {
+            return Err(rustls::Error::PeerMisbehaved(
+                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ))
+        }
     };
     let mut verifier = match digest {
         Some(d) => Verifier::new(d, &key),
@@ -100,8 +112,12 @@ fn verify_with_openssl(message: &[u8], spki: &[u8], dss: &DigitallySignedStruct)
     }
     .map_err(|_| bad())?;
     if pss {
-        verifier.set_rsa_padding(Padding::PKCS1_PSS).map_err(|_| bad())?;
-        verifier.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).map_err(|_| bad())?;
+        verifier
+            .set_rsa_padding(Padding::PKCS1_PSS)
+            .map_err(|_| bad())?;
+        verifier
+            .set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
+            .map_err(|_| bad())?;
     }
     match verifier.verify_oneshot(dss.signature(), message) {
         Ok(true) => Ok(HandshakeSignatureValid::assertion()),

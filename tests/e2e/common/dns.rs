@@ -23,7 +23,9 @@ impl TxtServer {
             let mut buf = [0u8; 512];
             // Bounded: a test never sends more than a few hundred queries.
             for _ in 0..10_000 {
-                let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
                 if let Some(reply) = answer(&buf[..n], &table.lock().unwrap()) {
                     let _ = socket.send_to(&reply, peer).await;
                 }
@@ -34,7 +36,12 @@ impl TxtServer {
 
     /// Publishes a TXT record at `name` (no trailing dot), adding to any already there.
     pub fn publish(&self, name: &str, value: &str) {
-        self.records.lock().unwrap().entry(name.to_ascii_lowercase()).or_default().push(value.to_string());
+        self.records
+            .lock()
+            .unwrap()
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(value.to_string());
     }
 }
 
