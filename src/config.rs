@@ -136,13 +136,8 @@ fn is_setting(key: &str) -> bool {
 /// Parses `90s`, `15m`, `24h`, `7d` into seconds.
 pub fn parse_duration(text: &str) -> Result<i64> {
     let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("duration {text:?} has no number"))?;
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: i64 = number.parse().with_context(|| format!("duration {text:?} has no number"))?;
     let factor = match unit {
         "s" | "" => 1,
         "m" => 60,
@@ -166,11 +161,8 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(
-            Env::prefixed("DUALCA_")
-                .split("__")
-                .filter(|key| is_setting(&key.as_str().to_ascii_lowercase())),
-        );
+        figment = figment
+            .merge(Env::prefixed("DUALCA_").split("__").filter(|key| is_setting(&key.as_str().to_ascii_lowercase())));
         figment.extract().map_err(|e| anyhow!("configuration: {e}"))
     }
 
@@ -186,10 +178,7 @@ impl Settings {
 
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
-            self.data_dir
-                .join("dualca.db")
-                .to_string_lossy()
-                .into_owned()
+            self.data_dir.join("dualca.db").to_string_lossy().into_owned()
         } else {
             self.database_url.clone()
         }
@@ -247,9 +236,8 @@ impl Settings {
                         .extended_key_usages
                         .iter()
                         .map(|e| {
-                            ExtendedKeyUsage::parse(e).ok_or_else(|| {
-                                anyhow!("[{track}.profiles.{name}] unknown EKU {e:?}")
-                            })
+                            ExtendedKeyUsage::parse(e)
+                                .ok_or_else(|| anyhow!("[{track}.profiles.{name}] unknown EKU {e:?}"))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     Ok(Profile {
@@ -264,15 +252,8 @@ impl Settings {
         if let Some(v) = &overrides.default_profile {
             policy.default_profile = v.clone();
         }
-        if !policy
-            .profiles
-            .iter()
-            .any(|p| p.name == policy.default_profile)
-        {
-            bail!(
-                "[{track}] default profile {:?} is not among the track's profiles",
-                policy.default_profile
-            );
+        if !policy.profiles.iter().any(|p| p.name == policy.default_profile) {
+            bail!("[{track}] default profile {:?} is not among the track's profiles", policy.default_profile);
         }
         for profile in &policy.profiles {
             if profile.lifetime_seconds > policy.max_lifetime_seconds {
@@ -295,15 +276,8 @@ impl Settings {
             http_port: self.validation.http_port,
             tls_port: self.validation.tls_port,
             resolver: self.validation.resolver,
-            hosts: self
-                .validation
-                .hosts
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-            timeout: std::time::Duration::from_secs(
-                parse_duration(&self.validation.timeout)? as u64
-            ),
+            hosts: self.validation.hosts.clone().into_iter().collect::<HashMap<_, _>>(),
+            timeout: std::time::Duration::from_secs(parse_duration(&self.validation.timeout)? as u64),
         })
     }
 }
@@ -315,12 +289,7 @@ mod tests {
     #[test]
     fn every_top_level_setting_is_known_to_the_environment_filter() {
         let value = serde_json::to_value(Settings::default()).unwrap();
-        let mut fields: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
         fields.sort_unstable();
         let mut known = TOP_LEVEL_KEYS.to_vec();
         known.sort_unstable();
@@ -341,10 +310,6 @@ mod tests {
     fn profiles_cannot_outlive_the_track_maximum() {
         let mut s = Settings::default();
         s.machine.max_lifetime = Some("12h".into());
-        assert!(s
-            .policy(Track::Machine)
-            .unwrap_err()
-            .to_string()
-            .contains("exceeds"));
+        assert!(s.policy(Track::Machine).unwrap_err().to_string().contains("exceeds"));
     }
 }

@@ -7,11 +7,7 @@ use dualca::startup::{open_ca, App};
 use dualca::telemetry;
 
 #[derive(Parser)]
-#[command(
-    name = "dualca",
-    version,
-    about = "A certificate authority with a machine track and a human track"
-)]
+#[command(name = "dualca", version, about = "A certificate authority with a machine track and a human track")]
 struct Cli {
     /// TOML configuration file; DUALCA_* environment variables override it.
     #[arg(long, global = true)]
@@ -74,10 +70,7 @@ async fn main() -> Result<()> {
         Command::Init => {
             let public_url = settings.public_url_for_port(settings.listen.port());
             let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
-            println!(
-                "CA hierarchy ready; root CA certificate: {}",
-                ca.hierarchy.root_path().display()
-            );
+            println!("CA hierarchy ready; root CA certificate: {}", ca.hierarchy.root_path().display());
             Ok(())
         }
         Command::Serve { listen, public_url } => {
@@ -89,19 +82,10 @@ async fn main() -> Result<()> {
             }
             let app = App::build(settings).await?;
             println!("dualca is serving on {}", app.public_url);
-            println!(
-                "  machine directory: {}/acme/machine/directory",
-                app.public_url
-            );
-            println!(
-                "  human directory:   {}/acme/human/directory",
-                app.public_url
-            );
+            println!("  machine directory: {}/acme/machine/directory", app.public_url);
+            println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
-            println!(
-                "  outgoing mail:     .eml files in {} (no SMTP relay configured)",
-                app.outbox_dir.display()
-            );
+            println!("  outgoing mail:     .eml files in {} (no SMTP relay configured)", app.outbox_dir.display());
             app.run().await?;
             Ok(())
         }

@@ -41,23 +41,17 @@ pub fn open_ca(settings: &Settings, public_url: &str) -> Result<Ca> {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App> {
-        let listener = TcpListener::bind(settings.listen)
-            .with_context(|| format!("bind {}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).with_context(|| format!("bind {}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let public_url = settings.public_url_for_port(port);
         let validator_settings = settings.validator()?;
         let settings_for_open = settings.clone();
         let url_for_open = public_url.clone();
-        let ca = tokio::task::spawn_blocking(move || open_ca(&settings_for_open, &url_for_open))
-            .await??;
+        let ca = tokio::task::spawn_blocking(move || open_ca(&settings_for_open, &url_for_open)).await??;
         let ca = Arc::new(ca);
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
 
-        let mut names = vec![
-            "localhost".to_string(),
-            "127.0.0.1".to_string(),
-            "::1".to_string(),
-        ];
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
         if let Ok(url) = url_host(&public_url) {
             if !names.contains(&url) {
                 names.push(url);
@@ -67,16 +61,11 @@ impl App {
         let tls_dir = settings.data_dir.join("tls");
         let ca_for_tls = ca.clone();
         let server_cert =
-            tokio::task::spawn_blocking(move || ca_for_tls.server_certificate(&tls_dir, &names))
-                .await??;
+            tokio::task::spawn_blocking(move || ca_for_tls.server_certificate(&tls_dir, &names)).await??;
         let tls = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
-                server_cert
-                    .chain_der
-                    .into_iter()
-                    .map(rustls_pki_types::CertificateDer::from)
-                    .collect(),
+                server_cert.chain_der.into_iter().map(rustls_pki_types::CertificateDer::from).collect(),
                 rustls_pki_types::PrivateKeyDer::Pkcs8(server_cert.key_pkcs8_der.into()),
             )
             .context("TLS configuration")?;
@@ -89,29 +78,14 @@ impl App {
             let ca = ca_for_server.clone();
             actix_web::App::new()
                 .app_data(web::PayloadConfig::new(dualca_acme_body_limit()))
-                .service(dualca_acme::scope(AcmeState::new(
-                    Track::Machine,
-                    ca.clone(),
-                    validator.clone(),
-                )))
-                .service(dualca_acme::scope(AcmeState::new(
-                    Track::Human,
-                    ca.clone(),
-                    validator.clone(),
-                )))
+                .service(dualca_acme::scope(AcmeState::new(Track::Machine, ca.clone(), validator.clone())))
+                .service(dualca_acme::scope(AcmeState::new(Track::Human, ca.clone(), validator.clone())))
                 .configure(|cfg| dualca_admin::public_routes(cfg, ca))
         })
         .workers(worker_count())
         .listen_rustls_0_23(listener, tls)?
         .run();
-        Ok(App {
-            port,
-            public_url,
-            ca,
-            root_ca_path,
-            outbox_dir,
-            server,
-        })
+        Ok(App { port, public_url, ca, root_ca_path, outbox_dir, server })
     }
 
     pub fn handle(&self) -> ServerHandle {
@@ -128,10 +102,7 @@ fn dualca_acme_body_limit() -> usize {
 }
 
 fn worker_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(2)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
 }
 
 fn url_host(url: &str) -> Result<String> {
@@ -140,10 +111,7 @@ fn url_host(url: &str) -> Result<String> {
     let host = if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or(v6)
     } else {
-        authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority)
+        authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
     };
     Ok(host.to_string())
 }

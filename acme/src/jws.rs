@@ -58,16 +58,13 @@ impl Jws {
     }
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Problem> {
-        serde_json::from_slice(&self.payload)
-            .map_err(|e| Problem::malformed(format!("request payload: {e}")))
+        serde_json::from_slice(&self.payload).map_err(|e| Problem::malformed(format!("request payload: {e}")))
     }
 
     pub fn account(&self) -> Result<&Account, Problem> {
         match &self.signer {
             Signer::Account(a) => Ok(a),
-            Signer::Key(_) => Err(Problem::malformed(
-                "this request must be signed with an account key (kid)",
-            )),
+            Signer::Key(_) => Err(Problem::malformed("this request must be signed with an account key (kid)")),
         }
     }
 
@@ -75,32 +72,23 @@ impl Jws {
         if self.is_post_as_get() {
             Ok(())
         } else {
-            Err(Problem::malformed(
-                "this resource takes POST-as-GET: the payload must be empty",
-            ))
+            Err(Problem::malformed("this resource takes POST-as-GET: the payload must be empty"))
         }
     }
 }
 
 pub fn b64(field: &str, value: &str) -> Result<Vec<u8>, Problem> {
-    URL_SAFE_NO_PAD
-        .decode(value)
-        .map_err(|_| Problem::malformed(format!("{field} is not base64url")))
+    URL_SAFE_NO_PAD.decode(value).map_err(|_| Problem::malformed(format!("{field} is not base64url")))
 }
 
 /// Parses a flattened JWS (also used for keyChange's inner JWS).
 pub fn parse_flattened(body: &[u8]) -> Result<(FlattenedJws, Protected), Problem> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|_| Problem::malformed("the body is not a JSON object"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|_| Problem::malformed("the body is not a JSON object"))?;
     if value.get("signatures").is_some() {
-        return Err(Problem::malformed(
-            "only the flattened JWS serialization is accepted",
-        ));
+        return Err(Problem::malformed("only the flattened JWS serialization is accepted"));
     }
     if value.get("header").is_some() {
-        return Err(Problem::malformed(
-            "unprotected JWS headers are not accepted",
-        ));
+        return Err(Problem::malformed("unprotected JWS headers are not accepted"));
     }
     let jws: FlattenedJws = serde_json::from_value(value)
         .map_err(|e| Problem::malformed(format!("the body is not a flattened JWS: {e}")))?;
@@ -111,23 +99,16 @@ pub fn parse_flattened(body: &[u8]) -> Result<(FlattenedJws, Protected), Problem
 
 /// Checks `alg` before anything is looked up: `none` and MACs never verify an ACME request.
 pub fn check_algorithm(protected: &Protected) -> Result<&str, Problem> {
-    let alg = protected
-        .alg
-        .as_deref()
-        .ok_or_else(|| Problem::malformed("the protected header has no alg"))?;
+    let alg = protected.alg.as_deref().ok_or_else(|| Problem::malformed("the protected header has no alg"))?;
     if !dualca_ca::jwk::ACCEPTED_ALGORITHMS.contains(&alg) {
-        return Err(Problem::bad_signature_algorithm(format!(
-            "JWS algorithm {alg:?} is not accepted"
-        )));
+        return Err(Problem::bad_signature_algorithm(format!("JWS algorithm {alg:?} is not accepted")));
     }
     Ok(alg)
 }
 
 pub fn verify_signature(jws: &FlattenedJws, key: &PublicJwk, alg: &str) -> Result<(), Problem> {
     if !key.algorithm_matches(alg) {
-        return Err(Problem::bad_signature_algorithm(format!(
-            "JWS algorithm {alg:?} does not match the key's type"
-        )));
+        return Err(Problem::bad_signature_algorithm(format!("JWS algorithm {alg:?} does not match the key's type")));
     }
     let signature = b64("signature", &jws.signature)?;
     let signing_input = format!("{}.{}", jws.protected, jws.payload);
@@ -149,19 +130,14 @@ impl FromRequest for Jws {
                 .app_data::<web::Data<AcmeState>>()
                 .cloned()
                 .ok_or_else(|| Problem::from(dualca_ca::Error::internal("ACME state missing")))?;
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let mime = content_type.split(';').next().unwrap_or("").trim();
             if !mime.eq_ignore_ascii_case("application/jose+json") {
                 return Err(Problem::unsupported_media_type());
             }
             let mut body = Vec::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| Problem::malformed(format!("reading the request body: {e}")))?;
+                let chunk = chunk.map_err(|e| Problem::malformed(format!("reading the request body: {e}")))?;
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(Problem::new(
                         "malformed",
@@ -174,26 +150,19 @@ impl FromRequest for Jws {
             let (jws, protected) = parse_flattened(&body)?;
             let alg = check_algorithm(&protected)?.to_string();
 
-            let nonce = protected
-                .nonce
-                .clone()
-                .ok_or_else(|| Problem::bad_nonce("the protected header has no nonce"))?;
+            let nonce =
+                protected.nonce.clone().ok_or_else(|| Problem::bad_nonce("the protected header has no nonce"))?;
             let ca = state.ca.clone();
             let fresh = web::block(move || ca.consume_nonce(&nonce)).await??;
             if !fresh {
-                return Err(Problem::bad_nonce(
-                    "the nonce is unknown, expired or already used",
-                ));
+                return Err(Problem::bad_nonce("the nonce is unknown, expired or already used"));
             }
 
             let expected_url = match req.uri().query() {
                 Some(q) => format!("{}{}?{q}", state.ca.public_url(), req.path()),
                 None => format!("{}{}", state.ca.public_url(), req.path()),
             };
-            let url = protected
-                .url
-                .clone()
-                .ok_or_else(|| Problem::malformed("the protected header has no url"))?;
+            let url = protected.url.clone().ok_or_else(|| Problem::malformed("the protected header has no url"))?;
             if url != expected_url {
                 return Err(Problem::unauthorized(format!(
                     "the protected header's url {url:?} is not the request URL {expected_url:?}"
@@ -201,16 +170,8 @@ impl FromRequest for Jws {
             }
 
             let signer = match (&protected.jwk, &protected.kid) {
-                (Some(_), Some(_)) => {
-                    return Err(Problem::malformed(
-                        "the protected header has both jwk and kid",
-                    ))
-                }
-                (None, None) => {
-                    return Err(Problem::malformed(
-                        "the protected header has neither jwk nor kid",
-                    ))
-                }
+                (Some(_), Some(_)) => return Err(Problem::malformed("the protected header has both jwk and kid")),
+                (None, None) => return Err(Problem::malformed("the protected header has neither jwk nor kid")),
                 (Some(jwk), None) => {
                     let key = PublicJwk::from_value(jwk)?;
                     verify_signature(&jws, &key, &alg)?;
@@ -218,38 +179,25 @@ impl FromRequest for Jws {
                 }
                 (None, Some(kid)) => {
                     let prefix = state.account_url("");
-                    let Some(id) = kid
-                        .strip_prefix(&prefix)
-                        .filter(|id| !id.is_empty() && !id.contains('/'))
-                    else {
-                        return Err(Problem::from(dualca_ca::Error::account_does_not_exist(
-                            format!(
-                                "kid {kid:?} is not an account URL of the {} directory",
-                                state.track
-                            ),
-                        )));
+                    let Some(id) = kid.strip_prefix(&prefix).filter(|id| !id.is_empty() && !id.contains('/')) else {
+                        return Err(Problem::from(dualca_ca::Error::account_does_not_exist(format!(
+                            "kid {kid:?} is not an account URL of the {} directory",
+                            state.track
+                        ))));
                     };
                     let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
                     let account = web::block(move || ca.account(track, &id)).await??;
                     let key = PublicJwk::from_json(&account.jwk)?;
                     verify_signature(&jws, &key, &alg)?;
                     if account.status != AccountStatus::Valid {
-                        return Err(Problem::unauthorized(format!(
-                            "the account is {}",
-                            account.status.as_str()
-                        )));
+                        return Err(Problem::unauthorized(format!("the account is {}", account.status.as_str())));
                     }
-                    req.extensions_mut()
-                        .insert(LoggedAccount(account.id.clone()));
+                    req.extensions_mut().insert(LoggedAccount(account.id.clone()));
                     Signer::Account(account)
                 }
             };
             let payload = b64("payload", &jws.payload)?;
-            Ok(Jws {
-                signer,
-                payload,
-                url,
-            })
+            Ok(Jws { signer, payload, url })
         })
     }
 }

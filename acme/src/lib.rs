@@ -28,12 +28,7 @@ pub struct AcmeState {
 impl AcmeState {
     pub fn new(track: Track, ca: Arc<Ca>, validator: Arc<Validator>) -> AcmeState {
         let base = format!("{}/acme/{track}", ca.public_url());
-        AcmeState {
-            track,
-            ca,
-            validator,
-            base,
-        }
+        AcmeState { track, ca, validator, base }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -78,9 +73,7 @@ pub fn scope(
         .service(web::resource("/finalize/{id}").route(post().to(handlers::order::finalize)))
         .service(web::resource("/authz/{id}").route(post().to(handlers::authz::authorization)))
         .service(web::resource("/chall/{id}").route(post().to(handlers::authz::challenge)))
-        .service(
-            web::resource("/cert/{serial}").route(post().to(handlers::certificate::certificate)),
-        )
+        .service(web::resource("/cert/{serial}").route(post().to(handlers::certificate::certificate)))
         .service(web::resource("/revoke-cert").route(post().to(handlers::certificate::revoke)))
         .default_service(web::to(handlers::not_found))
 }

@@ -42,10 +42,7 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(AcmeHeadersService {
-            service: Rc::new(service),
-            state: self.state.clone(),
-        }))
+        ready(Ok(AcmeHeadersService { service: Rc::new(service), state: self.state.clone() }))
     }
 }
 
@@ -83,9 +80,7 @@ where
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(problem::CONTENT_TYPE.as_bytes()));
-            if !is_problem
-                && (status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND)
-            {
+            if !is_problem && (status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND) {
                 let replacement = if status == StatusCode::METHOD_NOT_ALLOWED {
                     Problem::method_not_allowed()
                 } else {
@@ -101,17 +96,11 @@ where
                     headers.insert(header::HeaderName::from_static("replay-nonce"), value);
                 }
             }
-            if let Ok(link) =
-                HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.url("directory")))
-            {
+            if let Ok(link) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.url("directory"))) {
                 headers.append(header::LINK, link);
             }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            let account = res
-                .request()
-                .extensions()
-                .get::<LoggedAccount>()
-                .map(|a| a.0.clone());
+            let account = res.request().extensions().get::<LoggedAccount>().map(|a| a.0.clone());
             let route = res.request().match_pattern().unwrap_or_else(|| "-".into());
             tracing::info!(
                 track = %state.track,

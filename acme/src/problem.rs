@@ -23,13 +23,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(kind: &'static str, status: StatusCode, detail: impl Into<String>) -> Problem {
-        Problem {
-            kind,
-            detail: detail.into(),
-            status,
-            algorithms: None,
-            location: None,
-        }
+        Problem { kind, detail: detail.into(), status, algorithms: None, location: None }
     }
 
     pub fn malformed(detail: impl Into<String>) -> Problem {
@@ -55,11 +49,7 @@ impl Problem {
     }
 
     pub fn method_not_allowed() -> Problem {
-        Problem::new(
-            "malformed",
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this resource",
-        )
+        Problem::new("malformed", StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this resource")
     }
 
     pub fn unsupported_media_type() -> Problem {

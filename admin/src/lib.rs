@@ -10,10 +10,7 @@ use dualca_ca::{Ca, Track};
 pub fn public_routes(cfg: &mut web::ServiceConfig, ca: Arc<Ca>) {
     cfg.app_data(web::Data::from(ca))
         .route("/ca/{name}.pem", web::get().to(ca_certificate))
-        .route(
-            "/healthz",
-            web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
-        )
+        .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }))
         .route("/readyz", web::get().to(readyz))
         .default_service(web::to(not_found));
 }
@@ -26,9 +23,7 @@ async fn ca_certificate(ca: web::Data<Ca>, name: web::Path<String>) -> HttpRespo
             Err(_) => return not_found().await,
         },
     };
-    HttpResponse::Ok()
-        .content_type("application/x-pem-file")
-        .body(pem)
+    HttpResponse::Ok().content_type("application/x-pem-file").body(pem)
 }
 
 async fn readyz(ca: web::Data<Ca>) -> HttpResponse {

@@ -31,14 +31,7 @@ impl AuditEvent {
         subject: impl Into<String>,
         details: Value,
     ) -> Self {
-        AuditEvent {
-            track,
-            at,
-            actor: actor.into(),
-            action: action.to_string(),
-            subject: subject.into(),
-            details,
-        }
+        AuditEvent { track, at, actor: actor.into(), action: action.to_string(), subject: subject.into(), details }
     }
 
     pub fn chain_hash(&self, seq: i64, prev_hash: &str) -> String {
@@ -66,8 +59,7 @@ fn chain_hash(
     subject: &str,
     details: &str,
 ) -> String {
-    let canonical =
-        serde_json::json!([track, seq, at, actor, action, subject, details]).to_string();
+    let canonical = serde_json::json!([track, seq, at, actor, action, subject, details]).to_string();
     let mut input = Vec::with_capacity(prev_hash.len() + canonical.len());
     input.extend_from_slice(prev_hash.as_bytes());
     input.extend_from_slice(canonical.as_bytes());
@@ -94,16 +86,11 @@ pub fn verify(storage: &Storage, track: Track) -> Result<ChainCheck> {
         loop {
             let rows = store::page(conn, track, expected_seq - 1, 1000)?;
             if rows.is_empty() {
-                return Ok(ChainCheck::Intact {
-                    events: expected_seq - 1,
-                });
+                return Ok(ChainCheck::Intact { events: expected_seq - 1 });
             }
             for row in rows {
                 if row.seq != expected_seq {
-                    return Ok(ChainCheck::Broken {
-                        seq: expected_seq,
-                        reason: "event missing".into(),
-                    });
+                    return Ok(ChainCheck::Broken { seq: expected_seq, reason: "event missing".into() });
                 }
                 if row.prev_hash != prev {
                     return Ok(ChainCheck::Broken {
@@ -111,21 +98,10 @@ pub fn verify(storage: &Storage, track: Track) -> Result<ChainCheck> {
                         reason: "link to the previous event differs".into(),
                     });
                 }
-                let recomputed = chain_hash(
-                    &prev,
-                    &row.track,
-                    row.seq,
-                    row.at,
-                    &row.actor,
-                    &row.action,
-                    &row.subject,
-                    &row.details,
-                );
+                let recomputed =
+                    chain_hash(&prev, &row.track, row.seq, row.at, &row.actor, &row.action, &row.subject, &row.details);
                 if recomputed != row.hash {
-                    return Ok(ChainCheck::Broken {
-                        seq: row.seq,
-                        reason: "content does not match its hash".into(),
-                    });
+                    return Ok(ChainCheck::Broken { seq: row.seq, reason: "content does not match its hash".into() });
                 }
                 prev = row.hash;
                 expected_seq += 1;

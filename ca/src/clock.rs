@@ -10,8 +10,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
-            + time::Duration::seconds(self.offset_seconds.load(Ordering::Relaxed))
+        OffsetDateTime::now_utc() + time::Duration::seconds(self.offset_seconds.load(Ordering::Relaxed))
     }
 
     /// Unix seconds, the form timestamps take in storage.
@@ -20,8 +19,7 @@ impl Clock {
     }
 
     pub fn advance(&self, by: time::Duration) {
-        self.offset_seconds
-            .fetch_add(by.whole_seconds(), Ordering::Relaxed);
+        self.offset_seconds.fetch_add(by.whole_seconds(), Ordering::Relaxed);
     }
 }
 
@@ -32,6 +30,5 @@ pub fn from_unix(ts: i64) -> OffsetDateTime {
 /// RFC 3339 with second precision, as ACME objects carry timestamps.
 pub fn rfc3339(ts: i64) -> String {
     let t = from_unix(ts);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

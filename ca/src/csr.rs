@@ -38,9 +38,7 @@ pub fn spki_fingerprint(spki_der: &[u8]) -> String {
 pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
     let req = openssl::x509::X509Req::from_der(der)
         .map_err(|_| Error::bad_csr("the CSR is not a DER-encoded PKCS#10 request"))?;
-    let key = req
-        .public_key()
-        .map_err(|_| Error::bad_csr("the CSR's public key cannot be read"))?;
+    let key = req.public_key().map_err(|_| Error::bad_csr("the CSR's public key cannot be read"))?;
     let key_kind = match key.id() {
         Id::EC => {
             let ec = key.ec_key().map_err(Error::internal)?;
@@ -59,19 +57,15 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
             }
             KeyKind::Rsa(bits)
         }
-        _ => {
-            return Err(Error::bad_csr(
-                "the CSR's key type is not accepted: use P-256, P-384 or RSA 2048+",
-            ))
-        }
+        _ => return Err(Error::bad_csr("the CSR's key type is not accepted: use P-256, P-384 or RSA 2048+")),
     };
     if !req.verify(&key).unwrap_or(false) {
         return Err(Error::bad_csr("the CSR's signature does not verify"));
     }
     let spki_der = key.public_key_to_der().map_err(Error::internal)?;
 
-    let (_, parsed) = X509CertificationRequest::from_der(der)
-        .map_err(|_| Error::bad_csr("the CSR cannot be parsed"))?;
+    let (_, parsed) =
+        X509CertificationRequest::from_der(der).map_err(|_| Error::bad_csr("the CSR cannot be parsed"))?;
     let mut identifiers = BTreeSet::new();
     if let Some(extensions) = parsed.requested_extensions() {
         for ext in extensions {
@@ -87,20 +81,12 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
     if identifiers.is_empty() {
         return Err(Error::bad_csr("the CSR names no identifiers"));
     }
-    Ok(CheckedCsr {
-        spki_sha256: spki_fingerprint(&spki_der),
-        spki_der,
-        identifiers,
-        key_kind,
-    })
+    Ok(CheckedCsr { spki_sha256: spki_fingerprint(&spki_der), spki_der, identifiers, key_kind })
 }
 
 fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {
     match name {
-        GeneralName::DNSName(dns) => Ok(Identifier::new(
-            IdentifierKind::Dns,
-            dns.to_ascii_lowercase(),
-        )),
+        GeneralName::DNSName(dns) => Ok(Identifier::new(IdentifierKind::Dns, dns.to_ascii_lowercase())),
         GeneralName::IPAddress(bytes) => {
             let ip = match bytes.len() {
                 4 => IpAddr::from(<[u8; 4]>::try_from(*bytes).map_err(Error::internal)?),
@@ -110,16 +96,13 @@ fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {
             Ok(Identifier::new(IdentifierKind::Ip, ip.to_string()))
         }
         GeneralName::RFC822Name(email) => {
-            let (local, domain) = email.rsplit_once('@').ok_or_else(|| {
-                Error::bad_csr(format!("the CSR's rfc822Name {email:?} is not an address"))
-            })?;
-            Ok(Identifier::new(
-                IdentifierKind::Email,
-                format!("{local}@{}", domain.to_ascii_lowercase()),
-            ))
+            let (local, domain) = email
+                .rsplit_once('@')
+                .ok_or_else(|| Error::bad_csr(format!("the CSR's rfc822Name {email:?} is not an address")))?;
+            Ok(Identifier::new(IdentifierKind::Email, format!("{local}@{}", domain.to_ascii_lowercase())))
         }
-        other => Err(Error::bad_csr(format!(
-            "the CSR asks for a subjectAltName of a kind this CA does not issue: {other}"
-        ))),
+        other => {
+            Err(Error::bad_csr(format!("the CSR asks for a subjectAltName of a kind this CA does not issue: {other}")))
+        }
     }
 }

@@ -55,10 +55,7 @@ pub fn authority_info_access(ocsp: Option<&str>, ca_issuers: &str) -> Vec<u8> {
     if let Some(ocsp) = ocsp {
         descriptions.push(sequence(&[oid(OID_AD_OCSP), uri_general_name(ocsp)]));
     }
-    descriptions.push(sequence(&[
-        oid(OID_AD_CA_ISSUERS),
-        uri_general_name(ca_issuers),
-    ]));
+    descriptions.push(sequence(&[oid(OID_AD_CA_ISSUERS), uri_general_name(ca_issuers)]));
     sequence(&descriptions)
 }
 
@@ -68,10 +65,7 @@ mod tests {
 
     #[test]
     fn encodes_oids_and_long_lengths() {
-        assert_eq!(
-            oid(&[1, 2, 840, 113549]),
-            vec![0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]
-        );
+        assert_eq!(oid(&[1, 2, 840, 113549]), vec![0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]);
         let long = tlv(0x04, &[0u8; 300]);
         assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
     }

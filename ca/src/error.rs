@@ -74,11 +74,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error {
-            kind,
-            detail: detail.into(),
-            conflicting_account: None,
-        }
+        Error { kind, detail: detail.into(), conflicting_account: None }
     }
 
     /// An internal failure: the cause is logged here, the client sees only a generic detail.

@@ -10,8 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
@@ -51,19 +51,13 @@ impl Hierarchy {
     /// Loads the hierarchy from `dir`, creating whatever is missing. Returns whether anything
     /// was created, so the caller can audit it.
     pub fn load_or_create(dir: &Path, organization: &str) -> Result<(Self, bool)> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
         let mut created = false;
         let root_key_path = dir.join("root.key");
         let root_cert_path = dir.join("root.pem");
         if !root_key_path.exists() || !root_cert_path.exists() {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
-            let mut params = ca_params(
-                &format!("{organization} Root CA"),
-                organization,
-                20 * 365,
-                None,
-            );
+            let mut params = ca_params(&format!("{organization} Root CA"), organization, 20 * 365, None);
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
             let cert = params.self_signed(&key).map_err(Error::internal)?;
             write_secret(&root_key_path, &key.serialize_pem())?;
@@ -78,30 +72,22 @@ impl Hierarchy {
         let root_der = pem_to_der(&root_pem)?;
         let root_key = KeyPair::from_pem(&read(&root_key_path)?).map_err(Error::internal)?;
         let root_issuer =
-            Issuer::from_ca_cert_der(&CertificateDer::from(root_der.clone()), root_key)
-                .map_err(Error::internal)?;
+            Issuer::from_ca_cert_der(&CertificateDer::from(root_der.clone()), root_key).map_err(Error::internal)?;
 
         let mut load_issuing = |track: Track| -> Result<IssuingCa> {
             let key_path = dir.join(format!("{track}.key"));
             let cert_path = dir.join(format!("{track}.pem"));
             if !key_path.exists() || !cert_path.exists() {
-                let key =
-                    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
+                let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
                 let title = match track {
                     Track::Machine => "Machine",
                     Track::Human => "Human",
                 };
-                let mut params = ca_params(
-                    &format!("{organization} {title} Issuing CA"),
-                    organization,
-                    10 * 365,
-                    Some(track),
-                );
+                let mut params =
+                    ca_params(&format!("{organization} {title} Issuing CA"), organization, 10 * 365, Some(track));
                 params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
                 params.use_authority_key_identifier_extension = true;
-                let cert = params
-                    .signed_by(&key, &root_issuer)
-                    .map_err(Error::internal)?;
+                let cert = params.signed_by(&key, &root_issuer).map_err(Error::internal)?;
                 write_secret(&key_path, &key.serialize_pem())?;
                 write_public(&cert_path, &cert.pem())?;
                 created = true;
@@ -109,38 +95,18 @@ impl Hierarchy {
             let cert_pem = read(&cert_path)?;
             let cert_der = pem_to_der(&cert_pem)?;
             let key = KeyPair::from_pem(&read(&key_path)?).map_err(Error::internal)?;
-            let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key)
-                .map_err(Error::internal)?;
+            let issuer =
+                Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key).map_err(Error::internal)?;
             let subject_key_identifier = subject_key_identifier(&cert_der)?;
-            Ok(IssuingCa {
-                track,
-                cert_der,
-                cert_pem,
-                issuer,
-                subject_key_identifier,
-            })
+            Ok(IssuingCa { track, cert_der, cert_pem, issuer, subject_key_identifier })
         };
         let machine = load_issuing(Track::Machine)?;
         let human = load_issuing(Track::Human)?;
-        Ok((
-            Hierarchy {
-                root_der,
-                root_pem,
-                machine,
-                human,
-                dir: dir.to_path_buf(),
-            },
-            created,
-        ))
+        Ok((Hierarchy { root_der, root_pem, machine, human, dir: dir.to_path_buf() }, created))
     }
 }
 
-fn ca_params(
-    common_name: &str,
-    organization: &str,
-    days: i64,
-    track: Option<Track>,
-) -> CertificateParams {
+fn ca_params(common_name: &str, organization: &str, days: i64, track: Option<Track>) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, organization);
@@ -150,21 +116,11 @@ fn ca_params(
     params.not_before = now - Duration::hours(1);
     params.not_after = now + Duration::days(days);
     params.serial_number = Some(ids::new_serial().into());
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = match track {
         None => Vec::new(),
-        Some(Track::Machine) => vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ],
-        Some(Track::Human) => vec![
-            ExtendedKeyUsagePurpose::ClientAuth,
-            ExtendedKeyUsagePurpose::EmailProtection,
-        ],
+        Some(Track::Machine) => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Some(Track::Human) => vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::EmailProtection],
     };
     params
 }
@@ -211,10 +167,7 @@ pub fn write_secret(path: &Path, content: &str) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .map_err(|e| Error::internal(format!("write {}: {e}", path.display())))?;
-    file.write_all(content.as_bytes())
-        .map_err(|e| Error::internal(format!("write {}: {e}", path.display())))?;
+    let mut file = options.open(path).map_err(|e| Error::internal(format!("write {}: {e}", path.display())))?;
+    file.write_all(content.as_bytes()).map_err(|e| Error::internal(format!("write {}: {e}", path.display())))?;
     file.sync_all().map_err(Error::internal)
 }

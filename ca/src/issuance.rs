@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use rcgen::{
-    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::FromDer;
@@ -65,9 +65,7 @@ pub fn prepare(
     let not_before = now.replace_nanosecond(0).map_err(Error::internal)?;
     let not_after = not_before + Duration::seconds(lifetime);
     if not_after > issuer_not_after {
-        return Err(Error::internal(
-            "the issuing CA expires before the certificate would",
-        ));
+        return Err(Error::internal("the issuing CA expires before the certificate would"));
     }
     let mut params = CertificateParams::default();
     params.not_before = not_before;
@@ -81,10 +79,7 @@ pub fn prepare(
     params.distinguished_name = dn;
     params.subject_alt_names = identifiers.iter().map(san_for).collect::<Result<_>>()?;
     params.key_usages = match csr.key_kind {
-        KeyKind::Rsa(_) => vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ],
+        KeyKind::Rsa(_) => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
         KeyKind::EcP256 | KeyKind::EcP384 => vec![KeyUsagePurpose::DigitalSignature],
     };
     params.extended_key_usages = profile
@@ -100,9 +95,7 @@ pub fn prepare(
     // ExplicitNoCa writes basicConstraints CA:FALSE and, with it, the subject key identifier.
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
     if let Some(crl) = &urls.crl {
-        params.crl_distribution_points = vec![CrlDistributionPoint {
-            uris: vec![crl.clone()],
-        }];
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl.clone()] }];
     }
     params.custom_extensions = vec![CustomExtension::from_oid_content(
         der::OID_AIA,
@@ -123,28 +116,17 @@ pub fn prepare(
 
 fn san_for(id: &Identifier) -> Result<SanType> {
     Ok(match id.kind {
-        IdentifierKind::Dns => {
-            SanType::DnsName(id.value.clone().try_into().map_err(Error::internal)?)
-        }
-        IdentifierKind::Ip => {
-            SanType::IpAddress(id.value.parse::<IpAddr>().map_err(Error::internal)?)
-        }
-        IdentifierKind::Email => {
-            SanType::Rfc822Name(id.value.clone().try_into().map_err(Error::internal)?)
-        }
+        IdentifierKind::Dns => SanType::DnsName(id.value.clone().try_into().map_err(Error::internal)?),
+        IdentifierKind::Ip => SanType::IpAddress(id.value.parse::<IpAddr>().map_err(Error::internal)?),
+        IdentifierKind::Email => SanType::Rfc822Name(id.value.clone().try_into().map_err(Error::internal)?),
     })
 }
 
 pub fn issue(prepared: Prepared, issuer: &IssuingCa) -> Result<Issued> {
     if prepared.track != issuer.track {
-        return Err(Error::internal(
-            "a certificate was prepared for one track and signed on another",
-        ));
+        return Err(Error::internal("a certificate was prepared for one track and signed on another"));
     }
-    let cert = prepared
-        .params
-        .signed_by(&prepared.spki, &issuer.issuer)
-        .map_err(Error::internal)?;
+    let cert = prepared.params.signed_by(&prepared.spki, &issuer.issuer).map_err(Error::internal)?;
     let der = cert.der().to_vec();
     lint(&der, &prepared, issuer)?;
     Ok(Issued {
@@ -162,13 +144,8 @@ pub fn issue(prepared: Prepared, issuer: &IssuingCa) -> Result<Issued> {
 /// Checks the signed certificate against what was prepared before it leaves this module: a
 /// certificate that fails here is never stored or served.
 fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
-    let (_, cert) =
-        x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
-    let fail = |what: &str| {
-        Err(Error::internal(format!(
-            "issued certificate failed lint: {what}"
-        )))
-    };
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
+    let fail = |what: &str| Err(Error::internal(format!("issued certificate failed lint: {what}")));
     if cert.tbs_certificate.raw_serial() != prepared.serial.as_slice() {
         return fail("serial differs from the prepared one");
     }
@@ -177,24 +154,16 @@ fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
     {
         return fail("validity differs from the profile");
     }
-    let san_count = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map_or(0, |san| san.value.general_names.len());
+    let san_count = cert.subject_alternative_name().ok().flatten().map_or(0, |san| san.value.general_names.len());
     if san_count != prepared.identifiers.len() {
         return fail("subjectAltName count differs from the order");
     }
-    let aki =
-        cert.tbs_certificate
-            .extensions()
-            .iter()
-            .find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    aki.key_identifier.as_ref().map(|k| k.0.to_vec())
-                }
-                _ => None,
-            });
+    let aki = cert.tbs_certificate.extensions().iter().find_map(|ext| match ext.parsed_extension() {
+        x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+            aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+        }
+        _ => None,
+    });
     if aki.as_deref() != Some(issuer.subject_key_identifier.as_slice()) {
         return fail("authority key identifier does not name the issuer");
     }
@@ -209,18 +178,14 @@ pub fn issue_server_certificate(
     lifetime_days: i64,
     now: OffsetDateTime,
 ) -> Result<(Issued, rcgen::KeyPair)> {
-    let key =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(Error::internal)?;
     let mut params = CertificateParams::default();
     params.not_before = now.replace_nanosecond(0).map_err(Error::internal)?;
     params.not_after = params.not_before + Duration::days(lifetime_days);
     let serial = ids::new_serial();
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::CommonName,
-        names.first().cloned().unwrap_or_else(|| "localhost".into()),
-    );
+    dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
     params.distinguished_name = dn;
     let mut identifiers = Vec::new();
     for name in names {
@@ -235,11 +200,8 @@ pub fn issue_server_certificate(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
-    let cert = params
-        .signed_by(&key, &issuer.issuer)
-        .map_err(Error::internal)?;
-    let spki_sha256 =
-        crate::csr::spki_fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let cert = params.signed_by(&key, &issuer.issuer).map_err(Error::internal)?;
+    let spki_sha256 = crate::csr::spki_fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key));
     Ok((
         Issued {
             serial_hex: ids::hex(&serial),

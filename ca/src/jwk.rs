@@ -48,12 +48,8 @@ fn bad_key(detail: impl Into<String>) -> Error {
 }
 
 fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>> {
-    let text = jwk[name]
-        .as_str()
-        .ok_or_else(|| Error::malformed(format!("JWK member {name:?} is missing")))?;
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| Error::malformed(format!("JWK member {name:?} is not base64url")))
+    let text = jwk[name].as_str().ok_or_else(|| Error::malformed(format!("JWK member {name:?} is missing")))?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| Error::malformed(format!("JWK member {name:?} is not base64url")))
 }
 
 impl PublicJwk {
@@ -69,11 +65,7 @@ impl PublicJwk {
                 let (nid, key_type, size, crv) = match jwk["crv"].as_str() {
                     Some("P-256") => (Nid::X9_62_PRIME256V1, KeyType::P256, 32, "P-256"),
                     Some("P-384") => (Nid::SECP384R1, KeyType::P384, 48, "P-384"),
-                    other => {
-                        return Err(bad_key(format!(
-                            "EC curve {other:?} is not accepted: use P-256 or P-384"
-                        )))
-                    }
+                    other => return Err(bad_key(format!("EC curve {other:?} is not accepted: use P-256 or P-384"))),
                 };
                 let x = b64_field(jwk, "x")?;
                 let y = b64_field(jwk, "y")?;
@@ -85,11 +77,9 @@ impl PublicJwk {
                 let by = BigNum::from_slice(&y).map_err(Error::internal)?;
                 let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
                     .map_err(|_| bad_key("EC point is not on the curve"))?;
-                key.check_key()
-                    .map_err(|_| bad_key("EC public key is invalid"))?;
+                key.check_key().map_err(|_| bad_key("EC public key is invalid"))?;
                 let pkey = PKey::from_ec_key(key).map_err(Error::internal)?;
-                let canonical =
-                    json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
+                let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
                 Ok(Self::finish(key_type, pkey, canonical))
             }
             Some("RSA") => {
@@ -104,9 +94,7 @@ impl PublicJwk {
                 .map_err(|_| bad_key("RSA key is invalid"))?;
                 let bits = rsa.size() * 8;
                 if !(2048..=8192).contains(&bits) {
-                    return Err(bad_key(format!(
-                        "RSA key has {bits} bits; 2048 to 8192 are accepted"
-                    )));
+                    return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
                 }
                 let pkey = PKey::from_rsa(rsa).map_err(Error::internal)?;
                 let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
@@ -117,8 +105,8 @@ impl PublicJwk {
                     return Err(bad_key("OKP curve is not accepted: use Ed25519"));
                 }
                 let x = b64_field(jwk, "x")?;
-                let pkey = PKey::public_key_from_raw_bytes(&x, Id::ED25519)
-                    .map_err(|_| bad_key("Ed25519 key is invalid"))?;
+                let pkey =
+                    PKey::public_key_from_raw_bytes(&x, Id::ED25519).map_err(|_| bad_key("Ed25519 key is invalid"))?;
                 let canonical = json!({"crv": "Ed25519", "kty": "OKP", "x": ids::b64url(&x)});
                 Ok(Self::finish(KeyType::Ed25519, pkey, canonical))
             }
@@ -127,15 +115,13 @@ impl PublicJwk {
     }
 
     pub fn from_json(text: &str) -> Result<PublicJwk> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|_| Error::malformed("jwk is not JSON"))?;
+        let value: Value = serde_json::from_str(text).map_err(|_| Error::malformed("jwk is not JSON"))?;
         Self::from_value(&value)
     }
 
     /// The JWK of a certificate's or CSR's public key, for comparison with account keys.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<PublicJwk> {
-        let pkey = PKey::public_key_from_der(spki_der)
-            .map_err(|_| bad_key("public key cannot be parsed"))?;
+        let pkey = PKey::public_key_from_der(spki_der).map_err(|_| bad_key("public key cannot be parsed"))?;
         let value = match pkey.id() {
             Id::EC => {
                 let ec = pkey.ec_key().map_err(Error::internal)?;
@@ -163,22 +149,14 @@ impl PublicJwk {
     fn finish(key_type: KeyType, pkey: PKey<Public>, canonical: Value) -> PublicJwk {
         let canonical = canonical.to_string();
         let thumbprint = ids::b64url(&ids::sha256(canonical.as_bytes()));
-        PublicJwk {
-            key_type,
-            pkey,
-            canonical,
-            thumbprint,
-        }
+        PublicJwk { key_type, pkey, canonical, thumbprint }
     }
 
     /// Whether `alg` is the JWS algorithm for this key (RFC 7518 §3.1, RFC 8037).
     pub fn algorithm_matches(&self, alg: &str) -> bool {
         matches!(
             (alg, self.key_type),
-            ("ES256", KeyType::P256)
-                | ("ES384", KeyType::P384)
-                | ("RS256", KeyType::Rsa)
-                | ("EdDSA", KeyType::Ed25519)
+            ("ES256", KeyType::P256) | ("ES384", KeyType::P384) | ("RS256", KeyType::Rsa) | ("EdDSA", KeyType::Ed25519)
         )
     }
 
@@ -202,17 +180,13 @@ impl PublicJwk {
                 sig.verify(&hash, &ec).unwrap_or(false)
             }
             KeyType::Rsa => {
-                let mut verifier =
-                    Verifier::new(MessageDigest::sha256(), &self.pkey).map_err(Error::internal)?;
+                let mut verifier = Verifier::new(MessageDigest::sha256(), &self.pkey).map_err(Error::internal)?;
                 verifier.update(signing_input).map_err(Error::internal)?;
                 verifier.verify(signature).unwrap_or(false)
             }
             KeyType::Ed25519 => {
-                let mut verifier =
-                    Verifier::new_without_digest(&self.pkey).map_err(Error::internal)?;
-                verifier
-                    .verify_oneshot(signature, signing_input)
-                    .unwrap_or(false)
+                let mut verifier = Verifier::new_without_digest(&self.pkey).map_err(Error::internal)?;
+                verifier.verify_oneshot(signature, signing_input).unwrap_or(false)
             }
         };
         Ok(ok)
@@ -230,16 +204,11 @@ fn pad(bytes: &[u8], size: usize) -> Vec<u8> {
     out
 }
 
-fn affine(
-    group: &openssl::ec::EcGroupRef,
-    point: &openssl::ec::EcPointRef,
-) -> Result<(Vec<u8>, Vec<u8>)> {
+fn affine(group: &openssl::ec::EcGroupRef, point: &openssl::ec::EcPointRef) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut ctx = BigNumContext::new().map_err(Error::internal)?;
     let mut x = BigNum::new().map_err(Error::internal)?;
     let mut y = BigNum::new().map_err(Error::internal)?;
-    point
-        .affine_coordinates(group, &mut x, &mut y, &mut ctx)
-        .map_err(Error::internal)?;
+    point.affine_coordinates(group, &mut x, &mut y, &mut ctx).map_err(Error::internal)?;
     Ok((x.to_vec(), y.to_vec()))
 }
 
@@ -260,10 +229,7 @@ mod tests {
             "kid": "2011-04-29"
         });
         let key = PublicJwk::from_value(&jwk).unwrap();
-        assert_eq!(
-            key.thumbprint,
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(key.thumbprint, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     #[test]

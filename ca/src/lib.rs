@@ -19,7 +19,5 @@ pub mod storage;
 mod track;
 
 pub use error::{Error, ErrorKind, Result};
-pub use service::{
-    Ca, NewAccount, NewOrder, Revoker, ServerCertificate, Settings, ValidationTarget,
-};
+pub use service::{Ca, NewAccount, NewOrder, Revoker, ServerCertificate, Settings, ValidationTarget};
 pub use track::Track;

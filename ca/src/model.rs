@@ -37,10 +37,7 @@ pub struct Identifier {
 
 impl Identifier {
     pub fn new(kind: IdentifierKind, value: impl Into<String>) -> Self {
-        Identifier {
-            kind,
-            value: value.into(),
-        }
+        Identifier { kind, value: value.into() }
     }
 
     pub fn is_wildcard(&self) -> bool {
@@ -210,10 +207,7 @@ impl RevocationReason {
     /// removeFromCRL), or are set by the CA's own workflows (privilegeWithdrawn).
     pub fn subscriber_may_use(self) -> bool {
         use RevocationReason::*;
-        matches!(
-            self,
-            Unspecified | KeyCompromise | AffiliationChanged | Superseded | CessationOfOperation
-        )
+        matches!(self, Unspecified | KeyCompromise | AffiliationChanged | Superseded | CessationOfOperation)
     }
 
     pub fn name(self) -> &'static str {

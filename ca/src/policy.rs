@@ -65,15 +65,13 @@ impl TrackPolicy {
                 profiles: vec![
                     Profile {
                         name: "short".into(),
-                        description: "24-hour certificate for a machine, renewed through ARI"
-                            .into(),
+                        description: "24-hour certificate for a machine, renewed through ARI".into(),
                         lifetime_seconds: DAY,
                         extended_key_usages: server_client.clone(),
                     },
                     Profile {
                         name: "week".into(),
-                        description: "7-day certificate for a machine that cannot renew daily"
-                            .into(),
+                        description: "7-day certificate for a machine that cannot renew daily".into(),
                         lifetime_seconds: 7 * DAY,
                         extended_key_usages: server_client,
                     },
@@ -96,8 +94,7 @@ impl TrackPolicy {
                 profiles: vec![
                     Profile {
                         name: "client-auth".into(),
-                        description: "90-day TLS client-authentication certificate for a person"
-                            .into(),
+                        description: "90-day TLS client-authentication certificate for a person".into(),
                         lifetime_seconds: 90 * DAY,
                         extended_key_usages: vec![ExtendedKeyUsage::ClientAuth],
                     },
@@ -110,11 +107,7 @@ impl TrackPolicy {
                 ],
                 default_profile: "client-auth".into(),
                 max_lifetime_seconds: 398 * DAY,
-                identifier_kinds: vec![
-                    IdentifierKind::Dns,
-                    IdentifierKind::Ip,
-                    IdentifierKind::Email,
-                ],
+                identifier_kinds: vec![IdentifierKind::Dns, IdentifierKind::Ip, IdentifierKind::Email],
                 allow_wildcards: false,
                 external_account_required: false,
                 max_identifiers: 10,
@@ -132,24 +125,16 @@ impl TrackPolicy {
     /// `invalidProfile`.
     pub fn profile(&self, requested: Option<&str>) -> Result<&Profile> {
         let name = requested.unwrap_or(&self.default_profile);
-        self.profiles
-            .iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| {
-                Error::invalid_profile(format!(
-                    "profile {name:?} is not offered on the {} track",
-                    self.track
-                ))
-            })
+        self.profiles.iter().find(|p| p.name == name).ok_or_else(|| {
+            Error::invalid_profile(format!("profile {name:?} is not offered on the {} track", self.track))
+        })
     }
 
     /// Checks one identifier against this track's policy and returns its canonical form
     /// (lower-case names, canonical IP text).
     pub fn check_identifier(&self, kind: &str, value: &str) -> Result<Identifier> {
         let Some(kind) = IdentifierKind::parse(kind) else {
-            return Err(Error::unsupported_identifier(format!(
-                "identifier type {kind:?} is not supported"
-            )));
+            return Err(Error::unsupported_identifier(format!("identifier type {kind:?} is not supported")));
         };
         if !self.identifier_kinds.contains(&kind) {
             return Err(Error::unsupported_identifier(format!(
@@ -167,18 +152,14 @@ impl TrackPolicy {
     }
 
     fn check_dns_name(&self, value: &str) -> Result<String> {
-        let reject =
-            |why: &str| Error::rejected_identifier(format!("dns identifier {value:?} {why}"));
+        let reject = |why: &str| Error::rejected_identifier(format!("dns identifier {value:?} {why}"));
         let name = value.to_ascii_lowercase();
         let (wildcard, base) = match name.strip_prefix("*.") {
             Some(base) => (true, base),
             None => (false, name.as_str()),
         };
         if wildcard && !self.allow_wildcards {
-            return Err(reject(&format!(
-                "is a wildcard, which the {} track does not issue",
-                self.track
-            )));
+            return Err(reject(&format!("is a wildcard, which the {} track does not issue", self.track)));
         }
         if base.is_empty() || name.len() > 253 {
             return Err(reject("has an invalid length"));
@@ -191,9 +172,7 @@ impl TrackPolicy {
             return Err(reject("is not a fully qualified domain name"));
         }
         for label in &labels {
-            let ok_chars = label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let ok_chars = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if label.is_empty() || label.len() > 63 || !ok_chars {
                 return Err(reject("contains an invalid label"));
             }
@@ -201,10 +180,7 @@ impl TrackPolicy {
                 return Err(reject("has a label that starts or ends with a hyphen"));
             }
         }
-        if labels
-            .last()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
             return Err(reject("has an all-numeric top-level label"));
         }
         Ok(name)
@@ -212,34 +188,25 @@ impl TrackPolicy {
 }
 
 fn check_ip(value: &str) -> Result<String> {
-    let ip: IpAddr = value.parse().map_err(|_| {
-        Error::malformed(format!(
-            "ip identifier {value:?} is not an IPv4 or IPv6 address"
-        ))
-    })?;
+    let ip: IpAddr = value
+        .parse()
+        .map_err(|_| Error::malformed(format!("ip identifier {value:?} is not an IPv4 or IPv6 address")))?;
     if ip.is_unspecified() || ip.is_multicast() {
-        return Err(Error::rejected_identifier(format!(
-            "ip identifier {value:?} cannot be certified"
-        )));
+        return Err(Error::rejected_identifier(format!("ip identifier {value:?} cannot be certified")));
     }
     Ok(ip.to_string())
 }
 
 fn check_email(value: &str) -> Result<String> {
-    let reject =
-        || Error::rejected_identifier(format!("email identifier {value:?} is not an address"));
+    let reject = || Error::rejected_identifier(format!("email identifier {value:?} is not an address"));
     let (local, domain) = value.rsplit_once('@').ok_or_else(reject)?;
     let local_ok = !local.is_empty()
         && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b));
+        && local.bytes().all(|b| b.is_ascii_graphic() && !b"@<>()[]\\,;:\"".contains(&b));
     if !local_ok || domain.is_empty() || !domain.contains('.') || domain.contains("..") {
         return Err(reject());
     }
-    let domain_ok = domain
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let domain_ok = domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if !domain_ok {
         return Err(reject());
     }
@@ -253,36 +220,16 @@ mod tests {
     #[test]
     fn dns_names_are_checked_and_lowercased() {
         let p = TrackPolicy::default_for(Track::Machine);
-        assert_eq!(
-            p.check_identifier("dns", "WWW.Example.COM").unwrap().value,
-            "www.example.com"
-        );
-        assert_eq!(
-            p.check_identifier("dns", "*.example.com").unwrap().value,
-            "*.example.com"
-        );
-        for bad in [
-            "example",
-            "-a.example.com",
-            "a..b.com",
-            "a_b.example.com",
-            "1.2.3.4",
-            "x.123",
-            "*.*.a.com",
-        ] {
+        assert_eq!(p.check_identifier("dns", "WWW.Example.COM").unwrap().value, "www.example.com");
+        assert_eq!(p.check_identifier("dns", "*.example.com").unwrap().value, "*.example.com");
+        for bad in ["example", "-a.example.com", "a..b.com", "a_b.example.com", "1.2.3.4", "x.123", "*.*.a.com"] {
             let err = p.check_identifier("dns", bad).unwrap_err();
             assert_eq!(err.kind, crate::ErrorKind::RejectedIdentifier, "{bad}");
         }
-        assert_eq!(
-            p.check_identifier("uri", "spiffe://x").unwrap_err().kind,
-            crate::ErrorKind::UnsupportedIdentifier
-        );
+        assert_eq!(p.check_identifier("uri", "spiffe://x").unwrap_err().kind, crate::ErrorKind::UnsupportedIdentifier);
         let human = TrackPolicy::default_for(Track::Human);
         assert_eq!(
-            human
-                .check_identifier("dns", "*.example.com")
-                .unwrap_err()
-                .kind,
+            human.check_identifier("dns", "*.example.com").unwrap_err().kind,
             crate::ErrorKind::RejectedIdentifier
         );
     }
@@ -291,21 +238,10 @@ mod tests {
     fn ip_and_email_identifiers() {
         let p = TrackPolicy::default_for(Track::Human);
         assert_eq!(p.check_identifier("ip", "::1").unwrap().value, "::1");
-        assert_eq!(
-            p.check_identifier("ip", "300.1.1.1").unwrap_err().kind,
-            crate::ErrorKind::Malformed
-        );
-        assert_eq!(
-            p.check_identifier("email", "Ann@Example.org")
-                .unwrap()
-                .value,
-            "Ann@example.org"
-        );
+        assert_eq!(p.check_identifier("ip", "300.1.1.1").unwrap_err().kind, crate::ErrorKind::Malformed);
+        assert_eq!(p.check_identifier("email", "Ann@Example.org").unwrap().value, "Ann@example.org");
         assert!(p.check_identifier("email", "no-at-sign").is_err());
         let m = TrackPolicy::default_for(Track::Machine);
-        assert_eq!(
-            m.check_identifier("email", "a@b.org").unwrap_err().kind,
-            crate::ErrorKind::UnsupportedIdentifier
-        );
+        assert_eq!(m.check_identifier("email", "a@b.org").unwrap_err().kind, crate::ErrorKind::UnsupportedIdentifier);
     }
 }

@@ -32,9 +32,7 @@ impl FromStr for Track {
         match s {
             "machine" => Ok(Track::Machine),
             "human" => Ok(Track::Human),
-            other => Err(format!(
-                "unknown track {other:?}: expected machine or human"
-            )),
+            other => Err(format!("unknown track {other:?}: expected machine or human")),
         }
     }
 }

@@ -16,34 +16,17 @@ fn thumbprint(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> String {
 
 /// Creates an order for `names` and answers its http-01 challenges; returns (order URL, order).
 async fn ready_order(server: &TestServer, raw: &RawClient, names: &[&str]) -> (String, Value) {
-    let identifiers: Vec<Value> = names
-        .iter()
-        .map(|n| json!({"type": "dns", "value": n}))
-        .collect();
-    let res = raw
-        .post(
-            &raw.url("new-order"),
-            Some(&json!({"identifiers": identifiers})),
-        )
-        .await;
+    let identifiers: Vec<Value> = names.iter().map(|n| json!({"type": "dns", "value": n})).collect();
+    let res = raw.post(&raw.url("new-order"), Some(&json!({"identifiers": identifiers}))).await;
     assert_eq!(res.status, 201, "{}", res.text);
     let order_url = res.header("location").unwrap();
     for authz_url in res.json()["authorizations"].as_array().unwrap() {
         let authz = raw.post(authz_url.as_str().unwrap(), None).await.json();
-        let challenge = authz["challenges"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "http-01")
-            .unwrap()
-            .clone();
+        let challenge =
+            authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
         let token = challenge["token"].as_str().unwrap();
-        server
-            .responder
-            .serve(token, &format!("{token}.{}", thumbprint(&raw.key)));
-        let res = raw
-            .post(challenge["url"].as_str().unwrap(), Some(&json!({})))
-            .await;
+        server.responder.serve(token, &format!("{token}.{}", thumbprint(&raw.key)));
+        let res = raw.post(challenge["url"].as_str().unwrap(), Some(&json!({}))).await;
         assert_eq!(res.status, 200, "{}", res.text);
     }
     for _ in 0..100 {
@@ -111,10 +94,7 @@ async fn jws_errors(db: Db) {
     let mut p = raw.protected(&url).await;
     p["alg"] = json!("none");
     let body = send(p).await.assert_problem("badSignatureAlgorithm", 400);
-    assert_eq!(
-        body["algorithms"],
-        json!(["ES256", "ES384", "RS256", "EdDSA"])
-    );
+    assert_eq!(body["algorithms"], json!(["ES256", "ES384", "RS256", "EdDSA"]));
 
     // 8. HS256.
     let mut p = raw.protected(&url).await;
@@ -133,23 +113,17 @@ async fn jws_errors(db: Db) {
 
     // 11. The wrong Content-Type.
     let jws = flattened(&raw.key, &raw.protected(&url).await, Some(&payload));
-    raw.send_body(&url, jws.to_string(), "application/json")
-        .await
-        .assert_problem("malformed", 415);
+    raw.send_body(&url, jws.to_string(), "application/json").await.assert_problem("malformed", 415);
 
     // 12. An oversized body.
     let huge = json!({"identifiers": [{"type": "dns", "value": "a".repeat(70 * 1024)}]});
     let jws = flattened(&raw.key, &raw.protected(&url).await, Some(&huge));
-    raw.send_jws(&url, &jws)
-        .await
-        .assert_problem("malformed", 413);
+    raw.send_jws(&url, &jws).await.assert_problem("malformed", 413);
 
     // 13. A signature that does not verify.
     let mut jws = flattened(&raw.key, &raw.protected(&url).await, Some(&payload));
     jws["signature"] = json!(b64(&[7u8; 64]));
-    raw.send_jws(&url, &jws)
-        .await
-        .assert_problem("malformed", 400);
+    raw.send_jws(&url, &jws).await.assert_problem("malformed", 400);
 
     // 14. ES384 claimed for a P-256 key.
     let mut p = raw.protected(&url).await;
@@ -159,25 +133,15 @@ async fn jws_errors(db: Db) {
     // 15. The general JWS serialization.
     let jws = flattened(&raw.key, &raw.protected(&url).await, Some(&payload));
     let general = json!({"payload": jws["payload"], "signatures": [{"protected": jws["protected"], "signature": jws["signature"]}]});
-    raw.send_jws(&url, &general)
-        .await
-        .assert_problem("malformed", 400);
+    raw.send_jws(&url, &general).await.assert_problem("malformed", 400);
 
     // 16. A body that is not JSON at all.
-    raw.send_body(&url, "not json".into(), "application/jose+json")
-        .await
-        .assert_problem("malformed", 400);
+    raw.send_body(&url, "not json".into(), "application/jose+json").await.assert_problem("malformed", 400);
 
     // 17. A payload that is not the resource's JSON.
     let p = raw.protected(&url).await;
-    let jws = flattened(
-        &raw.key,
-        &p,
-        Some(&json!({"identifiers": "a.example.test"})),
-    );
-    raw.send_jws(&url, &jws)
-        .await
-        .assert_problem("malformed", 400);
+    let jws = flattened(&raw.key, &p, Some(&json!({"identifiers": "a.example.test"})));
+    raw.send_jws(&url, &jws).await.assert_problem("malformed", 400);
 
     // Nothing was lost: the same account still orders.
     let res = raw.post(&url, Some(&payload)).await;
@@ -194,43 +158,28 @@ async fn account_errors(db: Db) {
         let raw = RawClient::new(&server, Track::Machine);
         async move {
             let res: Response = raw
-                .post(
-                    &raw.url("new-account"),
-                    Some(&json!({"contact": contact, "termsOfServiceAgreed": true})),
-                )
+                .post(&raw.url("new-account"), Some(&json!({"contact": contact, "termsOfServiceAgreed": true})))
                 .await;
             res
         }
     };
     // 18. A contact that is not mailto.
-    new_account(json!(["tel:+15555550100"]))
-        .await
-        .assert_problem("unsupportedContact", 400);
+    new_account(json!(["tel:+15555550100"])).await.assert_problem("unsupportedContact", 400);
     // 19. A mailto with header fields.
-    new_account(json!(["mailto:ops@example.test?subject=hi"]))
-        .await
-        .assert_problem("invalidContact", 400);
+    new_account(json!(["mailto:ops@example.test?subject=hi"])).await.assert_problem("invalidContact", 400);
     // 20. A mailto that is no address.
-    new_account(json!(["mailto:nobody"]))
-        .await
-        .assert_problem("invalidContact", 400);
+    new_account(json!(["mailto:nobody"])).await.assert_problem("invalidContact", 400);
 
     // 21. onlyReturnExisting for a key with no account.
     let raw = RawClient::new(&server, Track::Machine);
-    raw.post(
-        &raw.url("new-account"),
-        Some(&json!({"onlyReturnExisting": true})),
-    )
-    .await
-    .assert_problem("accountDoesNotExist", 400);
+    raw.post(&raw.url("new-account"), Some(&json!({"onlyReturnExisting": true})))
+        .await
+        .assert_problem("accountDoesNotExist", 400);
 
     // 22. newAccount signed with a kid.
     let other = account(&server, Track::Machine).await;
     other
-        .post(
-            &other.url("new-account"),
-            Some(&json!({"termsOfServiceAgreed": true})),
-        )
+        .post(&other.url("new-account"), Some(&json!({"termsOfServiceAgreed": true})))
         .await
         .assert_problem("malformed", 400);
 
@@ -242,44 +191,25 @@ async fn account_errors(db: Db) {
     let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
     let protected_b64 = b64(protected.to_string().as_bytes());
     let payload_b64 = b64(b"{}");
-    let mut signer =
-        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
-    signer
-        .update(format!("{protected_b64}.{payload_b64}").as_bytes())
-        .unwrap();
-    let jws = json!({"protected": protected_b64, "payload": payload_b64, "signature": b64(&signer.sign_to_vec().unwrap())});
-    raw.send_jws(&url, &jws)
-        .await
-        .assert_problem("badPublicKey", 400);
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+    signer.update(format!("{protected_b64}.{payload_b64}").as_bytes()).unwrap();
+    let jws =
+        json!({"protected": protected_b64, "payload": payload_b64, "signature": b64(&signer.sign_to_vec().unwrap())});
+    raw.send_jws(&url, &jws).await.assert_problem("badPublicKey", 400);
 
     // 24. An account changing another account.
     let mine = account(&server, Track::Machine).await;
-    mine.post(&other.kid.clone().unwrap(), None)
-        .await
-        .assert_problem("unauthorized", 403);
+    mine.post(&other.kid.clone().unwrap(), None).await.assert_problem("unauthorized", 403);
 
     // 25. A status other than deactivated.
-    mine.post(
-        &mine.kid.clone().unwrap(),
-        Some(&json!({"status": "revoked"})),
-    )
-    .await
-    .assert_problem("malformed", 400);
+    mine.post(&mine.kid.clone().unwrap(), Some(&json!({"status": "revoked"}))).await.assert_problem("malformed", 400);
 
     // 26. A deactivated account is refused everywhere.
-    let res = mine
-        .post(
-            &mine.kid.clone().unwrap(),
-            Some(&json!({"status": "deactivated"})),
-        )
-        .await;
+    let res = mine.post(&mine.kid.clone().unwrap(), Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(res.json()["status"], "deactivated");
-    mine.post(
-        &mine.url("new-order"),
-        Some(&json!({"identifiers": [{"type": "dns", "value": "a.example.test"}]})),
-    )
-    .await
-    .assert_problem("unauthorized", 403);
+    mine.post(&mine.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": "a.example.test"}]})))
+        .await
+        .assert_problem("unauthorized", 403);
 
     // A P-384 key works (ES384).
     let mut p384 = RawClient::new(&server, Track::Machine);
@@ -312,61 +242,36 @@ async fn order_errors(db: Db) {
     let body = order(json!({"identifiers": [{"type": "dns", "value": "bad_name.example.test"}]}))
         .await
         .assert_problem("rejectedIdentifier", 400);
-    assert!(body["detail"]
-        .as_str()
-        .unwrap()
-        .contains("bad_name.example.test"));
+    assert!(body["detail"].as_str().unwrap().contains("bad_name.example.test"));
     // 30. An unknown profile.
-    order(
-        json!({"identifiers": [{"type": "dns", "value": "a.example.test"}], "profile": "forever"}),
-    )
-    .await
-    .assert_problem("invalidProfile", 400);
+    order(json!({"identifiers": [{"type": "dns", "value": "a.example.test"}], "profile": "forever"}))
+        .await
+        .assert_problem("invalidProfile", 400);
     // 31. notBefore.
-    order(json!({"identifiers": [{"type": "dns", "value": "a.example.test"}], "notBefore": "2030-01-01T00:00:00Z"})).await.assert_problem("malformed", 400);
+    order(json!({"identifiers": [{"type": "dns", "value": "a.example.test"}], "notBefore": "2030-01-01T00:00:00Z"}))
+        .await
+        .assert_problem("malformed", 400);
     // 32. No identifiers.
-    order(json!({"identifiers": []}))
-        .await
-        .assert_problem("malformed", 400);
+    order(json!({"identifiers": []})).await.assert_problem("malformed", 400);
     // 33. An IP address that is not one.
-    order(json!({"identifiers": [{"type": "ip", "value": "300.1.2.3"}]}))
-        .await
-        .assert_problem("malformed", 400);
+    order(json!({"identifiers": [{"type": "ip", "value": "300.1.2.3"}]})).await.assert_problem("malformed", 400);
     // 34. A wildcard on the human track.
     let human = account(&server, Track::Human).await;
     human
-        .post(
-            &human.url("new-order"),
-            Some(&json!({"identifiers": [{"type": "dns", "value": "*.example.test"}]})),
-        )
+        .post(&human.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": "*.example.test"}]})))
         .await
         .assert_problem("rejectedIdentifier", 400);
     // 35. Reading another account's order.
     let res = order(json!({"identifiers": [{"type": "dns", "value": "a.example.test"}]})).await;
     let other = account(&server, Track::Machine).await;
-    other
-        .post(&res.header("location").unwrap(), None)
-        .await
-        .assert_problem("unauthorized", 403);
+    other.post(&res.header("location").unwrap(), None).await.assert_problem("unauthorized", 403);
     // 36. An order id that does not exist.
-    raw.post(&raw.url("order/nope"), None)
-        .await
-        .assert_problem("malformed", 404);
+    raw.post(&raw.url("order/nope"), None).await.assert_problem("malformed", 404);
     // 37. An unknown resource, and a GET where POST is required.
-    let res = server
-        .http()
-        .get(raw.url("no-such-thing"))
-        .send()
-        .await
-        .unwrap();
+    let res = server.http().get(raw.url("no-such-thing")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let res = server
-        .http()
-        .get(raw.url("new-account"))
-        .send()
-        .await
-        .unwrap();
+    let res = server.http().get(raw.url("new-account")).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 405);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     server.stop().await;
@@ -381,16 +286,11 @@ async fn finalize_errors(db: Db) {
 
     // 38. Finalize before the order is ready.
     let res = raw
-        .post(
-            &raw.url("new-order"),
-            Some(&json!({"identifiers": [{"type": "dns", "value": "b.example.test"}]})),
-        )
+        .post(&raw.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": "b.example.test"}]})))
         .await;
     let finalize = res.json()["finalize"].as_str().unwrap().to_string();
     let (der, _) = csr(&["b.example.test"]);
-    raw.post(&finalize, Some(&json!({"csr": b64(&der)})))
-        .await
-        .assert_problem("orderNotReady", 403);
+    raw.post(&finalize, Some(&json!({"csr": b64(&der)}))).await.assert_problem("orderNotReady", 403);
 
     let (order_url, order) = ready_order(&server, &raw, &["a.example.test"]).await;
     let finalize = order["finalize"].as_str().unwrap().to_string();
@@ -401,29 +301,17 @@ async fn finalize_errors(db: Db) {
     // 39. A CSR with a name the order does not have.
     let (der, _) = csr(&["a.example.test", "www.example.test"]);
     let body = post_csr(der).await.assert_problem("badCSR", 400);
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("www.example.test"),
-        "{body}"
-    );
+    assert!(body["detail"].as_str().unwrap().contains("www.example.test"), "{body}");
     // 40. A CSR missing a name.
     let (der, _) = csr(&["www.example.test"]);
     post_csr(der).await.assert_problem("badCSR", 400);
     // 41. A CSR signed with the account key.
-    post_csr(openssl_csr(&raw.key, &["a.example.test"]))
-        .await
-        .assert_problem("badCSR", 400);
+    post_csr(openssl_csr(&raw.key, &["a.example.test"])).await.assert_problem("badCSR", 400);
     // 42. An RSA-1024 CSR.
     let weak = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
-    post_csr(openssl_csr(&weak, &["a.example.test"]))
-        .await
-        .assert_problem("badCSR", 400);
+    post_csr(openssl_csr(&weak, &["a.example.test"])).await.assert_problem("badCSR", 400);
     // 43. Bytes that are no CSR.
-    post_csr(vec![0x30, 0x03, 0x02, 0x01, 0x00])
-        .await
-        .assert_problem("badCSR", 400);
+    post_csr(vec![0x30, 0x03, 0x02, 0x01, 0x00]).await.assert_problem("badCSR", 400);
     // 44. A CSR whose signature does not verify.
     let (mut der, _) = csr(&["a.example.test"]);
     let last = der.len() - 5;
@@ -444,54 +332,27 @@ async fn finalize_errors(db: Db) {
     let cert_url = res.json()["certificate"].as_str().unwrap().to_string();
     let res = raw.post(&cert_url, None).await;
     assert_eq!(res.status, 200);
-    assert_eq!(
-        res.header("content-type").as_deref(),
-        Some("application/pem-certificate-chain")
-    );
+    assert_eq!(res.header("content-type").as_deref(), Some("application/pem-certificate-chain"));
     assert_eq!(res.text.matches("BEGIN CERTIFICATE").count(), 2);
     let other = account(&server, Track::Machine).await;
-    other
-        .post(&cert_url, None)
-        .await
-        .assert_problem("unauthorized", 403);
+    other.post(&cert_url, None).await.assert_problem("unauthorized", 403);
 
     // 46. Revocation with a reason subscribers may not use, then twice.
-    let der = openssl::x509::X509::stack_from_pem(res.text.as_bytes()).unwrap()[0]
-        .to_der()
-        .unwrap();
+    let der = openssl::x509::X509::stack_from_pem(res.text.as_bytes()).unwrap()[0].to_der().unwrap();
     let revoke = raw.url("revoke-cert");
-    raw.post(
-        &revoke,
-        Some(&json!({"certificate": b64(&der), "reason": 2})),
-    )
-    .await
-    .assert_problem("badRevocationReason", 400);
-    raw.post(
-        &revoke,
-        Some(&json!({"certificate": b64(&der), "reason": 7})),
-    )
-    .await
-    .assert_problem("badRevocationReason", 400);
-    assert_eq!(
-        raw.post(
-            &revoke,
-            Some(&json!({"certificate": b64(&der), "reason": 4}))
-        )
+    raw.post(&revoke, Some(&json!({"certificate": b64(&der), "reason": 2})))
         .await
-        .status,
-        200
-    );
+        .assert_problem("badRevocationReason", 400);
+    raw.post(&revoke, Some(&json!({"certificate": b64(&der), "reason": 7})))
+        .await
+        .assert_problem("badRevocationReason", 400);
+    assert_eq!(raw.post(&revoke, Some(&json!({"certificate": b64(&der), "reason": 4}))).await.status, 200);
     // 47. Revoking twice.
-    raw.post(&revoke, Some(&json!({"certificate": b64(&der)})))
-        .await
-        .assert_problem("alreadyRevoked", 400);
+    raw.post(&revoke, Some(&json!({"certificate": b64(&der)}))).await.assert_problem("alreadyRevoked", 400);
     // 48. The same certificate on the other track's directory is unknown there.
     let human = account(&server, Track::Human).await;
     human
-        .post(
-            &human.url("revoke-cert"),
-            Some(&json!({"certificate": b64(&der)})),
-        )
+        .post(&human.url("revoke-cert"), Some(&json!({"certificate": b64(&der)})))
         .await
         .assert_problem("malformed", 404);
     server.stop().await;

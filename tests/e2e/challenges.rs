@@ -13,19 +13,12 @@ use crate::common::{Db, TestServer};
 use crate::on_both_databases;
 
 fn key_authorization(raw: &RawClient, token: &str) -> String {
-    let thumbprint = b64(&openssl::sha::sha256(
-        jwk_of(&raw.key).to_string().as_bytes(),
-    ));
+    let thumbprint = b64(&openssl::sha::sha256(jwk_of(&raw.key).to_string().as_bytes()));
     format!("{token}.{thumbprint}")
 }
 
 async fn new_order(raw: &RawClient, identifiers: Value) -> (String, Vec<Value>) {
-    let res = raw
-        .post(
-            &raw.url("new-order"),
-            Some(&json!({ "identifiers": identifiers })),
-        )
-        .await;
+    let res = raw.post(&raw.url("new-order"), Some(&json!({ "identifiers": identifiers }))).await;
     assert_eq!(res.status, 201, "{}", res.text);
     let mut authzs = Vec::new();
     for url in res.json()["authorizations"].as_array().unwrap() {
@@ -59,26 +52,20 @@ async fn settled(raw: &RawClient, url: &str) -> Value {
 
 async fn dns01_validates_through_the_configured_resolver(db: Db) {
     let dns = TxtServer::start().await;
-    let Some(server) = TestServer::start_with(db, |s| s.validation.resolver = Some(dns.addr)).await
-    else {
+    let Some(server) = TestServer::start_with(db, |s| s.validation.resolver = Some(dns.addr)).await else {
         return;
     };
     let mut raw = RawClient::new(&server, Track::Machine);
     raw.create_account().await;
-    let (order_url, authzs) =
-        new_order(&raw, json!([{"type": "dns", "value": "*.example.test"}, {"type": "dns", "value": "www.example.test"}])).await;
+    let (order_url, authzs) = new_order(
+        &raw,
+        json!([{"type": "dns", "value": "*.example.test"}, {"type": "dns", "value": "www.example.test"}]),
+    )
+    .await;
     for authz in &authzs {
         let c = challenge(authz, "dns-01");
-        let digest = b64(&openssl::sha::sha256(
-            key_authorization(&raw, c["token"].as_str().unwrap()).as_bytes(),
-        ));
-        dns.publish(
-            &format!(
-                "_acme-challenge.{}",
-                authz["identifier"]["value"].as_str().unwrap()
-            ),
-            &digest,
-        );
+        let digest = b64(&openssl::sha::sha256(key_authorization(&raw, c["token"].as_str().unwrap()).as_bytes()));
+        dns.publish(&format!("_acme-challenge.{}", authz["identifier"]["value"].as_str().unwrap()), &digest);
         let res = raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
         assert_eq!(res.status, 200, "{}", res.text);
     }
@@ -96,10 +83,7 @@ async fn dns01_validates_through_the_configured_resolver(db: Db) {
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
     assert_eq!(done["status"], "invalid");
-    assert_eq!(
-        challenge(&done, "dns-01")["error"]["type"],
-        "urn:ietf:params:acme:error:incorrectResponse"
-    );
+    assert_eq!(challenge(&done, "dns-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
 
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "dns-01");
@@ -108,8 +92,7 @@ async fn dns01_validates_through_the_configured_resolver(db: Db) {
     assert_eq!(done["status"], "invalid");
     let error = &challenge(&done, "dns-01")["error"];
     assert!(
-        error["type"] == "urn:ietf:params:acme:error:dns"
-            || error["type"] == "urn:ietf:params:acme:error:unauthorized",
+        error["type"] == "urn:ietf:params:acme:error:dns" || error["type"] == "urn:ietf:params:acme:error:unauthorized",
         "{error}"
     );
     server.stop().await;
@@ -118,8 +101,7 @@ on_both_databases!(dns01_validates_through_the_configured_resolver);
 
 async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     let alpn = AlpnResponder::start().await;
-    let Some(server) = TestServer::start_with(db, |s| s.validation.tls_port = alpn.port).await
-    else {
+    let Some(server) = TestServer::start_with(db, |s| s.validation.tls_port = alpn.port).await else {
         return;
     };
     let mut raw = RawClient::new(&server, Track::Machine);
@@ -127,10 +109,7 @@ async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     for (kind, value) in [("dns", "a.example.test"), ("ip", "127.0.0.1")] {
         let (order_url, authzs) = new_order(&raw, json!([{"type": kind, "value": value}])).await;
         let c = challenge(&authzs[0], "tls-alpn-01");
-        alpn.serve(
-            value,
-            &key_authorization(&raw, c["token"].as_str().unwrap()),
-        );
+        alpn.serve(value, &key_authorization(&raw, c["token"].as_str().unwrap()));
         raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
         let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
         assert_eq!(done["status"], "valid", "{value}: {done}");
@@ -143,24 +122,15 @@ async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
     assert_eq!(done["status"], "invalid");
-    assert_eq!(
-        challenge(&done, "tls-alpn-01")["error"]["type"],
-        "urn:ietf:params:acme:error:incorrectResponse"
-    );
+    assert_eq!(challenge(&done, "tls-alpn-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // A certificate for another name is refused.
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "www.example.test"}])).await;
     let c = challenge(&authzs[0], "tls-alpn-01");
-    alpn.serve(
-        "other.example.test",
-        &key_authorization(&raw, c["token"].as_str().unwrap()),
-    );
+    alpn.serve("other.example.test", &key_authorization(&raw, c["token"].as_str().unwrap()));
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
     assert_eq!(done["status"], "invalid");
-    assert_eq!(
-        challenge(&done, "tls-alpn-01")["error"]["type"],
-        "urn:ietf:params:acme:error:unauthorized"
-    );
+    assert_eq!(challenge(&done, "tls-alpn-01")["error"]["type"], "urn:ietf:params:acme:error:unauthorized");
     server.stop().await;
 }
 on_both_databases!(tls_alpn01_validates_names_and_ip_addresses);
@@ -172,38 +142,25 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     let mut raw = RawClient::new(&server, Track::Machine);
     raw.create_account().await;
     // Nothing served for the token: the responder answers 404.
-    let (order_url, authzs) =
-        new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
+    let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
     assert_eq!(done["status"], "invalid");
     let error = &challenge(&done, "http-01")["error"];
-    assert_eq!(
-        error["type"], "urn:ietf:params:acme:error:unauthorized",
-        "{error}"
-    );
+    assert_eq!(error["type"], "urn:ietf:params:acme:error:unauthorized", "{error}");
     assert!(error["detail"].as_str().unwrap().contains("404"), "{error}");
     let order = raw.post(&order_url, None).await.json();
     assert_eq!(order["status"], "invalid");
     // The wrong key authorization.
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
-    server
-        .responder
-        .serve(c["token"].as_str().unwrap(), "something.else");
+    server.responder.serve(c["token"].as_str().unwrap(), "something.else");
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
-    assert_eq!(
-        challenge(&done, "http-01")["error"]["type"],
-        "urn:ietf:params:acme:error:incorrectResponse"
-    );
+    assert_eq!(challenge(&done, "http-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // A name that resolves nowhere.
-    let (_, authzs) = new_order(
-        &raw,
-        json!([{"type": "dns", "value": "nowhere.invalid-tld-for-tests.example"}]),
-    )
-    .await;
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "nowhere.invalid-tld-for-tests.example"}])).await;
     let c = challenge(&authzs[0], "http-01");
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
@@ -211,3 +168,44 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     server.stop().await;
 }
 on_both_databases!(http01_failures_are_recorded_on_the_challenge);
+
+async fn http01_follows_redirects_only_to_the_validation_ports(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let port = server.responder.http_port;
+
+    // A redirect on the validation port, to a path that holds the key authorization.
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
+    let c = challenge(&authzs[0], "http-01");
+    let token = c["token"].as_str().unwrap();
+    server.responder.redirect(token, &format!("http://www.example.test:{port}/.well-known/acme-challenge/moved"));
+    server.responder.serve("moved", &key_authorization(&raw, token));
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "valid", "{done}");
+
+    // A redirect to any other port is refused.
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
+    let c = challenge(&authzs[0], "http-01");
+    let token = c["token"].as_str().unwrap();
+    server.responder.redirect(token, "http://127.0.0.1:9/.well-known/acme-challenge/moved");
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "invalid");
+    let error = &challenge(&done, "http-01")["error"];
+    assert_eq!(error["type"], "urn:ietf:params:acme:error:connection", "{error}");
+    assert!(error["detail"].as_str().unwrap().contains("validation ports"), "{error}");
+
+    // A redirect loop ends after ten hops.
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "www.example.test"}])).await;
+    let c = challenge(&authzs[0], "http-01");
+    let token = c["token"].as_str().unwrap();
+    server.responder.redirect(token, &format!("http://127.0.0.1:{port}/.well-known/acme-challenge/{token}"));
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "invalid");
+    assert!(challenge(&done, "http-01")["error"]["detail"].as_str().unwrap().contains("too many redirects"));
+    server.stop().await;
+}
+on_both_databases!(http01_follows_redirects_only_to_the_validation_ports);

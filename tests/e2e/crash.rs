@@ -16,11 +16,7 @@ use crate::common::{csr, first_cert, postgres_database, ChallengeResponder, Db};
 use crate::on_both_databases;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct ServerProcess {
@@ -34,12 +30,7 @@ impl Drop for ServerProcess {
     }
 }
 
-fn spawn_server(
-    data_dir: &std::path::Path,
-    database_url: &str,
-    port: u16,
-    http_port: u16,
-) -> ServerProcess {
+fn spawn_server(data_dir: &std::path::Path, database_url: &str, port: u16, http_port: u16) -> ServerProcess {
     std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_dualca"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -49,11 +40,7 @@ fn spawn_server(
         .env("DUALCA_VALIDATION__HTTP_PORT", http_port.to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(data_dir.with_file_name("server.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        )
+        .stderr(std::fs::File::create(data_dir.with_file_name("server.log")).map(Stdio::from).unwrap_or(Stdio::null()))
         .spawn()
         .expect("start the dualca binary");
     ServerProcess { child }
@@ -61,11 +48,7 @@ fn spawn_server(
 
 async fn wait_ready(http: &reqwest::Client, port: u16) {
     for _ in 0..200 {
-        if let Ok(res) = http
-            .get(format!("https://localhost:{port}/readyz"))
-            .send()
-            .await
-        {
+        if let Ok(res) = http.get(format!("https://localhost:{port}/readyz")).send().await {
             if res.status().is_success() {
                 return;
             }
@@ -88,10 +71,7 @@ fn client_trusting(root: &std::path::Path) -> reqwest::Client {
 /// One complete issuance for 127.0.0.1 over http-01; returns the serial in hex.
 async fn issue_once(account: &Account, responder: &ChallengeResponder) -> Result<String, String> {
     let ids = [Identifier::Ip("127.0.0.1".parse().unwrap())];
-    let mut order = account
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(|e| e.to_string())?;
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.map_err(|e| e.to_string())?;
@@ -99,20 +79,13 @@ async fn issue_once(account: &Account, responder: &ChallengeResponder) -> Result
         responder.serve(&challenge.token, challenge.key_authorization().as_str());
         challenge.set_ready().await.map_err(|e| e.to_string())?;
     }
-    let retry = RetryPolicy::new()
-        .initial_delay(Duration::from_millis(50))
-        .timeout(Duration::from_secs(10));
+    let retry = RetryPolicy::new().initial_delay(Duration::from_millis(50)).timeout(Duration::from_secs(10));
     order.poll_ready(&retry).await.map_err(|e| e.to_string())?;
     let (der, _) = csr(&["127.0.0.1"]);
     order.finalize_csr(&der).await.map_err(|e| e.to_string())?;
-    let chain = order
-        .poll_certificate(&retry)
-        .await
-        .map_err(|e| e.to_string())?;
+    let chain = order.poll_certificate(&retry).await.map_err(|e| e.to_string())?;
     let leaf = first_cert(&chain);
-    Ok(dualca_ca::ids::hex(
-        &leaf.serial_number().to_bn().unwrap().to_vec(),
-    ))
+    Ok(dualca_ca::ids::hex(&leaf.serial_number().to_bn().unwrap().to_vec()))
 }
 
 async fn kill_minus_nine_loses_no_certificate(db: Db) {
@@ -147,23 +120,11 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut workers = Vec::new();
     for _ in 0..4 {
-        let (directory, root, received, responder) = (
-            directory.clone(),
-            root.clone(),
-            received.clone(),
-            responder.clone(),
-        );
+        let (directory, root, received, responder) =
+            (directory.clone(), root.clone(), received.clone(), responder.clone());
         workers.push(actix_web::rt::spawn(async move {
-            let new = NewAccount {
-                contact: &[],
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            };
-            let (account, _) = Account::builder_with_root(&root)
-                .unwrap()
-                .create(&new, directory, None)
-                .await
-                .unwrap();
+            let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+            let (account, _) = Account::builder_with_root(&root).unwrap().create(&new, directory, None).await.unwrap();
             // Bounded: at most 50 issuances per worker; the kill ends the run far earlier.
             for _ in 0..50 {
                 match issue_once(&account, &responder).await {
@@ -183,51 +144,30 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    Command::new("kill")
-        .args(["-9", &server.child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-9", &server.child.id().to_string()]).status().unwrap();
     let _ = server.child.wait();
     for worker in workers {
         let _ = worker.await;
     }
     let received = received.lock().unwrap().clone();
-    assert!(
-        received.len() >= 6,
-        "only {} certificates were issued before the kill",
-        received.len()
-    );
+    assert!(received.len() >= 6, "only {} certificates were issued before the kill", received.len());
 
     // The server restarts on the same data and issues again.
     drop(server);
     let server = spawn_server(&data_dir, &database_url, port, responder.http_port);
     wait_ready(&http, port).await;
-    let new = NewAccount {
-        contact: &[],
-        terms_of_service_agreed: true,
-        only_return_existing: false,
-    };
-    let (account, _) = Account::builder_with_root(&root)
-        .unwrap()
-        .create(&new, directory, None)
-        .await
-        .unwrap();
-    let after = issue_once(&account, &responder)
-        .await
-        .expect("issuance after restart");
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    let (account, _) = Account::builder_with_root(&root).unwrap().create(&new, directory, None).await.unwrap();
+    let after = issue_once(&account, &responder).await.expect("issuance after restart");
     drop(server);
 
     let mut settings = Settings::default();
     settings.data_dir = data_dir.clone();
     settings.database_url = database_url.clone();
-    let ca = tokio::task::spawn_blocking(move || open_ca(&settings, "https://localhost"))
-        .await
-        .unwrap()
-        .unwrap();
+    let ca = tokio::task::spawn_blocking(move || open_ca(&settings, "https://localhost")).await.unwrap().unwrap();
     for serial in received.iter().chain(std::iter::once(&after)) {
-        let record = ca
-            .certificate(Track::Machine, serial)
-            .unwrap_or_else(|e| panic!("certificate {serial} was lost: {e}"));
+        let record =
+            ca.certificate(Track::Machine, serial).unwrap_or_else(|e| panic!("certificate {serial} was lost: {e}"));
         assert_eq!(record.status.as_str(), "valid");
     }
     for track in Track::ALL {

@@ -5,3 +5,4 @@ mod challenges;
 mod common;
 mod crash;
 mod protocol;
+mod schema;

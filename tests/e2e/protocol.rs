@@ -6,8 +6,8 @@ use std::time::Duration;
 use dualca_ca::audit::{verify, ChainCheck};
 use dualca_ca::Track;
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy, RevocationReason, RevocationRequest,
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    RevocationReason, RevocationRequest,
 };
 use openssl::nid::Nid;
 use serde_json::json;
@@ -34,10 +34,7 @@ pub async fn account(server: &TestServer, track: Track) -> Account {
 }
 
 fn retry() -> RetryPolicy {
-    RetryPolicy::new()
-        .initial_delay(Duration::from_millis(100))
-        .backoff(1.5)
-        .timeout(Duration::from_secs(20))
+    RetryPolicy::new().initial_delay(Duration::from_millis(100)).backoff(1.5).timeout(Duration::from_secs(20))
 }
 
 /// Orders `names`, answers every authorization over http-01 through the test responder, and
@@ -59,22 +56,15 @@ pub async fn issue(
     if let Some(profile) = profile {
         new_order = new_order.profile(profile);
     }
-    let mut order = account
-        .new_order(&new_order)
-        .await
-        .expect("order is created");
+    let mut order = account.new_order(&new_order).await.expect("order is created");
     assert_eq!(order.state().status, OrderStatus::Pending);
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let mut authz = authz.unwrap();
         assert_eq!(authz.status, AuthorizationStatus::Pending);
-        let mut challenge = authz
-            .challenge(ChallengeType::Http01)
-            .expect("http-01 is offered");
+        let mut challenge = authz.challenge(ChallengeType::Http01).expect("http-01 is offered");
         let key_authorization = challenge.key_authorization();
-        server
-            .responder
-            .serve(&challenge.token, key_authorization.as_str());
+        server.responder.serve(&challenge.token, key_authorization.as_str());
         challenge.set_ready().await.unwrap();
     }
     let status = order.poll_ready(&retry()).await.unwrap();
@@ -98,9 +88,7 @@ fn chain_verifies(server: &TestServer, chain_pem: &str) {
     let mut untrusted = Stack::new().unwrap();
     untrusted.push(certs[1].clone()).unwrap();
     let mut ctx = X509StoreContext::new().unwrap();
-    let ok = ctx
-        .init(&store, &certs[0], &untrusted, |c| c.verify_cert())
-        .unwrap();
+    let ok = ctx.init(&store, &certs[0], &untrusted, |c| c.verify_cert()).unwrap();
     assert!(ok, "chain does not verify: {}", ctx.error());
 }
 
@@ -114,13 +102,7 @@ async fn full_issuance_on_both_tracks(db: Db) {
     };
 
     let machine = account(&server, Track::Machine).await;
-    let (chain, _key) = issue(
-        &server,
-        &machine,
-        &["a.example.test", "www.example.test", "127.0.0.1"],
-        None,
-    )
-    .await;
+    let (chain, _key) = issue(&server, &machine, &["a.example.test", "www.example.test", "127.0.0.1"], None).await;
     chain_verifies(&server, &chain);
     let leaf = first_cert(&chain);
     let text = text_of(&leaf);
@@ -128,41 +110,16 @@ async fn full_issuance_on_both_tracks(db: Db) {
     assert!(text.contains("DNS:www.example.test"), "{text}");
     assert!(text.contains("IP Address:127.0.0.1"), "{text}");
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
-    assert!(
-        text.contains(&format!("URI:{}/crl/machine.crl", server.public_url)),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("OCSP - URI:{}/ocsp/machine", server.public_url)),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "CA Issuers - URI:{}/ca/machine.pem",
-            server.public_url
-        )),
-        "{text}"
-    );
+    assert!(text.contains(&format!("URI:{}/crl/machine.crl", server.public_url)), "{text}");
+    assert!(text.contains(&format!("OCSP - URI:{}/ocsp/machine", server.public_url)), "{text}");
+    assert!(text.contains(&format!("CA Issuers - URI:{}/ca/machine.pem", server.public_url)), "{text}");
     assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
     assert!(text.contains("X509v3 Subject Key Identifier"), "{text}");
     let lifetime = leaf.not_before().diff(leaf.not_after()).unwrap();
+    assert_eq!((lifetime.days, lifetime.secs), (1, 0), "the machine track's default profile is 24 h");
+    assert!(leaf.serial_number().to_bn().unwrap().num_bits() >= 128, "serials carry at least 128 random bits");
     assert_eq!(
-        (lifetime.days, lifetime.secs),
-        (1, 0),
-        "the machine track's default profile is 24 h"
-    );
-    assert!(
-        leaf.serial_number().to_bn().unwrap().num_bits() >= 128,
-        "serials carry at least 128 random bits"
-    );
-    assert_eq!(
-        leaf.issuer_name()
-            .entries_by_nid(Nid::COMMONNAME)
-            .next()
-            .unwrap()
-            .data()
-            .to_string()
-            .unwrap(),
+        leaf.issuer_name().entries_by_nid(Nid::COMMONNAME).next().unwrap().data().to_string().unwrap(),
         "dualca Machine Issuing CA"
     );
 
@@ -173,10 +130,7 @@ async fn full_issuance_on_both_tracks(db: Db) {
     let text = text_of(&leaf);
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
     assert!(!text.contains("TLS Web Server Authentication"), "{text}");
-    assert!(
-        text.contains(&format!("URI:{}/crl/human.crl", server.public_url)),
-        "{text}"
-    );
+    assert!(text.contains(&format!("URI:{}/crl/human.crl", server.public_url)), "{text}");
     let lifetime = leaf.not_before().diff(leaf.not_after()).unwrap();
     assert_eq!((lifetime.days, lifetime.secs), (90, 0));
 
@@ -201,21 +155,12 @@ async fn key_change_and_deactivation(db: Db) {
     assert_ne!(account.key_thumbprint(), old_thumbprint);
     // The new key works for orders.
     issue(&server, &account, &["a.example.test"], Some("week")).await;
-    let restored = Account::builder_with_root(&server.root_pem)
-        .unwrap()
-        .from_credentials(credentials)
-        .await
-        .unwrap();
+    let restored = Account::builder_with_root(&server.root_pem).unwrap().from_credentials(credentials).await.unwrap();
     restored.deactivate().await.expect("deactivation succeeds");
-    let result = account
-        .new_order(&NewOrder::new(&[Identifier::Dns("a.example.test".into())]))
-        .await;
+    let result = account.new_order(&NewOrder::new(&[Identifier::Dns("a.example.test".into())])).await;
     match result.err().expect("a deactivated account cannot order") {
         instant_acme::Error::Api(p) => {
-            assert_eq!(
-                p.r#type.as_deref(),
-                Some("urn:ietf:params:acme:error:unauthorized")
-            );
+            assert_eq!(p.r#type.as_deref(), Some("urn:ietf:params:acme:error:unauthorized"));
             assert_eq!(p.status, Some(403));
         }
         other => panic!("unexpected error {other:?}"),
@@ -234,16 +179,11 @@ async fn key_change_to_a_key_in_use_is_a_conflict(db: Db) {
     second.create_account().await;
     let url = first.url("key-change");
     let inner_protected = json!({"alg": "ES256", "jwk": jwk_of(&second.key), "url": url});
-    let inner_payload =
-        json!({"account": first.kid.clone().unwrap(), "oldKey": jwk_of(&first.key)});
+    let inner_payload = json!({"account": first.kid.clone().unwrap(), "oldKey": jwk_of(&first.key)});
     let inner = flattened(&second.key, &inner_protected, Some(&inner_payload));
     let res = first.post(&url, Some(&inner)).await;
     res.assert_problem("malformed", 409);
-    assert_eq!(
-        res.header("location"),
-        second.kid,
-        "409 names the account that holds the key"
-    );
+    assert_eq!(res.header("location"), second.kid, "409 names the account that holds the key");
     server.stop().await;
 }
 on_both_databases!(key_change_to_a_key_in_use_is_a_conflict);
@@ -257,39 +197,25 @@ async fn revocation_by_account_and_by_certificate_key(db: Db) {
     let der = first_cert(&chain).to_der().unwrap();
     let cert = rustls_pki_types::CertificateDer::from(der.clone());
     account
-        .revoke(&RevocationRequest {
-            certificate: &cert,
-            reason: Some(RevocationReason::Superseded),
-        })
+        .revoke(&RevocationRequest { certificate: &cert, reason: Some(RevocationReason::Superseded) })
         .await
         .expect("the ordering account may revoke");
-    let again = account
-        .revoke(&RevocationRequest {
-            certificate: &cert,
-            reason: None,
-        })
-        .await
-        .unwrap_err();
+    let again = account.revoke(&RevocationRequest { certificate: &cert, reason: None }).await.unwrap_err();
     match again {
-        instant_acme::Error::Api(p) => assert_eq!(
-            p.r#type.as_deref(),
-            Some("urn:ietf:params:acme:error:alreadyRevoked")
-        ),
+        instant_acme::Error::Api(p) => {
+            assert_eq!(p.r#type.as_deref(), Some("urn:ietf:params:acme:error:alreadyRevoked"))
+        }
         other => panic!("unexpected {other:?}"),
     }
 
     // Revocation signed with the certificate's own key (a jwk request, no account).
     let (chain, key) = issue(&server, &account, &["b.example.test"], None).await;
     let der = first_cert(&chain).to_der().unwrap();
-    let cert_key =
-        openssl::pkey::PKey::private_key_from_pem(key.serialize_pem().as_bytes()).unwrap();
+    let cert_key = openssl::pkey::PKey::private_key_from_pem(key.serialize_pem().as_bytes()).unwrap();
     let mut raw = RawClient::new(&server, Track::Machine);
     raw.key = cert_key;
     let res = raw
-        .post(
-            &raw.url("revoke-cert"),
-            Some(&json!({"certificate": crate::common::jws::b64(&der), "reason": 1})),
-        )
+        .post(&raw.url("revoke-cert"), Some(&json!({"certificate": crate::common::jws::b64(&der), "reason": 1})))
         .await;
     assert_eq!(res.status, 200, "{}", res.text);
 
@@ -298,34 +224,20 @@ async fn revocation_by_account_and_by_certificate_key(db: Db) {
     let der = first_cert(&chain).to_der().unwrap();
     let mut stranger = RawClient::new(&server, Track::Machine);
     stranger.create_account().await;
-    let res = stranger
-        .post(
-            &stranger.url("revoke-cert"),
-            Some(&json!({"certificate": crate::common::jws::b64(&der)})),
-        )
-        .await;
+    let res =
+        stranger.post(&stranger.url("revoke-cert"), Some(&json!({"certificate": crate::common::jws::b64(&der)}))).await;
     res.assert_problem("unauthorized", 403);
 
     // The first two are revoked in the database with the reasons given; the third is not.
     let first = first_cert(&chain);
-    let serial =
-        |c: &openssl::x509::X509| dualca_ca::ids::hex(&c.serial_number().to_bn().unwrap().to_vec());
-    assert_eq!(
-        server
-            .ca
-            .certificate(Track::Machine, &serial(&first))
-            .unwrap()
-            .status
-            .as_str(),
-        "valid"
-    );
+    let serial = |c: &openssl::x509::X509| dualca_ca::ids::hex(&c.serial_number().to_bn().unwrap().to_vec());
+    assert_eq!(server.ca.certificate(Track::Machine, &serial(&first)).unwrap().status.as_str(), "valid");
     server.stop().await;
 }
 on_both_databases!(revocation_by_account_and_by_certificate_key);
 
 async fn orders_list_is_paginated(db: Db) {
-    let Some(server) = TestServer::start_with(db, |s| s.machine.orders_page_size = Some(2)).await
-    else {
+    let Some(server) = TestServer::start_with(db, |s| s.machine.orders_page_size = Some(2)).await else {
         return;
     };
     let mut raw = RawClient::new(&server, Track::Machine);
@@ -333,12 +245,8 @@ async fn orders_list_is_paginated(db: Db) {
     let orders_url = created.json()["orders"].as_str().unwrap().to_string();
     let mut made = Vec::new();
     for name in ["a.example.test", "b.example.test", "www.example.test"] {
-        let res = raw
-            .post(
-                &raw.url("new-order"),
-                Some(&json!({"identifiers": [{"type": "dns", "value": name}]})),
-            )
-            .await;
+        let res =
+            raw.post(&raw.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": name}]}))).await;
         assert_eq!(res.status, 201, "{}", res.text);
         made.push(res.header("location").unwrap());
     }
@@ -347,12 +255,7 @@ async fn orders_list_is_paginated(db: Db) {
     let page: Vec<String> = serde_json::from_value(first.json()["orders"].clone()).unwrap();
     assert_eq!(page, made[..2].to_vec());
     let link = first.header("link").unwrap();
-    let links: Vec<&str> = first
-        .headers
-        .get_all("link")
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .collect();
+    let links: Vec<&str> = first.headers.get_all("link").iter().map(|v| v.to_str().unwrap()).collect();
     let next = links
         .iter()
         .find(|l| l.contains("rel=\"next\""))
@@ -364,11 +267,7 @@ async fn orders_list_is_paginated(db: Db) {
     let second = raw.post(&next, None).await;
     let page: Vec<String> = serde_json::from_value(second.json()["orders"].clone()).unwrap();
     assert_eq!(page, made[2..].to_vec());
-    assert!(!second
-        .headers
-        .get_all("link")
-        .iter()
-        .any(|l| l.to_str().unwrap().contains("next")));
+    assert!(!second.headers.get_all("link").iter().any(|l| l.to_str().unwrap().contains("next")));
     server.stop().await;
 }
 on_both_databases!(orders_list_is_paginated);
@@ -380,41 +279,23 @@ async fn wildcard_authorizations_and_deactivation(db: Db) {
     let mut raw = RawClient::new(&server, Track::Machine);
     raw.create_account().await;
     let res = raw
-        .post(
-            &raw.url("new-order"),
-            Some(&json!({"identifiers": [{"type": "dns", "value": "*.example.test"}]})),
-        )
+        .post(&raw.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": "*.example.test"}]})))
         .await;
     assert_eq!(res.status, 201, "{}", res.text);
     let order_url = res.header("location").unwrap();
-    let authz_url = res.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let authz_url = res.json()["authorizations"][0].as_str().unwrap().to_string();
     let authz = raw.post(&authz_url, None).await.json();
-    assert_eq!(
-        authz["identifier"],
-        json!({"type": "dns", "value": "example.test"})
-    );
+    assert_eq!(authz["identifier"], json!({"type": "dns", "value": "example.test"}));
     assert_eq!(authz["wildcard"], true);
-    let types: Vec<&str> = authz["challenges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["type"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> =
+        authz["challenges"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
     assert_eq!(types, vec!["dns-01"], "a wildcard is proven over DNS only");
 
-    let res = raw
-        .post(&authz_url, Some(&json!({"status": "deactivated"})))
-        .await;
+    let res = raw.post(&authz_url, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.json()["status"], "deactivated");
     let order = raw.post(&order_url, None).await.json();
-    assert_eq!(
-        order["status"], "invalid",
-        "an order with a deactivated authorization is invalid"
-    );
+    assert_eq!(order["status"], "invalid", "an order with a deactivated authorization is invalid");
     server.stop().await;
 }
 on_both_databases!(wildcard_authorizations_and_deactivation);
@@ -427,24 +308,66 @@ async fn newaccount_returns_the_existing_account(db: Db) {
     let created = raw.create_account().await;
     let kid = raw.kid.clone().unwrap();
     raw.kid = None;
-    let again = raw
-        .post(
-            &raw.url("new-account"),
-            Some(&json!({"onlyReturnExisting": true})),
-        )
-        .await;
+    let again = raw.post(&raw.url("new-account"), Some(&json!({"onlyReturnExisting": true}))).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.header("location"), Some(kid.clone()));
     assert_eq!(again.json(), created.json());
     // Contacts can be updated.
     raw.kid = Some(kid.clone());
-    let updated = raw
-        .post(&kid, Some(&json!({"contact": ["mailto:new@example.test"]})))
-        .await;
-    assert_eq!(
-        updated.json()["contact"],
-        json!(["mailto:new@example.test"])
-    );
+    let updated = raw.post(&kid, Some(&json!({"contact": ["mailto:new@example.test"]}))).await;
+    assert_eq!(updated.json()["contact"], json!(["mailto:new@example.test"]));
     server.stop().await;
 }
 on_both_databases!(newaccount_returns_the_existing_account);
+
+async fn directory_and_nonces(db: Db) {
+    let Some(server) = TestServer::start_with(db, |s| {
+        s.machine.terms_of_service = Some("https://example.test/tos".into());
+        s.machine.website = Some("https://example.test".into());
+        s.machine.caa_identities = Some(vec!["ca.example.test".into()]);
+    })
+    .await
+    else {
+        return;
+    };
+    let http = server.http();
+    let res = http.get(server.directory(Track::Machine)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let dir: serde_json::Value = res.json().await.unwrap();
+    let base = format!("{}/acme/machine", server.public_url);
+    for (key, path) in [
+        ("newNonce", "new-nonce"),
+        ("newAccount", "new-account"),
+        ("newOrder", "new-order"),
+        ("revokeCert", "revoke-cert"),
+        ("keyChange", "key-change"),
+    ] {
+        assert_eq!(dir[key], format!("{base}/{path}"));
+    }
+    assert_eq!(dir["meta"]["termsOfService"], "https://example.test/tos");
+    assert_eq!(dir["meta"]["website"], "https://example.test");
+    assert_eq!(dir["meta"]["caaIdentities"], json!(["ca.example.test"]));
+    assert_eq!(dir["meta"]["externalAccountRequired"], false);
+    assert!(dir["meta"]["profiles"]["short"].is_string() && dir["meta"]["profiles"]["week"].is_string());
+    let human: serde_json::Value = http.get(server.directory(Track::Human)).send().await.unwrap().json().await.unwrap();
+    assert!(human["meta"]["profiles"]["client-auth"].is_string() && human["meta"]["profiles"]["smime"].is_string());
+    assert!(human["meta"].get("termsOfService").is_none(), "each track has its own meta");
+
+    let head = http.head(format!("{base}/new-nonce")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let get = http.get(format!("{base}/new-nonce")).send().await.unwrap();
+    assert_eq!(get.status(), 204);
+    for res in [&head, &get] {
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        assert!(res.headers()["replay-nonce"].len() >= 22);
+        assert_eq!(res.headers()["link"], format!("<{base}/directory>;rel=\"index\""));
+    }
+    assert_ne!(head.headers()["replay-nonce"], get.headers()["replay-nonce"]);
+
+    // With terms of service configured, an account must agree to them.
+    let raw = RawClient::new(&server, Track::Machine);
+    let res = raw.post(&raw.url("new-account"), Some(&json!({"termsOfServiceAgreed": false}))).await;
+    res.assert_problem("userActionRequired", 403);
+    server.stop().await;
+}
+on_both_databases!(directory_and_nonces);

@@ -12,28 +12,18 @@ use crate::AcmeState;
 /// RFC 8555 §7.3.
 pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpResponse, Problem> {
     let Signer::Key(key) = &jws.signer else {
-        return Err(Problem::malformed(
-            "newAccount must be signed with a jwk, not a kid",
-        ));
+        return Err(Problem::malformed("newAccount must be signed with a jwk, not a kid"));
     };
     let request: NewAccountRequest = jws.json()?;
     let (ca, track, thumbprint) = (state.ca.clone(), state.track, key.thumbprint.clone());
     if let Some(existing) = ca_call(move || ca.account_by_key(track, &thumbprint)).await? {
         let body = wire::account(&state, &existing);
-        return Ok(json_response(
-            StatusCode::OK,
-            Some(state.account_url(&existing.id)),
-            &body,
-        ));
+        return Ok(json_response(StatusCode::OK, Some(state.account_url(&existing.id)), &body));
     }
     if request.only_return_existing == Some(true) {
-        return Err(
-            dualca_ca::Error::account_does_not_exist("no account exists for this key").into(),
-        );
+        return Err(dualca_ca::Error::account_does_not_exist("no account exists for this key").into());
     }
-    if request.external_account_binding.is_some()
-        && !state.ca.policy(state.track).external_account_required
-    {
+    if request.external_account_binding.is_some() && !state.ca.policy(state.track).external_account_required {
         tracing::debug!("ignoring an external account binding the track does not require");
     }
     let new = NewAccount {
@@ -45,37 +35,19 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
     };
     let (ca, track) = (state.ca.clone(), state.track);
     let (account, created) = ca_call(move || ca.create_account(track, new)).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json_response(
-        status,
-        Some(state.account_url(&account.id)),
-        &wire::account(&state, &account),
-    ))
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(json_response(status, Some(state.account_url(&account.id)), &wire::account(&state, &account)))
 }
 
 /// RFC 8555 §7.3.2 and §7.3.6: read, update contacts, or deactivate.
-pub async fn account(
-    state: web::Data<AcmeState>,
-    path: web::Path<String>,
-    jws: Jws,
-) -> Result<HttpResponse, Problem> {
+pub async fn account(state: web::Data<AcmeState>, path: web::Path<String>, jws: Jws) -> Result<HttpResponse, Problem> {
     let account = jws.account()?.clone();
     if account.id != *path {
-        return Err(Problem::unauthorized(
-            "an account can only be read or changed by its own key",
-        ));
+        return Err(Problem::unauthorized("an account can only be read or changed by its own key"));
     }
     let location = Some(state.account_url(&account.id));
     if jws.is_post_as_get() {
-        return Ok(json_response(
-            StatusCode::OK,
-            location,
-            &wire::account(&state, &account),
-        ));
+        return Ok(json_response(StatusCode::OK, location, &wire::account(&state, &account)));
     }
     let update: AccountUpdate = jws.json()?;
     let ca = state.ca.clone();
@@ -89,11 +61,7 @@ pub async fn account(
         (_, Some(contact)) => ca_call(move || ca.update_contact(&account, contact)).await?,
         (_, None) => account,
     };
-    Ok(json_response(
-        StatusCode::OK,
-        location,
-        &wire::account(&state, &updated),
-    ))
+    Ok(json_response(StatusCode::OK, location, &wire::account(&state, &updated)))
 }
 
 /// RFC 8555 §7.3.5: the outer JWS is signed by the old key, the inner by the new one.
@@ -102,54 +70,32 @@ pub async fn key_change(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRes
     let (inner, protected) = jws::parse_flattened(&jws.payload)?;
     let alg = jws::check_algorithm(&protected)?.to_string();
     if protected.kid.is_some() {
-        return Err(Problem::malformed(
-            "the inner keyChange JWS must carry a jwk, not a kid",
-        ));
+        return Err(Problem::malformed("the inner keyChange JWS must carry a jwk, not a kid"));
     }
     if protected.nonce.is_some() {
-        return Err(Problem::malformed(
-            "the inner keyChange JWS must not carry a nonce",
-        ));
+        return Err(Problem::malformed("the inner keyChange JWS must not carry a nonce"));
     }
     if protected.url.as_deref() != Some(jws.url.as_str()) {
-        return Err(Problem::malformed(
-            "the inner keyChange JWS's url differs from the outer one",
-        ));
+        return Err(Problem::malformed("the inner keyChange JWS's url differs from the outer one"));
     }
-    let jwk = protected
-        .jwk
-        .as_ref()
-        .ok_or_else(|| Problem::malformed("the inner keyChange JWS has no jwk"))?;
+    let jwk = protected.jwk.as_ref().ok_or_else(|| Problem::malformed("the inner keyChange JWS has no jwk"))?;
     let new_key = PublicJwk::from_value(jwk)?;
     jws::verify_signature(&inner, &new_key, &alg)?;
     let request: KeyChangeInner = serde_json::from_slice(&jws::b64("payload", &inner.payload)?)
         .map_err(|e| Problem::malformed(format!("inner keyChange payload: {e}")))?;
     if request.account != state.account_url(&account.id) {
-        return Err(Problem::unauthorized(
-            "the inner keyChange payload names another account",
-        ));
+        return Err(Problem::unauthorized("the inner keyChange payload names another account"));
     }
     if PublicJwk::from_value(&request.old_key)?.thumbprint != account.key_thumbprint {
-        return Err(Problem::unauthorized(
-            "oldKey is not the account's current key",
-        ));
+        return Err(Problem::unauthorized("oldKey is not the account's current key"));
     }
-    let (ca, canonical, thumbprint) = (
-        state.ca.clone(),
-        new_key.canonical.clone(),
-        new_key.thumbprint.clone(),
-    );
+    let (ca, canonical, thumbprint) = (state.ca.clone(), new_key.canonical.clone(), new_key.thumbprint.clone());
     match web::block(move || ca.change_key(&account, &canonical, &thumbprint)).await? {
-        Ok(updated) => Ok(json_response(
-            StatusCode::OK,
-            Some(state.account_url(&updated.id)),
-            &wire::account(&state, &updated),
-        )),
+        Ok(updated) => {
+            Ok(json_response(StatusCode::OK, Some(state.account_url(&updated.id)), &wire::account(&state, &updated)))
+        }
         Err(e) => {
-            let location = e
-                .conflicting_account
-                .as_deref()
-                .map(|id| state.account_url(id));
+            let location = e.conflicting_account.as_deref().map(|id| state.account_url(id));
             let mut problem = Problem::from(e);
             problem.location = location;
             Err(problem)

@@ -19,25 +19,17 @@ pub async fn authorization(
     let authz = if jws.is_post_as_get() {
         let authz = ca_call(move || ca.authorization(track, &id)).await?;
         if authz.account_id != account.id {
-            return Err(Problem::unauthorized(
-                "this authorization belongs to another account",
-            ));
+            return Err(Problem::unauthorized("this authorization belongs to another account"));
         }
         authz
     } else {
         let update: StatusUpdate = jws.json()?;
         if update.status.as_deref() != Some("deactivated") {
-            return Err(Problem::malformed(
-                "an authorization can only be updated to status \"deactivated\"",
-            ));
+            return Err(Problem::malformed("an authorization can only be updated to status \"deactivated\""));
         }
         ca_call(move || ca.deactivate_authorization(&account, &id)).await?
     };
-    Ok(json_response(
-        StatusCode::OK,
-        None,
-        &wire::authorization(&state, &authz),
-    ))
+    Ok(json_response(StatusCode::OK, None, &wire::authorization(&state, &authz)))
 }
 
 /// RFC 8555 §7.5.1: POST-as-GET reads the challenge; POST `{}` asks the server to validate it.
@@ -51,9 +43,7 @@ pub async fn challenge(
     let challenge = if jws.is_post_as_get() {
         let (challenge, authz) = ca_call(move || ca.challenge(track, &id)).await?;
         if authz.account_id != account.id {
-            return Err(Problem::unauthorized(
-                "this challenge belongs to another account",
-            ));
+            return Err(Problem::unauthorized("this challenge belongs to another account"));
         }
         challenge
     } else {
@@ -65,10 +55,8 @@ pub async fn challenge(
             tokio::spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
                 let challenge_id = target_for_task.challenge.id.clone();
-                let recorded = tokio::task::spawn_blocking(move || {
-                    ca.complete_validation(track, &challenge_id, outcome)
-                })
-                .await;
+                let recorded =
+                    tokio::task::spawn_blocking(move || ca.complete_validation(track, &challenge_id, outcome)).await;
                 if !matches!(recorded, Ok(Ok(()))) {
                     tracing::error!(challenge = %target_for_task.challenge.id, "could not record a validation outcome");
                 }
@@ -77,16 +65,12 @@ pub async fn challenge(
         target.challenge
     };
     let mut res = json_response(StatusCode::OK, None, &wire::challenge(&state, &challenge));
-    let up = format!(
-        "<{}>;rel=\"up\"",
-        state.url(&format!("authz/{}", challenge.authorization_id))
-    );
+    let up = format!("<{}>;rel=\"up\"", state.url(&format!("authz/{}", challenge.authorization_id)));
     if let Ok(value) = header::HeaderValue::from_str(&up) {
         res.headers_mut().append(header::LINK, value);
     }
     if challenge.status == ChallengeStatus::Processing {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
     Ok(res)
 }

@@ -13,15 +13,8 @@ pub async fn directory(state: web::Data<AcmeState>) -> HttpResponse {
         meta.insert("website".into(), json!(website));
     }
     meta.insert("caaIdentities".into(), json!(policy.caa_identities));
-    meta.insert(
-        "externalAccountRequired".into(),
-        json!(policy.external_account_required),
-    );
-    let profiles: Map<String, Value> = policy
-        .profiles
-        .iter()
-        .map(|p| (p.name.clone(), json!(p.description)))
-        .collect();
+    meta.insert("externalAccountRequired".into(), json!(policy.external_account_required));
+    let profiles: Map<String, Value> = policy.profiles.iter().map(|p| (p.name.clone(), json!(p.description))).collect();
     meta.insert("profiles".into(), Value::Object(profiles));
     let body = json!({
         "newNonce": state.url("new-nonce"),
@@ -31,9 +24,7 @@ pub async fn directory(state: web::Data<AcmeState>) -> HttpResponse {
         "keyChange": state.url("key-change"),
         "meta": meta,
     });
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(body.to_string())
+    HttpResponse::Ok().content_type("application/json").body(body.to_string())
 }
 
 /// RFC 8555 §7.2: HEAD answers 200, GET 204; the wrapper adds the nonce and no-store.

@@ -15,11 +15,7 @@ pub async fn not_found() -> Result<HttpResponse, Problem> {
 }
 
 /// A JSON resource response, with its Location when it has one.
-pub fn json_response(
-    status: actix_web::http::StatusCode,
-    location: Option<String>,
-    body: &Value,
-) -> HttpResponse {
+pub fn json_response(status: actix_web::http::StatusCode, location: Option<String>, body: &Value) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     if let Some(location) = location {
         res.insert_header((header::LOCATION, location));

@@ -14,48 +14,28 @@ pub async fn new_order(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpResp
     let account = jws.account()?.clone();
     let request: NewOrderRequest = jws.json()?;
     if request.not_before.is_some() || request.not_after.is_some() {
-        return Err(Problem::malformed(
-            "notBefore and notAfter are not accepted: lifetimes come from the profile",
-        ));
+        return Err(Problem::malformed("notBefore and notAfter are not accepted: lifetimes come from the profile"));
     }
     let new = NewOrder {
-        identifiers: request
-            .identifiers
-            .into_iter()
-            .map(|i| (i.kind, i.value))
-            .collect(),
+        identifiers: request.identifiers.into_iter().map(|i| (i.kind, i.value)).collect(),
         profile: request.profile,
         replaces: request.replaces,
     };
     let ca = state.ca.clone();
     let order = ca_call(move || ca.new_order(&account, new)).await?;
     let location = state.url(&format!("order/{}", order.id));
-    Ok(json_response(
-        StatusCode::CREATED,
-        Some(location),
-        &wire::order(&state, &order),
-    ))
+    Ok(json_response(StatusCode::CREATED, Some(location), &wire::order(&state, &order)))
 }
 
-pub async fn order(
-    state: web::Data<AcmeState>,
-    path: web::Path<String>,
-    jws: Jws,
-) -> Result<HttpResponse, Problem> {
+pub async fn order(state: web::Data<AcmeState>, path: web::Path<String>, jws: Jws) -> Result<HttpResponse, Problem> {
     let account = jws.account()?.clone();
     jws.require_post_as_get()?;
     let (ca, track, id) = (state.ca.clone(), state.track, path.into_inner());
     let order = ca_call(move || ca.order(track, &id)).await?;
     if order.account_id != account.id {
-        return Err(Problem::unauthorized(
-            "this order belongs to another account",
-        ));
+        return Err(Problem::unauthorized("this order belongs to another account"));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        None,
-        &wire::order(&state, &order),
-    ))
+    Ok(json_response(StatusCode::OK, None, &wire::order(&state, &order)))
 }
 
 /// RFC 8555 §7.1.2.1: the orders list, a page at a time with a `next` link.
@@ -68,9 +48,7 @@ pub async fn orders_list(
     let account = jws.account()?.clone();
     jws.require_post_as_get()?;
     if account.id != *path {
-        return Err(Problem::unauthorized(
-            "an account's orders can only be listed by that account",
-        ));
+        return Err(Problem::unauthorized("an account's orders can only be listed by that account"));
     }
     let ca = state.ca.clone();
     let cursor = query.into_inner().cursor;
@@ -79,10 +57,7 @@ pub async fn orders_list(
     let body = json!({ "orders": ids.iter().map(|id| state.url(&format!("order/{id}"))).collect::<Vec<_>>() });
     let mut res = json_response(StatusCode::OK, None, &body);
     if let Some(next) = next {
-        let link = format!(
-            "<{}?cursor={next}>;rel=\"next\"",
-            state.url(&format!("acct/{account_id}/orders"))
-        );
+        let link = format!("<{}?cursor={next}>;rel=\"next\"", state.url(&format!("acct/{account_id}/orders")));
         if let Ok(value) = header::HeaderValue::from_str(&link) {
             res.headers_mut().append(header::LINK, value);
         }
@@ -96,20 +71,12 @@ pub struct OrdersQuery {
 }
 
 /// RFC 8555 §7.4: finalize issues at once; the order comes back valid with its certificate URL.
-pub async fn finalize(
-    state: web::Data<AcmeState>,
-    path: web::Path<String>,
-    jws: Jws,
-) -> Result<HttpResponse, Problem> {
+pub async fn finalize(state: web::Data<AcmeState>, path: web::Path<String>, jws: Jws) -> Result<HttpResponse, Problem> {
     let account = jws.account()?.clone();
     let request: FinalizeRequest = jws.json()?;
     let csr = jws::b64("csr", &request.csr)?;
     let (ca, id) = (state.ca.clone(), path.into_inner());
     let order = ca_call(move || ca.finalize(&account, &id, &csr)).await?;
     let location = state.url(&format!("order/{}", order.id));
-    Ok(json_response(
-        StatusCode::OK,
-        Some(location),
-        &wire::order(&state, &order),
-    ))
+    Ok(json_response(StatusCode::OK, Some(location), &wire::order(&state, &order)))
 }

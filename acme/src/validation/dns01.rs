@@ -14,32 +14,17 @@ pub(super) async fn validate(
 ) -> Result<(), StoredProblem> {
     let name = format!("_acme-challenge.{domain}.");
     let expected = sha256_b64(key_authorization);
-    let lookup = validator
-        .resolver
-        .txt_lookup(name.clone())
-        .await
-        .map_err(|e| {
-            let no_records =
-                matches!(e.kind(), ResolveErrorKind::Proto(p) if p.is_no_records_found());
-            if no_records {
-                problem(
-                    ErrorKind::Unauthorized,
-                    format!("no TXT record found at {name}"),
-                )
-            } else {
-                problem(
-                    ErrorKind::Dns,
-                    format!("DNS lookup of TXT {name} failed: {e}"),
-                )
-            }
-        })?;
+    let lookup = validator.resolver.txt_lookup(name.clone()).await.map_err(|e| {
+        let no_records = matches!(e.kind(), ResolveErrorKind::Proto(p) if p.is_no_records_found());
+        if no_records {
+            problem(ErrorKind::Unauthorized, format!("no TXT record found at {name}"))
+        } else {
+            problem(ErrorKind::Dns, format!("DNS lookup of TXT {name} failed: {e}"))
+        }
+    })?;
     let mut seen = Vec::new();
     for record in lookup.iter() {
-        let value: String = record
-            .txt_data()
-            .iter()
-            .map(|part| String::from_utf8_lossy(part))
-            .collect();
+        let value: String = record.txt_data().iter().map(|part| String::from_utf8_lossy(part)).collect();
         if value == expected {
             return Ok(());
         }
@@ -47,9 +32,6 @@ pub(super) async fn validate(
     }
     Err(problem(
         ErrorKind::IncorrectResponse,
-        format!(
-            "TXT records at {name} ({}) do not hold the expected digest",
-            seen.join(", ")
-        ),
+        format!("TXT records at {name} ({}) do not hold the expected digest", seen.join(", ")),
     ))
 }

@@ -27,19 +27,14 @@ impl Resolve for HostResolver {
         let hosts = self.hosts.clone();
         let resolver = self.resolver.clone();
         Box::pin(async move {
-            let ips = resolve_with(&hosts, &resolver, name.as_str())
-                .await
-                .map_err(|p| p.detail)?;
+            let ips = resolve_with(&hosts, &resolver, name.as_str()).await.map_err(|p| p.detail)?;
             let addrs: Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
 }
 
-pub(super) fn client(
-    settings: &ValidatorSettings,
-    resolver: Arc<TokioResolver>,
-) -> Result<reqwest::Client, String> {
+pub(super) fn client(settings: &ValidatorSettings, resolver: Arc<TokioResolver>) -> Result<reqwest::Client, String> {
     let (http_port, tls_port) = (settings.http_port, settings.tls_port);
     let policy = redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -54,17 +49,13 @@ pub(super) fn client(
         if allowed {
             attempt.follow()
         } else {
-            let reason =
-                format!("redirect to {url} is not to http or https on the validation ports");
+            let reason = format!("redirect to {url} is not to http or https on the validation ports");
             attempt.error(reason)
         }
     });
     reqwest::Client::builder()
         .redirect(policy)
-        .dns_resolver(Arc::new(HostResolver {
-            hosts: settings.hosts.clone(),
-            resolver,
-        }))
+        .dns_resolver(Arc::new(HostResolver { hosts: settings.hosts.clone(), resolver }))
         // A redirect may lead to HTTPS on a host whose certificate is what is being obtained.
         .danger_accept_invalid_certs(true)
         .timeout(settings.timeout)
@@ -87,30 +78,22 @@ pub(super) async fn validate(
         },
         _ => identifier.value.clone(),
     };
-    let url = format!(
-        "http://{host}:{}/.well-known/acme-challenge/{token}",
-        validator.settings.http_port
-    );
-    let response = validator.http.get(&url).send().await.map_err(|e| {
-        problem(
-            ErrorKind::Connection,
-            format!("fetching {url}: {}", error_chain(&e)),
-        )
-    })?;
+    let url = format!("http://{host}:{}/.well-known/acme-challenge/{token}", validator.settings.http_port);
+    let response = validator
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| problem(ErrorKind::Connection, format!("fetching {url}: {}", error_chain(&e))))?;
     let status = response.status();
     let final_url = response.url().to_string();
     if status != reqwest::StatusCode::OK {
-        return Err(problem(
-            ErrorKind::Unauthorized,
-            format!("{final_url} answered HTTP {}", status.as_u16()),
-        ));
+        return Err(problem(ErrorKind::Unauthorized, format!("{final_url} answered HTTP {}", status.as_u16())));
     }
     let mut body = Vec::new();
     let mut response = response;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| problem(ErrorKind::Connection, format!("reading {final_url}: {e}")))?
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| problem(ErrorKind::Connection, format!("reading {final_url}: {e}")))?
     {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_BODY {
@@ -124,10 +107,7 @@ pub(super) async fn validate(
     if text.trim_end() != key_authorization {
         return Err(problem(
             ErrorKind::IncorrectResponse,
-            format!(
-                "{final_url} answered {:?}, not the key authorization",
-                text.chars().take(100).collect::<String>()
-            ),
+            format!("{final_url} answered {:?}, not the key authorization", text.chars().take(100).collect::<String>()),
         ));
     }
     Ok(())

@@ -48,10 +48,7 @@ pub struct Validator {
 }
 
 pub(crate) fn problem(kind: ErrorKind, detail: impl Into<String>) -> StoredProblem {
-    StoredProblem {
-        kind,
-        detail: detail.into(),
-    }
+    StoredProblem { kind, detail: detail.into() }
 }
 
 impl Validator {
@@ -65,19 +62,12 @@ impl Validator {
                 )
                 .build()
             }
-            None => TokioResolver::builder_tokio()
-                .map_err(|e| format!("system DNS configuration: {e}"))?
-                .build(),
+            None => TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?.build(),
         };
         let resolver = Arc::new(resolver);
         let http = http01::client(&settings, resolver.clone())?;
         let tls = tlsalpn01::client_config()?;
-        Ok(Validator {
-            settings,
-            resolver,
-            http,
-            tls,
-        })
+        Ok(Validator { settings, resolver, http, tls })
     }
 
     /// Resolves a name through the static map, then DNS.
@@ -90,13 +80,7 @@ impl Validator {
         let identifier = &target.identifier;
         let result = match (target.challenge.kind, identifier.kind) {
             (ChallengeKind::Http01, IdentifierKind::Dns | IdentifierKind::Ip) => {
-                http01::validate(
-                    self,
-                    identifier,
-                    &target.challenge.token,
-                    &key_authorization,
-                )
-                .await
+                http01::validate(self, identifier, &target.challenge.token, &key_authorization).await
             }
             (ChallengeKind::Dns01, IdentifierKind::Dns) => {
                 dns01::validate(self, &identifier.value, &key_authorization).await
@@ -106,15 +90,10 @@ impl Validator {
             }
             (kind, id_kind) => Err(problem(
                 ErrorKind::Malformed,
-                format!(
-                    "{} cannot validate an identifier of type {}",
-                    kind.as_str(),
-                    id_kind.as_str()
-                ),
+                format!("{} cannot validate an identifier of type {}", kind.as_str(), id_kind.as_str()),
             )),
         };
-        let outcome = match tokio::time::timeout(self.settings.timeout * 2, async { result }).await
-        {
+        let outcome = match tokio::time::timeout(self.settings.timeout * 2, async { result }).await {
             Ok(r) => r,
             Err(_) => Err(problem(ErrorKind::Connection, "validation timed out")),
         };
@@ -144,10 +123,7 @@ pub(crate) async fn resolve_with(
         .map_err(|e| problem(ErrorKind::Dns, format!("DNS lookup of {name} failed: {e}")))?;
     let ips: Vec<IpAddr> = lookup.iter().collect();
     if ips.is_empty() {
-        return Err(problem(
-            ErrorKind::Dns,
-            format!("{name} has no A or AAAA records"),
-        ));
+        return Err(problem(ErrorKind::Dns, format!("{name} has no A or AAAA records")));
     }
     Ok(ips)
 }

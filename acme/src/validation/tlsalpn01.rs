@@ -101,9 +101,7 @@ fn verify_with_openssl(
         SignatureScheme::RSA_PSS_SHA512 => (Some(MessageDigest::sha512()), true),
         SignatureScheme::ED25519 => (None, false),
         _ => {
-            return Err(rustls::Error::PeerMisbehaved(
-                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
-            ))
+            return Err(rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme))
         }
     };
     let mut verifier = match digest {
@@ -112,12 +110,8 @@ fn verify_with_openssl(
     }
     .map_err(|_| bad())?;
     if pss {
-        verifier
-            .set_rsa_padding(Padding::PKCS1_PSS)
-            .map_err(|_| bad())?;
-        verifier
-            .set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
-            .map_err(|_| bad())?;
+        verifier.set_rsa_padding(Padding::PKCS1_PSS).map_err(|_| bad())?;
+        verifier.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).map_err(|_| bad())?;
     }
     match verifier.verify_oneshot(dss.signature(), message) {
         Ok(true) => Ok(HandshakeSignatureValid::assertion()),
@@ -163,52 +157,27 @@ pub(super) async fn validate(
 ) -> Result<(), StoredProblem> {
     let (ips, sni) = match identifier.kind {
         IdentifierKind::Ip => {
-            let ip: IpAddr = identifier
-                .value
-                .parse()
-                .map_err(|_| problem(ErrorKind::Malformed, "bad IP identifier"))?;
+            let ip: IpAddr =
+                identifier.value.parse().map_err(|_| problem(ErrorKind::Malformed, "bad IP identifier"))?;
             (vec![ip], reverse_name(ip))
         }
-        _ => (
-            validator.resolve(&identifier.value).await?,
-            identifier.value.clone(),
-        ),
+        _ => (validator.resolve(&identifier.value).await?, identifier.value.clone()),
     };
     let addr = SocketAddr::new(ips[0], validator.settings.tls_port);
-    let server_name = ServerName::try_from(sni.clone()).map_err(|_| {
-        problem(
-            ErrorKind::Malformed,
-            format!("{sni} is not a valid SNI name"),
-        )
-    })?;
+    let server_name = ServerName::try_from(sni.clone())
+        .map_err(|_| problem(ErrorKind::Malformed, format!("{sni} is not a valid SNI name")))?;
     let tcp = tokio::time::timeout(validator.settings.timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| {
-            problem(
-                ErrorKind::Connection,
-                format!("connecting to {addr} timed out"),
-            )
-        })?
+        .map_err(|_| problem(ErrorKind::Connection, format!("connecting to {addr} timed out")))?
         .map_err(|e| problem(ErrorKind::Connection, format!("connecting to {addr}: {e}")))?;
     let connector = TlsConnector::from(validator.tls.clone());
-    let tls = tokio::time::timeout(
-        validator.settings.timeout,
-        connector.connect(server_name, tcp),
-    )
-    .await
-    .map_err(|_| {
-        problem(
-            ErrorKind::Connection,
-            format!("TLS handshake with {addr} timed out"),
-        )
-    })?
-    .map_err(|e| problem(ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
+    let tls = tokio::time::timeout(validator.settings.timeout, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| problem(ErrorKind::Connection, format!("TLS handshake with {addr} timed out")))?
+        .map_err(|e| problem(ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")))?;
     let (_, session) = tls.get_ref();
     if session.alpn_protocol() != Some(ALPN) {
-        return Err(problem(
-            ErrorKind::Unauthorized,
-            format!("{addr} did not negotiate ALPN acme-tls/1"),
-        ));
+        return Err(problem(ErrorKind::Unauthorized, format!("{addr} did not negotiate ALPN acme-tls/1")));
     }
     let cert = session
         .peer_certificates()
@@ -218,24 +187,14 @@ pub(super) async fn validate(
     check_certificate(&cert, identifier, key_authorization)
 }
 
-fn check_certificate(
-    der: &[u8],
-    identifier: &Identifier,
-    key_authorization: &str,
-) -> Result<(), StoredProblem> {
+fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
     let bad = |detail: String| problem(ErrorKind::Unauthorized, detail);
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
         .map_err(|_| bad("the acme-tls/1 certificate cannot be parsed".into()))?;
-    let names = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| san.value.general_names.clone())
-        .unwrap_or_default();
+    let names =
+        cert.subject_alternative_name().ok().flatten().map(|san| san.value.general_names.clone()).unwrap_or_default();
     let matches = match (identifier.kind, names.as_slice()) {
-        (IdentifierKind::Dns, [GeneralName::DNSName(name)]) => {
-            name.eq_ignore_ascii_case(&identifier.value)
-        }
+        (IdentifierKind::Dns, [GeneralName::DNSName(name)]) => name.eq_ignore_ascii_case(&identifier.value),
         (IdentifierKind::Ip, [GeneralName::IPAddress(bytes)]) => {
             let ip = match bytes.len() {
                 4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
@@ -280,10 +239,7 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(
-            reverse_name("127.0.0.1".parse().unwrap()),
-            "1.0.0.127.in-addr.arpa"
-        );
+        assert_eq!(reverse_name("127.0.0.1".parse().unwrap()), "1.0.0.127.in-addr.arpa");
         assert!(reverse_name("::1".parse().unwrap()).starts_with("1.0.0.0.0.0.0.0"));
         assert!(reverse_name("::1".parse().unwrap()).ends_with(".ip6.arpa"));
     }

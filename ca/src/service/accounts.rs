@@ -21,9 +21,7 @@ const MAX_CONTACTS: usize = 10;
 /// RFC 8555 §7.3: only `mailto:` contacts, each naming one plain address.
 pub fn check_contacts(contacts: &[String]) -> Result<()> {
     if contacts.len() > MAX_CONTACTS {
-        return Err(Error::invalid_contact(format!(
-            "at most {MAX_CONTACTS} contacts are accepted"
-        )));
+        return Err(Error::invalid_contact(format!("at most {MAX_CONTACTS} contacts are accepted")));
     }
     for contact in contacts {
         let Some(address) = contact.strip_prefix("mailto:") else {
@@ -31,8 +29,7 @@ pub fn check_contacts(contacts: &[String]) -> Result<()> {
                 "contact {contact:?} is not supported: only mailto: URLs are"
             )));
         };
-        let bad =
-            || Error::invalid_contact(format!("contact {contact:?} is not a valid email address"));
+        let bad = || Error::invalid_contact(format!("contact {contact:?} is not a valid email address"));
         if address.contains(['?', ',', ' ', '%']) {
             return Err(bad());
         }
@@ -40,9 +37,7 @@ pub fn check_contacts(contacts: &[String]) -> Result<()> {
         let domain_ok = domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            && domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         if local.is_empty() || local.contains('@') || !domain_ok {
             return Err(bad());
         }
@@ -58,14 +53,11 @@ impl Ca {
     pub fn account(&self, track: Track, id: &str) -> Result<Account> {
         self.storage
             .read(|conn| store::by_id(conn, track, id))?
-            .ok_or_else(|| {
-                Error::account_does_not_exist(format!("no account {id:?} on the {track} track"))
-            })
+            .ok_or_else(|| Error::account_does_not_exist(format!("no account {id:?} on the {track} track")))
     }
 
     pub fn account_by_key(&self, track: Track, thumbprint: &str) -> Result<Option<Account>> {
-        self.storage
-            .read(|conn| store::by_thumbprint(conn, track, thumbprint))
+        self.storage.read(|conn| store::by_thumbprint(conn, track, thumbprint))
     }
 
     /// Creates the account, or returns the existing one for the same key (RFC 8555 §7.3.1)
@@ -133,8 +125,7 @@ impl Ca {
                     json!({ "contact": contact }),
                 ),
             )?;
-            store::by_id(conn, account.track, &account.id)?
-                .ok_or_else(|| Error::internal("account vanished"))
+            store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
         })
     }
 
@@ -154,19 +145,13 @@ impl Ca {
                     json!({}),
                 ),
             )?;
-            store::by_id(conn, account.track, &account.id)?
-                .ok_or_else(|| Error::internal("account vanished"))
+            store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
         })
     }
 
     /// RFC 8555 §7.3.5. A key already bound to an account of this track is a conflict; the
     /// error names that account so the front end can point at it.
-    pub fn change_key(
-        &self,
-        account: &Account,
-        new_jwk: &str,
-        new_thumbprint: &str,
-    ) -> Result<Account> {
+    pub fn change_key(&self, account: &Account, new_jwk: &str, new_thumbprint: &str) -> Result<Account> {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             if let Some(holder) = store::by_thumbprint(conn, account.track, new_thumbprint)? {
@@ -201,10 +186,7 @@ mod tests {
         assert!(check_contacts(&["mailto:ops@example.com".into()]).is_ok());
         let kind = |c: &str| check_contacts(&[c.to_string()]).unwrap_err().kind;
         assert_eq!(kind("tel:+1555"), ErrorKind::UnsupportedContact);
-        assert_eq!(
-            kind("mailto:ops@example.com?subject=x"),
-            ErrorKind::InvalidContact
-        );
+        assert_eq!(kind("mailto:ops@example.com?subject=x"), ErrorKind::InvalidContact);
         assert_eq!(kind("mailto:a@b.com,c@d.com"), ErrorKind::InvalidContact);
         assert_eq!(kind("mailto:nobody"), ErrorKind::InvalidContact);
     }

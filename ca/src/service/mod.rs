@@ -50,8 +50,7 @@ impl Ca {
     /// Opens the database (running migrations) and the key hierarchy, creating both if absent.
     pub fn open(settings: Settings) -> Result<Ca> {
         let storage = Storage::open(&settings.database_url, settings.database_max_connections)?;
-        let (hierarchy, created) =
-            Hierarchy::load_or_create(&settings.data_dir.join("ca"), &settings.organization)?;
+        let (hierarchy, created) = Hierarchy::load_or_create(&settings.data_dir.join("ca"), &settings.organization)?;
         let clock = Clock::default();
         if created {
             let now = clock.unix();

@@ -14,22 +14,14 @@ use crate::{ids, Result};
 const MEMORY_LIMIT: usize = 200_000;
 
 pub(super) enum NonceStore {
-    Memory {
-        lifetime: i64,
-        issued: Mutex<HashMap<String, i64>>,
-    },
-    Database {
-        lifetime: i64,
-    },
+    Memory { lifetime: i64, issued: Mutex<HashMap<String, i64>> },
+    Database { lifetime: i64 },
 }
 
 impl NonceStore {
     pub(super) fn new(backend: Backend, lifetime: i64) -> NonceStore {
         match backend {
-            Backend::Sqlite => NonceStore::Memory {
-                lifetime,
-                issued: Mutex::new(HashMap::new()),
-            },
+            Backend::Sqlite => NonceStore::Memory { lifetime, issued: Mutex::new(HashMap::new()) },
             Backend::Postgres => NonceStore::Database { lifetime },
         }
     }
@@ -54,8 +46,7 @@ impl Ca {
                 issued.insert(nonce.clone(), now + lifetime);
             }
             NonceStore::Database { lifetime } => {
-                self.storage
-                    .read(|conn| store::insert(conn, &nonce, now + lifetime))?;
+                self.storage.read(|conn| store::insert(conn, &nonce, now + lifetime))?;
             }
         }
         Ok(nonce)
@@ -69,9 +60,7 @@ impl Ca {
                 let mut issued = issued.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(issued.remove(nonce).is_some_and(|expires| expires > now))
             }
-            NonceStore::Database { .. } => {
-                self.storage.read(|conn| store::consume(conn, nonce, now))
-            }
+            NonceStore::Database { .. } => self.storage.read(|conn| store::consume(conn, nonce, now)),
         }
     }
 

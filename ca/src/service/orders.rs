@@ -10,9 +10,7 @@ use crate::csr::check_csr;
 use crate::jwk::PublicJwk;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
-use crate::storage::rows::{
-    identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, OrderRow,
-};
+use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, OrderRow};
 use crate::storage::{certificates, orders as store, DbConnection};
 use crate::{ids, issuance, Error, ErrorKind, Result, Track};
 
@@ -40,11 +38,7 @@ fn actor(account_id: &str) -> String {
 fn challenge_kinds(identifier: &Identifier, wildcard: bool) -> Vec<ChallengeKind> {
     match identifier.kind {
         IdentifierKind::Dns if wildcard => vec![ChallengeKind::Dns01],
-        IdentifierKind::Dns => vec![
-            ChallengeKind::Http01,
-            ChallengeKind::Dns01,
-            ChallengeKind::TlsAlpn01,
-        ],
+        IdentifierKind::Dns => vec![ChallengeKind::Http01, ChallengeKind::Dns01, ChallengeKind::TlsAlpn01],
         IdentifierKind::Ip => vec![ChallengeKind::Http01, ChallengeKind::TlsAlpn01],
         IdentifierKind::Email => vec![ChallengeKind::EmailReply00],
     }
@@ -52,9 +46,7 @@ fn challenge_kinds(identifier: &Identifier, wildcard: bool) -> Vec<ChallengeKind
 
 fn ensure_owner(account: &Account, owner: &str, what: &str) -> Result<()> {
     if account.id != owner {
-        return Err(Error::unauthorized(format!(
-            "this {what} belongs to another account"
-        )));
+        return Err(Error::unauthorized(format!("this {what} belongs to another account")));
     }
     Ok(())
 }
@@ -78,18 +70,13 @@ impl Ca {
         }
         let profile = policy.profile(request.profile.as_deref())?.name.clone();
         if request.replaces.is_some() {
-            return Err(Error::malformed(
-                "this server does not offer ARI yet: \"replaces\" is not accepted",
-            ));
+            return Err(Error::malformed("this server does not offer ARI yet: \"replaces\" is not accepted"));
         }
         let identifiers: Vec<Identifier> = identifiers.into_iter().collect();
         let now = self.clock.unix();
         let order_id = ids::new_id();
         let expires = now + policy.order_lifetime_seconds;
-        let authz_expires = now
-            + policy
-                .authorization_lifetime_seconds
-                .min(policy.order_lifetime_seconds);
+        let authz_expires = now + policy.authorization_lifetime_seconds.min(policy.order_lifetime_seconds);
         self.storage.write(|conn| {
             store::insert_order(
                 conn,
@@ -165,28 +152,16 @@ impl Ca {
     }
 
     /// A page of an account's order ids after `cursor`, and the cursor of the next page.
-    pub fn orders_page(
-        &self,
-        account: &Account,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<String>, Option<String>)> {
+    pub fn orders_page(&self, account: &Account, cursor: Option<&str>) -> Result<(Vec<String>, Option<String>)> {
         let after = match cursor {
             None => None,
             Some(c) => {
-                let (at, id) = c
-                    .split_once('.')
-                    .ok_or_else(|| Error::malformed("invalid orders cursor"))?;
-                Some((
-                    at.parse::<i64>()
-                        .map_err(|_| Error::malformed("invalid orders cursor"))?,
-                    id.to_string(),
-                ))
+                let (at, id) = c.split_once('.').ok_or_else(|| Error::malformed("invalid orders cursor"))?;
+                Some((at.parse::<i64>().map_err(|_| Error::malformed("invalid orders cursor"))?, id.to_string()))
             }
         };
         let size = self.policy(account.track).orders_page_size;
-        let mut page = self
-            .storage
-            .read(|conn| store::order_ids_page(conn, &account.id, after, size + 1))?;
+        let mut page = self.storage.read(|conn| store::order_ids_page(conn, &account.id, after, size + 1))?;
         let next = if page.len() > size {
             page.truncate(size);
             page.last().map(|(at, id)| format!("{at}.{id}"))
@@ -198,8 +173,7 @@ impl Ca {
 
     pub fn authorization(&self, track: Track, id: &str) -> Result<Authorization> {
         let now = self.clock.unix();
-        self.storage
-            .read(|conn| load_authorization(conn, track, id, now))
+        self.storage.read(|conn| load_authorization(conn, track, id, now))
     }
 
     /// RFC 8555 §7.5.2: the client gives up an authorization it holds.
@@ -234,17 +208,12 @@ impl Ca {
     /// The challenge and the authorization it belongs to.
     pub fn challenge(&self, track: Track, id: &str) -> Result<(Challenge, Authorization)> {
         let now = self.clock.unix();
-        self.storage
-            .read(|conn| load_challenge(conn, track, id, now))
+        self.storage.read(|conn| load_challenge(conn, track, id, now))
     }
 
     /// RFC 8555 §7.5.1: the client says it is ready. A pending challenge moves to processing
     /// and the caller validates it; any other state is returned as it is.
-    pub fn begin_validation(
-        &self,
-        account: &Account,
-        challenge_id: &str,
-    ) -> Result<ValidationTarget> {
+    pub fn begin_validation(&self, account: &Account, challenge_id: &str) -> Result<ValidationTarget> {
         let now = self.clock.unix();
         let track = account.track;
         self.storage.write(|conn| {
@@ -329,27 +298,16 @@ impl Ca {
         let csr = check_csr(csr_der)?;
         let ordered: BTreeSet<Identifier> = order.identifiers.iter().cloned().collect();
         if csr.identifiers != ordered {
-            let extra: Vec<String> = csr
-                .identifiers
-                .difference(&ordered)
-                .map(ToString::to_string)
-                .collect();
-            let missing: Vec<String> = ordered
-                .difference(&csr.identifiers)
-                .map(ToString::to_string)
-                .collect();
+            let extra: Vec<String> = csr.identifiers.difference(&ordered).map(ToString::to_string).collect();
+            let missing: Vec<String> = ordered.difference(&csr.identifiers).map(ToString::to_string).collect();
             return Err(Error::bad_csr(format!(
                 "the CSR's names differ from the order's (not in the order: [{}]; missing from the CSR: [{}])",
                 extra.join(", "),
                 missing.join(", ")
             )));
         }
-        if PublicJwk::from_spki_der(&csr.spki_der)
-            .is_ok_and(|k| k.thumbprint == account.key_thumbprint)
-        {
-            return Err(Error::bad_csr(
-                "the CSR's key is the account key; certificates need a key of their own",
-            ));
+        if PublicJwk::from_spki_der(&csr.spki_der).is_ok_and(|k| k.thumbprint == account.key_thumbprint) {
+            return Err(Error::bad_csr("the CSR's key is the account key; certificates need a key of their own"));
         }
         let policy = self.policy(track);
         let profile = policy.profile(Some(&order.profile))?;
@@ -419,9 +377,7 @@ impl Ca {
             .read(|conn| certificates::by_serial(conn, account.track, serial))?
             .ok_or_else(|| Error::not_found(format!("no certificate with serial {serial}")))?;
         if cert.account_id.as_deref() != Some(account.id.as_str()) {
-            return Err(Error::unauthorized(
-                "this certificate belongs to another account",
-            ));
+            return Err(Error::unauthorized("this certificate belongs to another account"));
         }
         Ok(cert)
     }
@@ -429,8 +385,7 @@ impl Ca {
 
 fn issuer_not_after(der: &[u8]) -> Result<time::OffsetDateTime> {
     use x509_parser::prelude::FromDer;
-    let (_, cert) =
-        x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
     Ok(cert.validity().not_after.to_datetime())
 }
 
@@ -441,10 +396,8 @@ fn not_found(what: &str, id: &str) -> Error {
 fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Order> {
     let mut order = store::order(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
     let authorizations = store::order_authorizations(conn, id)?;
-    let statuses: Vec<AuthzStatus> = authorizations
-        .iter()
-        .map(|a| authorization_status(a.status, a.expires, now))
-        .collect();
+    let statuses: Vec<AuthzStatus> =
+        authorizations.iter().map(|a| authorization_status(a.status, a.expires, now)).collect();
     order.status = order_status(order.status, &statuses, order.expires, now);
     if order.status == OrderStatus::Invalid && order.error.is_none() {
         order.error = Some(invalid_order_problem(&authorizations, &statuses));
@@ -453,62 +406,38 @@ fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Resu
 }
 
 /// Why an order is invalid, in the words of the challenge that failed when there is one.
-fn invalid_order_problem(
-    authorizations: &[Authorization],
-    statuses: &[AuthzStatus],
-) -> StoredProblem {
+fn invalid_order_problem(authorizations: &[Authorization], statuses: &[AuthzStatus]) -> StoredProblem {
     for (authz, status) in authorizations.iter().zip(statuses) {
         let failed = authz.challenges.iter().find_map(|c| c.error.as_ref());
         match (status, failed) {
             (AuthzStatus::Invalid, Some(problem)) => {
                 return StoredProblem {
                     kind: problem.kind,
-                    detail: format!(
-                        "authorization for {} failed: {}",
-                        authz.identifier, problem.detail
-                    ),
+                    detail: format!("authorization for {} failed: {}", authz.identifier, problem.detail),
                 }
             }
             (AuthzStatus::Deactivated | AuthzStatus::Expired | AuthzStatus::Revoked, _) => {
                 return StoredProblem {
                     kind: ErrorKind::Unauthorized,
-                    detail: format!(
-                        "authorization for {} is {}",
-                        authz.identifier,
-                        status.as_str()
-                    ),
+                    detail: format!("authorization for {} is {}", authz.identifier, status.as_str()),
                 }
             }
             _ => {}
         }
     }
-    StoredProblem {
-        kind: ErrorKind::Unauthorized,
-        detail: "the order expired before it was finalized".into(),
-    }
+    StoredProblem { kind: ErrorKind::Unauthorized, detail: "the order expired before it was finalized".into() }
 }
 
-fn load_authorization(
-    conn: &mut DbConnection,
-    track: Track,
-    id: &str,
-    now: i64,
-) -> Result<Authorization> {
-    let mut authz =
-        store::authorization(conn, track, id)?.ok_or_else(|| not_found("authorization", id))?;
+fn load_authorization(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Authorization> {
+    let mut authz = store::authorization(conn, track, id)?.ok_or_else(|| not_found("authorization", id))?;
     authz.status = authorization_status(authz.status, authz.expires, now);
     Ok(authz)
 }
 
-fn load_challenge(
-    conn: &mut DbConnection,
-    track: Track,
-    id: &str,
-    now: i64,
-) -> Result<(Challenge, Authorization)> {
+fn load_challenge(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<(Challenge, Authorization)> {
     let challenge = store::challenge(conn, id)?.ok_or_else(|| not_found("challenge", id))?;
     // The track filter sits on the authorization: a challenge of the other track is not found.
-    let authz = load_authorization(conn, track, &challenge.authorization_id, now)
-        .map_err(|_| not_found("challenge", id))?;
+    let authz =
+        load_authorization(conn, track, &challenge.authorization_id, now).map_err(|_| not_found("challenge", id))?;
     Ok((challenge, authz))
 }

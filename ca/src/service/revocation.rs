@@ -6,9 +6,7 @@ use x509_parser::prelude::FromDer;
 use super::Ca;
 use crate::audit::{self, AuditEvent};
 use crate::jwk::PublicJwk;
-use crate::model::{
-    Account, CertificateRecord, CertificateStatus, IdentifierKind, RevocationReason,
-};
+use crate::model::{Account, CertificateRecord, CertificateStatus, IdentifierKind, RevocationReason};
 use crate::storage::{certificates, orders};
 use crate::{ids, Error, Result, Track};
 
@@ -26,11 +24,7 @@ impl Ca {
     pub fn certificate(&self, track: Track, serial: &str) -> Result<CertificateRecord> {
         self.storage
             .read(|conn| certificates::by_serial(conn, track, serial))?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "no certificate with serial {serial} on the {track} track"
-                ))
-            })
+            .ok_or_else(|| Error::not_found(format!("no certificate with serial {serial} on the {track} track")))
     }
 
     pub fn revoke_by_subscriber(
@@ -41,13 +35,9 @@ impl Ca {
         reason: Option<i64>,
     ) -> Result<()> {
         let code = reason.unwrap_or(0);
-        let reason = RevocationReason::from_code(code)
-            .filter(|r| r.subscriber_may_use())
-            .ok_or_else(|| {
-                Error::bad_revocation_reason(format!(
-                    "revocation reason {code} is not accepted; use 0, 1, 3, 4 or 5"
-                ))
-            })?;
+        let reason = RevocationReason::from_code(code).filter(|r| r.subscriber_may_use()).ok_or_else(|| {
+            Error::bad_revocation_reason(format!("revocation reason {code} is not accepted; use 0, 1, 3, 4 or 5"))
+        })?;
         let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert_der)
             .map_err(|_| Error::malformed("certificate is not a DER X.509 certificate"))?;
         let serial = ids::hex(parsed.tbs_certificate.raw_serial());

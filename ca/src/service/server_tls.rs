@@ -25,31 +25,19 @@ pub struct ServerCertificate {
 
 impl Ca {
     pub fn server_certificate(&self, dir: &Path, names: &[String]) -> Result<ServerCertificate> {
-        fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
-        let (cert_path, key_path, names_path) = (
-            dir.join("server.pem"),
-            dir.join("server.key"),
-            dir.join("names"),
-        );
+        fs::create_dir_all(dir).map_err(|e| Error::internal(format!("create {}: {e}", dir.display())))?;
+        let (cert_path, key_path, names_path) = (dir.join("server.pem"), dir.join("server.key"), dir.join("names"));
         let wanted = names.join(",");
         let issuer = self.hierarchy.issuer(Track::Machine);
-        if let (Ok(cert_pem), Ok(key_pem), Ok(stored_names)) = (
-            fs::read_to_string(&cert_path),
-            fs::read_to_string(&key_path),
-            fs::read_to_string(&names_path),
-        ) {
+        if let (Ok(cert_pem), Ok(key_pem), Ok(stored_names)) =
+            (fs::read_to_string(&cert_path), fs::read_to_string(&key_path), fs::read_to_string(&names_path))
+        {
             let cert = openssl::x509::X509::from_pem(cert_pem.as_bytes()).ok();
             let key = openssl::pkey::PKey::private_key_from_pem(key_pem.as_bytes()).ok();
             if let (Some(cert), Some(key)) = (cert, key) {
-                let remaining = cert.not_after().diff(
-                    openssl::asn1::Asn1Time::days_from_now(0)
-                        .map_err(Error::internal)?
-                        .as_ref(),
-                );
-                let fresh = remaining
-                    .map(|d| i64::from(d.days) * 86400 + i64::from(d.secs))
-                    .unwrap_or(0)
+                let remaining =
+                    cert.not_after().diff(openssl::asn1::Asn1Time::days_from_now(0).map_err(Error::internal)?.as_ref());
+                let fresh = remaining.map(|d| i64::from(d.days) * 86400 + i64::from(d.secs)).unwrap_or(0)
                     > RENEW_WITHIN_SECONDS;
                 let issuer_key = openssl::x509::X509::from_der(&issuer.cert_der)
                     .and_then(|c| c.public_key())
@@ -57,10 +45,7 @@ impl Ca {
                 let same_issuer = cert.verify(&issuer_key).unwrap_or(false);
                 if fresh && same_issuer && stored_names == wanted {
                     return Ok(ServerCertificate {
-                        chain_der: vec![
-                            cert.to_der().map_err(Error::internal)?,
-                            issuer.cert_der.clone(),
-                        ],
+                        chain_der: vec![cert.to_der().map_err(Error::internal)?, issuer.cert_der.clone()],
                         key_pkcs8_der: key.private_key_to_pkcs8().map_err(Error::internal)?,
                     });
                 }

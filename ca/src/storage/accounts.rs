@@ -22,11 +22,7 @@ pub fn by_id(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<A
         .transpose()
 }
 
-pub fn by_thumbprint(
-    conn: &mut DbConnection,
-    track: Track,
-    thumbprint: &str,
-) -> Result<Option<Account>> {
+pub fn by_thumbprint(conn: &mut DbConnection, track: Track, thumbprint: &str) -> Result<Option<Account>> {
     a::accounts
         .filter(a::track.eq(track.as_str()))
         .filter(a::key_thumbprint.eq(thumbprint))
@@ -39,37 +35,20 @@ pub fn by_thumbprint(
 
 pub fn set_contact(conn: &mut DbConnection, id: &str, contact: &[String], now: i64) -> Result<()> {
     let text = serde_json::to_string(contact).unwrap_or_else(|_| "[]".into());
-    diesel::update(a::accounts.filter(a::id.eq(id)))
-        .set((a::contact.eq(text), a::updated_at.eq(now)))
-        .execute(conn)?;
+    diesel::update(a::accounts.filter(a::id.eq(id))).set((a::contact.eq(text), a::updated_at.eq(now))).execute(conn)?;
     Ok(())
 }
 
-pub fn set_status(
-    conn: &mut DbConnection,
-    id: &str,
-    status: AccountStatus,
-    now: i64,
-) -> Result<()> {
+pub fn set_status(conn: &mut DbConnection, id: &str, status: AccountStatus, now: i64) -> Result<()> {
     diesel::update(a::accounts.filter(a::id.eq(id)))
         .set((a::status.eq(status.as_str()), a::updated_at.eq(now)))
         .execute(conn)?;
     Ok(())
 }
 
-pub fn set_key(
-    conn: &mut DbConnection,
-    id: &str,
-    jwk: &str,
-    thumbprint: &str,
-    now: i64,
-) -> Result<()> {
+pub fn set_key(conn: &mut DbConnection, id: &str, jwk: &str, thumbprint: &str, now: i64) -> Result<()> {
     diesel::update(a::accounts.filter(a::id.eq(id)))
-        .set((
-            a::jwk.eq(jwk),
-            a::key_thumbprint.eq(thumbprint),
-            a::updated_at.eq(now),
-        ))
+        .set((a::jwk.eq(jwk), a::key_thumbprint.eq(thumbprint), a::updated_at.eq(now)))
         .execute(conn)?;
     Ok(())
 }

@@ -14,9 +14,7 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
             Track::Machine => 0x6475_616c_6361_0001,
             Track::Human => 0x6475_616c_6361_0002,
         };
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(key)
-            .execute(pg)?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(pg)?;
     }
     let last: Option<(i64, String)> = e::audit_events
         .filter(e::track.eq(event.track.as_str()))
@@ -40,19 +38,12 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         prev_hash,
         hash,
     };
-    diesel::insert_into(e::audit_events)
-        .values(&row)
-        .execute(conn)?;
+    diesel::insert_into(e::audit_events).values(&row).execute(conn)?;
     Ok(seq)
 }
 
 /// One page of a track's chain in sequence order, for verification and export.
-pub fn page(
-    conn: &mut DbConnection,
-    track: Track,
-    after_seq: i64,
-    limit: i64,
-) -> Result<Vec<AuditRow>> {
+pub fn page(conn: &mut DbConnection, track: Track, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>> {
     Ok(e::audit_events
         .filter(e::track.eq(track.as_str()))
         .filter(e::seq.gt(after_seq))

@@ -7,17 +7,11 @@ use crate::model::{CertificateRecord, CertificateStatus};
 use crate::{Result, Track};
 
 pub fn insert(conn: &mut DbConnection, row: &CertificateRow) -> Result<()> {
-    diesel::insert_into(k::certificates)
-        .values(row)
-        .execute(conn)?;
+    diesel::insert_into(k::certificates).values(row).execute(conn)?;
     Ok(())
 }
 
-pub fn by_serial(
-    conn: &mut DbConnection,
-    track: Track,
-    serial: &str,
-) -> Result<Option<CertificateRecord>> {
+pub fn by_serial(conn: &mut DbConnection, track: Track, serial: &str) -> Result<Option<CertificateRecord>> {
     k::certificates
         .filter(k::serial.eq(serial))
         .filter(k::track.eq(track.as_str()))
@@ -31,9 +25,7 @@ pub fn by_serial(
 /// Marks a valid certificate revoked. False when it was already revoked.
 pub fn revoke(conn: &mut DbConnection, serial: &str, reason: u8, at: i64) -> Result<bool> {
     let n = diesel::update(
-        k::certificates
-            .filter(k::serial.eq(serial))
-            .filter(k::status.eq(CertificateStatus::Valid.as_str())),
+        k::certificates.filter(k::serial.eq(serial)).filter(k::status.eq(CertificateStatus::Valid.as_str())),
     )
     .set((
         k::status.eq(CertificateStatus::Revoked.as_str()),

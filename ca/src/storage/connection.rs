@@ -52,13 +52,12 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match self.backend {
-            Backend::Postgres => PgConnection::establish(&self.url)
-                .map(DbConnection::Postgresql)
-                .map_err(r2d2::Error::ConnectionError),
+            Backend::Postgres => {
+                PgConnection::establish(&self.url).map(DbConnection::Postgresql).map_err(r2d2::Error::ConnectionError)
+            }
             Backend::Sqlite => {
                 let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
-                let mut conn =
-                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
                 // WAL lets readers run beside the one writer; FULL sync makes every commit
                 // durable before the response that depends on it leaves.
                 conn.batch_execute(
@@ -72,8 +71,7 @@ impl ManageConnection for Manager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConnection) -> bool {
@@ -92,20 +90,13 @@ pub struct Storage {
 impl Storage {
     pub fn open(url: &str, max_connections: u32) -> Result<Storage> {
         let backend = Backend::of_url(url);
-        let manager = Manager {
-            url: url.to_string(),
-            backend,
-        };
+        let manager = Manager { url: url.to_string(), backend };
         let pool = Pool::builder()
             .max_size(max_connections)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::internal(format!("open database: {e}")))?;
-        let storage = Storage {
-            pool,
-            backend,
-            sqlite_writer: Mutex::new(()),
-        };
+        let storage = Storage { pool, backend, sqlite_writer: Mutex::new(()) };
         storage.migrate()?;
         Ok(storage)
     }
@@ -118,9 +109,7 @@ impl Storage {
         let mut conn = self.pool.get()?;
         let result = match &mut *conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
-            DbConnection::Postgresql(c) => {
-                c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ())
-            }
+            DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
         };
         result.map_err(|e| Error::internal(format!("migrations: {e}")))
     }
@@ -139,11 +128,10 @@ impl Storage {
             Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
             Backend::Postgres => None,
         };
-        conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain))
-            .map_err(|e| match e {
-                TxError::Domain(e) => e,
-                TxError::Diesel(e) => Error::from(e),
-            })
+        conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
+            TxError::Domain(e) => e,
+            TxError::Diesel(e) => Error::from(e),
+        })
     }
 }
 

@@ -14,17 +14,13 @@ pub fn insert_order(conn: &mut DbConnection, row: &OrderRow) -> Result<()> {
 }
 
 pub fn insert_authorization(conn: &mut DbConnection, row: &AuthorizationRow) -> Result<()> {
-    diesel::insert_into(z::authorizations)
-        .values(row)
-        .execute(conn)?;
+    diesel::insert_into(z::authorizations).values(row).execute(conn)?;
     Ok(())
 }
 
 pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Result<()> {
     for row in rows {
-        diesel::insert_into(c::challenges)
-            .values(row)
-            .execute(conn)?;
+        diesel::insert_into(c::challenges).values(row).execute(conn)?;
     }
     Ok(())
 }
@@ -39,11 +35,8 @@ pub fn order(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<O
     else {
         return Ok(None);
     };
-    let authz_ids: Vec<String> = z::authorizations
-        .filter(z::order_id.eq(id))
-        .order(z::position.asc())
-        .select(z::id)
-        .load(conn)?;
+    let authz_ids: Vec<String> =
+        z::authorizations.filter(z::order_id.eq(id)).order(z::position.asc()).select(z::id).load(conn)?;
     row.into_domain(authz_ids).map(Some)
 }
 
@@ -71,11 +64,7 @@ fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challeng
     rows.into_iter().map(ChallengeRow::into_domain).collect()
 }
 
-pub fn authorization(
-    conn: &mut DbConnection,
-    track: Track,
-    id: &str,
-) -> Result<Option<Authorization>> {
+pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
     let Some(row) = z::authorizations
         .filter(z::id.eq(id))
         .filter(z::track.eq(track.as_str()))
@@ -108,11 +97,7 @@ pub fn order_ids_page(
 ) -> Result<Vec<(i64, String)>> {
     let mut query = o::orders.filter(o::account_id.eq(account_id)).into_boxed();
     if let Some((at, id)) = after {
-        query = query.filter(
-            o::created_micros
-                .gt(at)
-                .or(o::created_micros.eq(at).and(o::id.gt(id))),
-        );
+        query = query.filter(o::created_micros.gt(at).or(o::created_micros.eq(at).and(o::id.gt(id))));
     }
     Ok(query
         .order((o::created_micros.asc(), o::id.asc()))
@@ -123,33 +108,15 @@ pub fn order_ids_page(
 
 /// Moves an order from `from` to valid with its certificate. Returns false when the order was
 /// no longer in `from` (a concurrent finalize won).
-pub fn set_order_valid(
-    conn: &mut DbConnection,
-    id: &str,
-    from: OrderStatus,
-    serial: &str,
-) -> Result<bool> {
-    let n = diesel::update(
-        o::orders
-            .filter(o::id.eq(id))
-            .filter(o::status.eq(from.as_str())),
-    )
-    .set((
-        o::status.eq(OrderStatus::Valid.as_str()),
-        o::certificate_serial.eq(serial),
-    ))
-    .execute(conn)?;
+pub fn set_order_valid(conn: &mut DbConnection, id: &str, from: OrderStatus, serial: &str) -> Result<bool> {
+    let n = diesel::update(o::orders.filter(o::id.eq(id)).filter(o::status.eq(from.as_str())))
+        .set((o::status.eq(OrderStatus::Valid.as_str()), o::certificate_serial.eq(serial)))
+        .execute(conn)?;
     Ok(n == 1)
 }
 
-pub fn set_authorization_status(
-    conn: &mut DbConnection,
-    id: &str,
-    status: AuthzStatus,
-) -> Result<()> {
-    diesel::update(z::authorizations.filter(z::id.eq(id)))
-        .set(z::status.eq(status.as_str()))
-        .execute(conn)?;
+pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: AuthzStatus) -> Result<()> {
+    diesel::update(z::authorizations.filter(z::id.eq(id))).set(z::status.eq(status.as_str())).execute(conn)?;
     Ok(())
 }
 
@@ -162,17 +129,9 @@ pub fn transition_challenge(
     validated: Option<i64>,
     error: Option<&StoredProblem>,
 ) -> Result<bool> {
-    let n = diesel::update(
-        c::challenges
-            .filter(c::id.eq(id))
-            .filter(c::status.eq(from.as_str())),
-    )
-    .set((
-        c::status.eq(to.as_str()),
-        c::validated.eq(validated),
-        c::error.eq(error.map(problem_to_text)),
-    ))
-    .execute(conn)?;
+    let n = diesel::update(c::challenges.filter(c::id.eq(id)).filter(c::status.eq(from.as_str())))
+        .set((c::status.eq(to.as_str()), c::validated.eq(validated), c::error.eq(error.map(problem_to_text))))
+        .execute(conn)?;
     Ok(n == 1)
 }
 

@@ -113,21 +113,16 @@ pub fn parse_track(s: &str) -> Result<Track> {
 
 /// Identifiers are stored as a JSON array of [type, value] pairs.
 pub fn identifiers_to_text(ids: &[Identifier]) -> String {
-    let pairs: Vec<(&str, &str)> = ids
-        .iter()
-        .map(|i| (i.kind.as_str(), i.value.as_str()))
-        .collect();
+    let pairs: Vec<(&str, &str)> = ids.iter().map(|i| (i.kind.as_str(), i.value.as_str())).collect();
     serde_json::to_string(&pairs).unwrap_or_default()
 }
 
 pub fn identifiers_from_text(text: &str) -> Result<Vec<Identifier>> {
-    let pairs: Vec<(String, String)> =
-        serde_json::from_str(text).map_err(|_| corrupt("identifiers", text))?;
+    let pairs: Vec<(String, String)> = serde_json::from_str(text).map_err(|_| corrupt("identifiers", text))?;
     pairs
         .into_iter()
         .map(|(kind, value)| {
-            let kind =
-                IdentifierKind::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?;
+            let kind = IdentifierKind::parse(&kind).ok_or_else(|| corrupt("identifier type", &kind))?;
             Ok(Identifier::new(kind, value))
         })
         .collect()
@@ -140,14 +135,8 @@ pub fn problem_to_text(p: &StoredProblem) -> String {
 
 pub fn problem_from_text(text: &str) -> Result<StoredProblem> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|_| corrupt("problem", text))?;
-    let kind = v["kind"]
-        .as_str()
-        .and_then(ErrorKind::from_name)
-        .unwrap_or(ErrorKind::Internal);
-    Ok(StoredProblem {
-        kind,
-        detail: v["detail"].as_str().unwrap_or_default().to_string(),
-    })
+    let kind = v["kind"].as_str().and_then(ErrorKind::from_name).unwrap_or(ErrorKind::Internal);
+    Ok(StoredProblem { kind, detail: v["detail"].as_str().unwrap_or_default().to_string() })
 }
 
 impl TryFrom<AccountRow> for Account {
@@ -155,10 +144,8 @@ impl TryFrom<AccountRow> for Account {
     fn try_from(r: AccountRow) -> Result<Account> {
         Ok(Account {
             track: parse_track(&r.track)?,
-            status: AccountStatus::parse(&r.status)
-                .ok_or_else(|| corrupt("account status", &r.status))?,
-            contact: serde_json::from_str(&r.contact)
-                .map_err(|_| corrupt("contact", &r.contact))?,
+            status: AccountStatus::parse(&r.status).ok_or_else(|| corrupt("account status", &r.status))?,
+            contact: serde_json::from_str(&r.contact).map_err(|_| corrupt("contact", &r.contact))?,
             id: r.id,
             key_thumbprint: r.key_thumbprint,
             jwk: r.jwk,
@@ -172,10 +159,8 @@ impl TryFrom<AccountRow> for Account {
 impl ChallengeRow {
     pub fn into_domain(self) -> Result<Challenge> {
         Ok(Challenge {
-            kind: ChallengeKind::parse(&self.kind)
-                .ok_or_else(|| corrupt("challenge type", &self.kind))?,
-            status: ChallengeStatus::parse(&self.status)
-                .ok_or_else(|| corrupt("challenge status", &self.status))?,
+            kind: ChallengeKind::parse(&self.kind).ok_or_else(|| corrupt("challenge type", &self.kind))?,
+            status: ChallengeStatus::parse(&self.status).ok_or_else(|| corrupt("challenge status", &self.status))?,
             error: self.error.as_deref().map(problem_from_text).transpose()?,
             id: self.id,
             authorization_id: self.authorization_id,
@@ -191,8 +176,7 @@ impl AuthorizationRow {
             .ok_or_else(|| corrupt("identifier type", &self.identifier_type))?;
         Ok(Authorization {
             track: parse_track(&self.track)?,
-            status: AuthzStatus::parse(&self.status)
-                .ok_or_else(|| corrupt("authorization status", &self.status))?,
+            status: AuthzStatus::parse(&self.status).ok_or_else(|| corrupt("authorization status", &self.status))?,
             identifier: Identifier::new(kind, self.identifier_value),
             id: self.id,
             account_id: self.account_id,
@@ -208,8 +192,7 @@ impl OrderRow {
     pub fn into_domain(self, authorization_ids: Vec<String>) -> Result<Order> {
         Ok(Order {
             track: parse_track(&self.track)?,
-            status: OrderStatus::parse(&self.status)
-                .ok_or_else(|| corrupt("order status", &self.status))?,
+            status: OrderStatus::parse(&self.status).ok_or_else(|| corrupt("order status", &self.status))?,
             identifiers: identifiers_from_text(&self.identifiers)?,
             error: self.error.as_deref().map(problem_from_text).transpose()?,
             id: self.id,
@@ -230,8 +213,7 @@ impl TryFrom<CertificateRow> for CertificateRecord {
         Ok(CertificateRecord {
             track: parse_track(&r.track)?,
             identifiers: identifiers_from_text(&r.identifiers)?,
-            status: CertificateStatus::parse(&r.status)
-                .ok_or_else(|| corrupt("certificate status", &r.status))?,
+            status: CertificateStatus::parse(&r.status).ok_or_else(|| corrupt("certificate status", &r.status))?,
             revocation_reason: r.revocation_reason.map(|c| c as u8),
             serial: r.serial,
             account_id: r.account_id,

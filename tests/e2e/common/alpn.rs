@@ -29,9 +29,7 @@ impl AlpnResponder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let current = Arc::new(OneCert::default());
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_cert_resolver(current.clone());
+        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         actix_web::rt::spawn(async move {
@@ -56,10 +54,8 @@ impl AlpnResponder {
         let digest = openssl::sha::sha256(key_authorization.as_bytes());
         params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(&digest)];
         let cert = params.self_signed(&key).unwrap();
-        let signing = rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(
-            key.serialize_der().into(),
-        ))
-        .unwrap();
+        let signing =
+            rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(key.serialize_der().into())).unwrap();
         let certified = CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signing);
         *self.current.0.lock().unwrap() = Some(Arc::new(certified));
     }

@@ -36,12 +36,7 @@ impl TxtServer {
 
     /// Publishes a TXT record at `name` (no trailing dot), adding to any already there.
     pub fn publish(&self, name: &str, value: &str) {
-        self.records
-            .lock()
-            .unwrap()
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .push(value.to_string());
+        self.records.lock().unwrap().entry(name.to_ascii_lowercase()).or_default().push(value.to_string());
     }
 }
 

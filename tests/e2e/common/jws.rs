@@ -26,14 +26,11 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|_| panic!("not JSON (HTTP {}): {}", self.status, self.text))
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON (HTTP {}): {}", self.status, self.text))
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
     }
 
     /// Asserts an RFC 7807 problem of exactly this ACME type and HTTP status.
@@ -47,17 +44,10 @@ impl Response {
             self.text
         );
         let body = self.json();
-        assert_eq!(
-            body["type"],
-            format!("urn:ietf:params:acme:error:{kind}"),
-            "body: {body}"
-        );
+        assert_eq!(body["type"], format!("urn:ietf:params:acme:error:{kind}"), "body: {body}");
         assert_eq!(self.status, status, "body: {body}");
         assert_eq!(body["status"], status, "body: {body}");
-        assert!(
-            self.header("replay-nonce").is_some(),
-            "a problem response must carry a fresh nonce"
-        );
+        assert!(self.header("replay-nonce").is_some(), "a problem response must carry a fresh nonce");
         body
     }
 }
@@ -93,14 +83,8 @@ pub fn jwk_of(key: &PKey<Private>) -> Value {
     let mut ctx = BigNumContext::new().unwrap();
     let mut x = openssl::bn::BigNum::new().unwrap();
     let mut y = openssl::bn::BigNum::new().unwrap();
-    ec.public_key()
-        .affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx)
-        .unwrap();
-    let (crv, size) = if ec.group().curve_name() == Some(Nid::SECP384R1) {
-        ("P-384", 48)
-    } else {
-        ("P-256", 32)
-    };
+    ec.public_key().affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx).unwrap();
+    let (crv, size) = if ec.group().curve_name() == Some(Nid::SECP384R1) { ("P-384", 48) } else { ("P-256", 32) };
     json!({"kty": "EC", "crv": crv, "x": b64(&x.to_vec_padded(size).unwrap()), "y": b64(&y.to_vec_padded(size).unwrap())})
 }
 
@@ -108,11 +92,7 @@ pub fn jwk_of(key: &PKey<Private>) -> Value {
 pub fn es_sign(key: &PKey<Private>, input: &[u8]) -> Vec<u8> {
     let ec = key.ec_key().unwrap();
     let p384 = ec.group().curve_name() == Some(Nid::SECP384R1);
-    let (digest, size) = if p384 {
-        (MessageDigest::sha384(), 48)
-    } else {
-        (MessageDigest::sha256(), 32)
-    };
+    let (digest, size) = if p384 { (MessageDigest::sha384(), 48) } else { (MessageDigest::sha256(), 32) };
     let hash = openssl::hash::hash(digest, input).unwrap();
     let sig = EcdsaSig::sign(&hash, &ec).unwrap();
     let mut out = sig.r().to_vec_padded(size).unwrap();
@@ -123,9 +103,7 @@ pub fn es_sign(key: &PKey<Private>, input: &[u8]) -> Vec<u8> {
 /// A flattened JWS over `protected` and `payload` (None = POST-as-GET), signed by `key`.
 pub fn flattened(key: &PKey<Private>, protected: &Value, payload: Option<&Value>) -> Value {
     let protected_b64 = b64(protected.to_string().as_bytes());
-    let payload_b64 = payload
-        .map(|p| b64(p.to_string().as_bytes()))
-        .unwrap_or_default();
+    let payload_b64 = payload.map(|p| b64(p.to_string().as_bytes())).unwrap_or_default();
     let signature = es_sign(key, format!("{protected_b64}.{payload_b64}").as_bytes());
     json!({"protected": protected_b64, "payload": payload_b64, "signature": b64(&signature)})
 }
@@ -161,8 +139,7 @@ impl RawClient {
 
     /// The protected header this client would send to `url`.
     pub async fn protected(&self, url: &str) -> Value {
-        let mut protected =
-            json!({"alg": self.alg_name(), "nonce": self.nonce().await, "url": url});
+        let mut protected = json!({"alg": self.alg_name(), "nonce": self.nonce().await, "url": url});
         match &self.kid {
             Some(kid) => protected["kid"] = json!(kid),
             None => protected["jwk"] = jwk_of(&self.key),
@@ -171,43 +148,25 @@ impl RawClient {
     }
 
     pub async fn send_body(&self, url: &str, body: String, content_type: &str) -> Response {
-        let res = self
-            .http
-            .post(url)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let res = self.http.post(url).header("content-type", content_type).body(body).send().await.unwrap();
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        Response {
-            status,
-            headers,
-            text,
-        }
+        Response { status, headers, text }
     }
 
     pub async fn send_jws(&self, url: &str, jws: &Value) -> Response {
-        self.send_body(url, jws.to_string(), "application/jose+json")
-            .await
+        self.send_body(url, jws.to_string(), "application/jose+json").await
     }
 
     /// A correct request: fresh nonce, right URL, signed by this client's key.
     pub async fn post(&self, url: &str, payload: Option<&Value>) -> Response {
         let protected = self.protected(url).await;
-        self.send_jws(url, &flattened(&self.key, &protected, payload))
-            .await
+        self.send_jws(url, &flattened(&self.key, &protected, payload)).await
     }
 
     pub async fn create_account(&mut self) -> Response {
-        let res = self
-            .post(
-                &self.url("new-account"),
-                Some(&json!({"termsOfServiceAgreed": true})),
-            )
-            .await;
+        let res = self.post(&self.url("new-account"), Some(&json!({"termsOfServiceAgreed": true}))).await;
         assert_eq!(res.status, 201, "{}", res.text);
         self.kid = res.header("location");
         res

@@ -64,18 +64,10 @@ pub fn postgres_database() -> Option<String> {
         eprintln!("DUALCA_TEST_POSTGRES_URL is not set: skipping the PostgreSQL variant");
         return None;
     };
-    let name = format!(
-        "dualca_test_{}",
-        dualca_ca::ids::hex(&dualca_ca::ids::random_bytes::<8>())
-    );
-    let mut conn =
-        diesel::pg::PgConnection::establish(&base).expect("connect to DUALCA_TEST_POSTGRES_URL");
-    diesel::sql_query(format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .expect("create test database");
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("postgres URL has a database path");
+    let name = format!("dualca_test_{}", dualca_ca::ids::hex(&dualca_ca::ids::random_bytes::<8>()));
+    let mut conn = diesel::pg::PgConnection::establish(&base).expect("connect to DUALCA_TEST_POSTGRES_URL");
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+    let (prefix, _) = base.rsplit_once('/').expect("postgres URL has a database path");
     Some(format!("{prefix}/{name}"))
 }
 
@@ -106,26 +98,14 @@ impl TestServer {
     }
 
     /// Starts a server on existing settings and data (a restart).
-    pub async fn boot(
-        settings: Settings,
-        dir: Arc<tempfile::TempDir>,
-        responder: ChallengeResponder,
-    ) -> TestServer {
+    pub async fn boot(settings: Settings, dir: Arc<tempfile::TempDir>, responder: ChallengeResponder) -> TestServer {
         let app = App::build(settings.clone()).await.expect("server starts");
         let handle = app.handle();
         let public_url = app.public_url.clone();
         let root_pem = app.root_ca_path.clone();
         let ca = app.ca.clone();
         actix_web::rt::spawn(app.run());
-        TestServer {
-            handle,
-            public_url,
-            root_pem,
-            ca,
-            responder,
-            settings,
-            dir,
-        }
+        TestServer { handle, public_url, root_pem, ca, responder, settings, dir }
     }
 
     pub fn directory(&self, track: Track) -> String {
@@ -171,9 +151,7 @@ macro_rules! on_both_databases {
 /// A CSR for `names` (DNS or IP) under a new P-256 key; returns the DER and the key.
 pub fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
+    let params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let der = params.serialize_request(&key).unwrap().der().to_vec();
     (der, key)
 }
@@ -198,15 +176,11 @@ pub fn openssl_csr(key: &openssl::pkey::PKey<openssl::pkey::Private>, names: &[&
     let mut stack = Stack::new().unwrap();
     stack.push(ext).unwrap();
     builder.add_extensions(&stack).unwrap();
-    builder
-        .sign(key, openssl::hash::MessageDigest::sha256())
-        .unwrap();
+    builder.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
     builder.build().to_der().unwrap()
 }
 
 /// Parses the first certificate of a PEM chain.
 pub fn first_cert(pem: &str) -> openssl::x509::X509 {
-    openssl::x509::X509::stack_from_pem(pem.as_bytes())
-        .unwrap()
-        .remove(0)
+    openssl::x509::X509::stack_from_pem(pem.as_bytes()).unwrap().remove(0)
 }

@@ -21,10 +21,12 @@ impl ChallengeResponder {
             actix_web::App::new().app_data(shared.clone()).route(
                 "/.well-known/acme-challenge/{token}",
                 web::get().to(
-                    |tokens: web::Data<Mutex<HashMap<String, String>>>,
-                     token: web::Path<String>| async move {
+                    |tokens: web::Data<Mutex<HashMap<String, String>>>, token: web::Path<String>| async move {
                         match tokens.lock().unwrap().get(token.as_str()) {
-                            Some(value) => HttpResponse::Ok().body(value.clone()),
+                            Some(value) => match value.strip_prefix("redirect:") {
+                                Some(location) => HttpResponse::Found().insert_header(("location", location)).finish(),
+                                None => HttpResponse::Ok().body(value.clone()),
+                            },
                             None => HttpResponse::NotFound().finish(),
                         }
                     },
@@ -40,9 +42,10 @@ impl ChallengeResponder {
     }
 
     pub fn serve(&self, token: &str, key_authorization: &str) {
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(token.to_string(), key_authorization.to_string());
+        self.tokens.lock().unwrap().insert(token.to_string(), key_authorization.to_string());
+    }
+    /// Answers `token` with a 302 to `location`.
+    pub fn redirect(&self, token: &str, location: &str) {
+        self.tokens.lock().unwrap().insert(token.to_string(), format!("redirect:{location}"));
     }
 }

@@ -1,0 +1,85 @@
+//! Migration discipline, checked on the schema itself: the SQLite and PostgreSQL migrations stay
+//! in step, each has up and down, and no foreign key deletes rows by cascade.
+
+use diesel::sql_types::Text;
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+
+use crate::common::postgres_database;
+
+fn migration_names(backend: &str) -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            for file in ["up.sql", "down.sql"] {
+                assert!(e.path().join(file).exists(), "{} lacks {file}", e.path().display());
+            }
+            e.file_name().to_string_lossy().into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn sqlite_and_postgres_migrations_stay_in_step() {
+    let sqlite = migration_names("sqlite");
+    assert!(!sqlite.is_empty());
+    assert_eq!(sqlite, migration_names("postgres"));
+}
+
+#[derive(QueryableByName)]
+struct ForeignKey {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    on_delete: String,
+}
+
+#[test]
+fn no_foreign_key_cascades_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.db");
+    dualca_ca::storage::Storage::open(path.to_str().unwrap(), 1).unwrap();
+    let mut conn = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let keys: Vec<ForeignKey> = diesel::sql_query(
+        "SELECT m.name AS table_name, f.on_delete AS on_delete FROM sqlite_master m \
+         JOIN pragma_foreign_key_list(m.name) f WHERE m.type = 'table'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert!(keys.len() >= 5, "expected the foundation's foreign keys, found {}", keys.len());
+    for key in keys {
+        assert!(
+            matches!(key.on_delete.as_str(), "NO ACTION" | "RESTRICT"),
+            "{} deletes by {}",
+            key.table_name,
+            key.on_delete
+        );
+    }
+}
+
+#[test]
+fn no_foreign_key_cascades_on_postgres() {
+    let Some(url) = postgres_database() else { return };
+    dualca_ca::storage::Storage::open(&url, 1).unwrap();
+    let mut conn = diesel::pg::PgConnection::establish(&url).unwrap();
+    let keys: Vec<ForeignKey> = diesel::sql_query(
+        "SELECT tc.table_name::text AS table_name, rc.delete_rule::text AS on_delete \
+         FROM information_schema.referential_constraints rc \
+         JOIN information_schema.table_constraints tc ON tc.constraint_name = rc.constraint_name",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert!(keys.len() >= 5);
+    for key in keys {
+        assert!(
+            matches!(key.on_delete.as_str(), "NO ACTION" | "RESTRICT"),
+            "{} deletes by {}",
+            key.table_name,
+            key.on_delete
+        );
+    }
+}
