@@ -161,9 +161,7 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
     let after = issue_once(&account, &responder).await.expect("issuance after restart");
     drop(server);
 
-    let mut settings = Settings::default();
-    settings.data_dir = data_dir.clone();
-    settings.database_url = database_url.clone();
+    let settings = Settings { data_dir: data_dir.clone(), database_url: database_url.clone(), ..Settings::default() };
     let ca = tokio::task::spawn_blocking(move || open_ca(&settings, "https://localhost")).await.unwrap().unwrap();
     for serial in received.iter().chain(std::iter::once(&after)) {
         let record =

@@ -26,7 +26,8 @@ impl TxtServer {
                 let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
                     return;
                 };
-                if let Some(reply) = answer(&buf[..n], &table.lock().unwrap()) {
+                let reply = answer(&buf[..n], &table.lock().unwrap());
+                if let Some(reply) = reply {
                     let _ = socket.send_to(&reply, peer).await;
                 }
             }

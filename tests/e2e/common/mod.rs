@@ -79,10 +79,12 @@ impl TestServer {
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Settings)) -> Option<TestServer> {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let responder = ChallengeResponder::start().await;
-        let mut settings = Settings::default();
-        settings.data_dir = dir.path().join("data");
-        settings.listen = "127.0.0.1:0".parse().unwrap();
-        settings.database_max_connections = 8;
+        let mut settings = Settings {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_max_connections: 8,
+            ..Settings::default()
+        };
         settings.validation.http_port = responder.http_port;
         settings.validation.tls_port = responder.http_port;
         settings.validation.timeout = "5s".into();
