@@ -2,6 +2,7 @@
 
 mod bad_inputs;
 mod challenges;
+mod clients;
 mod common;
 mod crash;
 mod protocol;
