@@ -30,6 +30,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub nonce_lifetime: String,
     pub validation: ValidationSettings,
+    pub revocation: RevocationConfig,
     pub machine: TrackSettings,
     pub human: TrackSettings,
 }
@@ -51,6 +52,49 @@ pub struct ValidationSettings {
     /// Static name → IP answers, consulted before DNS.
     pub hosts: BTreeMap<String, IpAddr>,
     pub timeout: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// nextUpdate − thisUpdate of each CRL.
+    pub crl_lifetime: String,
+    /// nextUpdate − thisUpdate of each OCSP response.
+    pub ocsp_lifetime: String,
+    /// `issuer` (the track's issuing CA signs) or `delegated` (a responder certificate with
+    /// id-kp-OCSPSigning and ocsp-nocheck signs).
+    pub ocsp_signer: OcspSigner,
+    /// Leave CRL and OCSP pointers out of machine certificates of 7 days or less.
+    pub omit_urls_for_short_lived: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OcspSigner {
+    Issuer,
+    Delegated,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            crl_lifetime: "24h".into(),
+            ocsp_lifetime: "12h".into(),
+            ocsp_signer: OcspSigner::Issuer,
+            omit_urls_for_short_lived: false,
+        }
+    }
+}
+
+impl RevocationConfig {
+    pub fn to_domain(&self) -> Result<dualca_ca::RevocationSettings> {
+        Ok(dualca_ca::RevocationSettings {
+            crl_lifetime_seconds: parse_duration(&self.crl_lifetime)?,
+            ocsp_lifetime_seconds: parse_duration(&self.ocsp_lifetime)?,
+            ocsp_delegated: self.ocsp_signer == OcspSigner::Delegated,
+            omit_urls_for_short_lived: self.omit_urls_for_short_lived,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -92,6 +136,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             nonce_lifetime: "1h".into(),
             validation: ValidationSettings::default(),
+            revocation: RevocationConfig::default(),
             machine: TrackSettings::default(),
             human: TrackSettings::default(),
         }
@@ -121,6 +166,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log_format",
     "nonce_lifetime",
     "validation",
+    "revocation",
     "machine",
     "human",
 ];

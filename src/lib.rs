@@ -2,5 +2,6 @@
 //! the tests build the same server `main` runs.
 
 pub mod config;
+pub mod jobs;
 pub mod startup;
 pub mod telemetry;

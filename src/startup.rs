@@ -20,6 +20,7 @@ pub struct App {
     pub root_ca_path: PathBuf,
     pub outbox_dir: PathBuf,
     server: Server,
+    _scheduler: tokio_cron_scheduler::JobScheduler,
 }
 
 /// Opens (and on first start creates) the data directory, database and key hierarchy.
@@ -35,6 +36,7 @@ pub fn open_ca(settings: &Settings, public_url: &str) -> Result<Ca> {
         machine: settings.policy(Track::Machine)?,
         human: settings.policy(Track::Human)?,
         nonce_lifetime_seconds: parse_duration(&settings.nonce_lifetime)?,
+        revocation: settings.revocation.to_domain()?,
     })?;
     Ok(ca)
 }
@@ -49,6 +51,10 @@ impl App {
         let url_for_open = public_url.clone();
         let ca = tokio::task::spawn_blocking(move || open_ca(&settings_for_open, &url_for_open)).await??;
         let ca = Arc::new(ca);
+        let ca_for_crl = ca.clone();
+        tokio::task::spawn_blocking(move || crate::jobs::refresh_crls_now(&ca_for_crl)).await??;
+        crate::jobs::spawn_crl_debouncer(ca.clone());
+        let scheduler = crate::jobs::start_scheduler(ca.clone()).await?;
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
 
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
@@ -85,7 +91,7 @@ impl App {
         .workers(worker_count())
         .listen_rustls_0_23(listener, tls)?
         .run();
-        Ok(App { port, public_url, ca, root_ca_path, outbox_dir, server })
+        Ok(App { port, public_url, ca, root_ca_path, outbox_dir, server, _scheduler: scheduler })
     }
 
     pub fn handle(&self) -> ServerHandle {

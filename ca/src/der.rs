@@ -70,3 +70,108 @@ mod tests {
         assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
     }
 }
+
+/// A DER reader for the few structures this crate parses itself (OCSP requests). Definite
+/// lengths only; every read is bounds-checked and returns None on malformed input.
+pub struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        Reader { data }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn peek_tag(&self) -> Option<u8> {
+        self.data.first().copied()
+    }
+
+    /// Reads one TLV; returns its tag, its content, and the whole encoding.
+    pub fn read_any(&mut self) -> Option<(u8, &'a [u8], &'a [u8])> {
+        let tag = *self.data.first()?;
+        let first = *self.data.get(1)? as usize;
+        let (len, header) = if first < 0x80 {
+            (first, 2)
+        } else {
+            let count = first & 0x7f;
+            if count == 0 || count > 4 {
+                return None;
+            }
+            let mut len = 0usize;
+            for i in 0..count {
+                len = (len << 8) | *self.data.get(2 + i)? as usize;
+            }
+            (len, 2 + count)
+        };
+        let end = header.checked_add(len)?;
+        let whole = self.data.get(..end)?;
+        let content = &whole[header..];
+        self.data = &self.data[end..];
+        Some((tag, content, whole))
+    }
+
+    /// Reads one TLV that must have `tag`.
+    pub fn read(&mut self, tag: u8) -> Option<&'a [u8]> {
+        match self.read_any()? {
+            (t, content, _) if t == tag => Some(content),
+            _ => None,
+        }
+    }
+
+    /// Reads an optional TLV with `tag`.
+    pub fn read_optional(&mut self, tag: u8) -> Option<Option<&'a [u8]>> {
+        if self.peek_tag() == Some(tag) {
+            self.read(tag).map(Some)
+        } else {
+            Some(None)
+        }
+    }
+}
+
+pub fn octet_string(content: &[u8]) -> Vec<u8> {
+    tlv(0x04, content)
+}
+
+pub fn integer_bytes(content: &[u8]) -> Vec<u8> {
+    tlv(0x02, content)
+}
+
+pub fn enumerated(value: u8) -> Vec<u8> {
+    tlv(0x0a, &[value])
+}
+
+pub fn null() -> Vec<u8> {
+    vec![0x05, 0x00]
+}
+
+/// GeneralizedTime, `YYYYMMDDHHMMSSZ`.
+pub fn generalized_time(t: time::OffsetDateTime) -> Vec<u8> {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let text = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    tlv(0x18, text.as_bytes())
+}
+
+/// A BIT STRING with no unused bits.
+pub fn bit_string(content: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(content.len() + 1);
+    body.push(0);
+    body.extend_from_slice(content);
+    tlv(0x03, &body)
+}
+
+/// Context-specific constructed tag `[n]`, EXPLICIT.
+pub fn explicit(n: u8, content: &[u8]) -> Vec<u8> {
+    tlv(0xa0 | n, content)
+}

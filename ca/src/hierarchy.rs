@@ -26,6 +26,10 @@ pub struct IssuingCa {
     /// The SKI, which every certificate it signs carries as its AKI (ARI's certificate
     /// identifier starts with it).
     pub subject_key_identifier: Vec<u8>,
+    /// The DER subject name and the public key's bits, which OCSP CertIDs hash.
+    pub subject_der: Vec<u8>,
+    pub public_key_bits: Vec<u8>,
+    pub not_after: time::OffsetDateTime,
 }
 
 pub struct Hierarchy {
@@ -98,7 +102,26 @@ impl Hierarchy {
             let issuer =
                 Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.clone()), key).map_err(Error::internal)?;
             let subject_key_identifier = subject_key_identifier(&cert_der)?;
-            Ok(IssuingCa { track, cert_der, cert_pem, issuer, subject_key_identifier })
+            let (subject_der, public_key_bits, not_after) = {
+                use x509_parser::prelude::FromDer;
+                let (_, parsed) =
+                    x509_parser::certificate::X509Certificate::from_der(&cert_der).map_err(Error::internal)?;
+                (
+                    parsed.tbs_certificate.subject.as_raw().to_vec(),
+                    parsed.public_key().subject_public_key.data.to_vec(),
+                    parsed.validity().not_after.to_datetime(),
+                )
+            };
+            Ok(IssuingCa {
+                track,
+                cert_der,
+                cert_pem,
+                issuer,
+                subject_key_identifier,
+                subject_der,
+                public_key_bits,
+                not_after,
+            })
         };
         let machine = load_issuing(Track::Machine)?;
         let human = load_issuing(Track::Human)?;

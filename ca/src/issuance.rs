@@ -170,10 +170,21 @@ fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
     Ok(())
 }
 
-/// The CA's own HTTPS certificate, signed by the machine issuing CA for the names the server
-/// answers on. It goes through this module like every other signature.
-pub fn issue_server_certificate(
-    names: &[String],
+/// Certificates the CA issues to itself rather than to subscribers.
+pub enum ServiceCertificate<'a> {
+    /// The HTTPS certificate of the CA's own listener, for these names.
+    ServerTls(&'a [String]),
+    /// A delegated OCSP responder (RFC 6960 §4.2.2.2): id-kp-OCSPSigning and ocsp-nocheck.
+    OcspResponder,
+}
+
+/// id-pkix-ocsp-nocheck, RFC 6960 §4.2.2.2.1.
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// Signs one of the CA's own service certificates under a new P-256 key. They go through this
+/// module like every other signature, and the caller records and audits them.
+pub fn issue_service_certificate(
+    kind: ServiceCertificate<'_>,
     issuer: &IssuingCa,
     lifetime_days: i64,
     now: OffsetDateTime,
@@ -184,22 +195,33 @@ pub fn issue_server_certificate(
     params.not_after = params.not_before + Duration::days(lifetime_days);
     let serial = ids::new_serial();
     params.serial_number = Some(SerialNumber::from_slice(&serial));
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
-    params.distinguished_name = dn;
-    let mut identifiers = Vec::new();
-    for name in names {
-        let id = match name.parse::<IpAddr>() {
-            Ok(ip) => Identifier::new(IdentifierKind::Ip, ip.to_string()),
-            Err(_) => Identifier::new(IdentifierKind::Dns, name.to_ascii_lowercase()),
-        };
-        params.subject_alt_names.push(san_for(&id)?);
-        identifiers.push(id);
-    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let mut dn = DistinguishedName::new();
+    let mut identifiers = Vec::new();
+    let profile = match kind {
+        ServiceCertificate::ServerTls(names) => {
+            dn.push(DnType::CommonName, names.first().cloned().unwrap_or_else(|| "localhost".into()));
+            for name in names {
+                let id = match name.parse::<IpAddr>() {
+                    Ok(ip) => Identifier::new(IdentifierKind::Ip, ip.to_string()),
+                    Err(_) => Identifier::new(IdentifierKind::Dns, name.to_ascii_lowercase()),
+                };
+                params.subject_alt_names.push(san_for(&id)?);
+                identifiers.push(id);
+            }
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            "ca-server-tls"
+        }
+        ServiceCertificate::OcspResponder => {
+            dn.push(DnType::CommonName, format!("dualca {} OCSP Responder", issuer.track));
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+            params.custom_extensions = vec![CustomExtension::from_oid_content(OID_OCSP_NOCHECK, der::null())];
+            "ocsp-responder"
+        }
+    };
+    params.distinguished_name = dn;
     let cert = params.signed_by(&key, &issuer.issuer).map_err(Error::internal)?;
     let spki_sha256 = crate::csr::spki_fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key));
     Ok((
@@ -209,7 +231,7 @@ pub fn issue_server_certificate(
             not_before: params.not_before.unix_timestamp(),
             not_after: params.not_after.unix_timestamp(),
             identifiers,
-            profile: "ca-server-tls".into(),
+            profile: profile.into(),
             spki_sha256,
             track: issuer.track,
         },

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod crl;
 pub mod csr;
 mod der;
 mod error;
@@ -12,6 +13,7 @@ pub mod ids;
 pub mod issuance;
 pub mod jwk;
 pub mod model;
+pub mod ocsp;
 pub mod policy;
 mod service;
 pub mod status;
@@ -19,5 +21,7 @@ pub mod storage;
 mod track;
 
 pub use error::{Error, ErrorKind, Result};
-pub use service::{Ca, NewAccount, NewOrder, Revoker, ServerCertificate, Settings, ValidationTarget};
+pub use service::{
+    Ca, CrlInfo, NewAccount, NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, ValidationTarget,
+};
 pub use track::Track;

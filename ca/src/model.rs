@@ -210,6 +210,14 @@ impl RevocationReason {
         matches!(self, Unspecified | KeyCompromise | AffiliationChanged | Superseded | CessationOfOperation)
     }
 
+    /// A reason by its RFC 5280 name (`keyCompromise`) or code (`1`).
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Ok(code) = text.parse::<i64>() {
+            return Self::from_code(code);
+        }
+        (0..=10).filter_map(Self::from_code).find(|r| r.name().eq_ignore_ascii_case(text))
+    }
+
     pub fn name(self) -> &'static str {
         use RevocationReason::*;
         match self {

@@ -6,4 +6,5 @@ mod clients;
 mod common;
 mod crash;
 mod protocol;
+mod revocation_status;
 mod schema;

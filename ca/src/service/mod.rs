@@ -6,6 +6,7 @@ mod accounts;
 mod nonces;
 mod orders;
 mod revocation;
+mod revocation_status;
 mod server_tls;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 pub use accounts::NewAccount;
 pub use orders::{NewOrder, ValidationTarget};
 pub use revocation::Revoker;
+pub use revocation_status::CrlInfo;
 pub use server_tls::ServerCertificate;
 
 use crate::clock::Clock;
@@ -34,6 +36,31 @@ pub struct Settings {
     pub human: TrackPolicy,
     /// How long an issued nonce stays redeemable.
     pub nonce_lifetime_seconds: i64,
+    pub revocation: RevocationSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// nextUpdate − thisUpdate of each CRL.
+    pub crl_lifetime_seconds: i64,
+    /// nextUpdate − thisUpdate of each OCSP response.
+    pub ocsp_lifetime_seconds: i64,
+    /// Sign OCSP responses with a delegated responder certificate instead of the issuing CA.
+    pub ocsp_delegated: bool,
+    /// Leave the CRL and OCSP pointers out of machine certificates that live 7 days or less,
+    /// as the CA/B Baseline Requirements allow for short-lived certificates.
+    pub omit_urls_for_short_lived: bool,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        RevocationSettings {
+            crl_lifetime_seconds: 24 * 3600,
+            ocsp_lifetime_seconds: 12 * 3600,
+            ocsp_delegated: false,
+            omit_urls_for_short_lived: false,
+        }
+    }
 }
 
 pub struct Ca {
@@ -44,6 +71,8 @@ pub struct Ca {
     human: TrackPolicy,
     public_url: String,
     nonces: nonces::NonceStore,
+    revocation: RevocationSettings,
+    status: revocation_status::StatusState,
 }
 
 impl Ca {
@@ -81,6 +110,8 @@ impl Ca {
             human: settings.human,
             public_url: settings.public_url.trim_end_matches('/').to_string(),
             nonces,
+            revocation: settings.revocation,
+            status: revocation_status::StatusState::new(),
         })
     }
 
@@ -95,10 +126,13 @@ impl Ca {
         &self.public_url
     }
 
-    pub fn certificate_urls(&self, track: Track) -> CertificateUrls {
+    /// The URLs a certificate of this track and profile carries.
+    pub fn certificate_urls(&self, track: Track, profile: &crate::policy::Profile) -> CertificateUrls {
+        let short_lived = track == Track::Machine && profile.lifetime_seconds <= 7 * 24 * 3600;
+        let omit = self.revocation.omit_urls_for_short_lived && short_lived;
         CertificateUrls {
-            crl: Some(format!("{}/crl/{track}.crl", self.public_url)),
-            ocsp: Some(format!("{}/ocsp/{track}", self.public_url)),
+            crl: (!omit).then(|| format!("{}/crl/{track}.crl", self.public_url)),
+            ocsp: (!omit).then(|| format!("{}/ocsp/{track}", self.public_url)),
             ca_issuers: format!("{}/ca/{track}.pem", self.public_url),
         }
     }

@@ -312,14 +312,13 @@ impl Ca {
         let policy = self.policy(track);
         let profile = policy.profile(Some(&order.profile))?;
         let issuer = self.hierarchy.issuer(track);
-        let issuer_not_after = issuer_not_after(&issuer.cert_der)?;
         let prepared = issuance::prepare(
             policy,
             profile,
             &order.identifiers,
             &csr,
-            &self.certificate_urls(track),
-            issuer_not_after,
+            &self.certificate_urls(track, profile),
+            issuer.not_after,
             now_time,
         )?;
         let issued = issuance::issue(prepared, issuer)?;
@@ -381,12 +380,6 @@ impl Ca {
         }
         Ok(cert)
     }
-}
-
-fn issuer_not_after(der: &[u8]) -> Result<time::OffsetDateTime> {
-    use x509_parser::prelude::FromDer;
-    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).map_err(Error::internal)?;
-    Ok(cert.validity().not_after.to_datetime())
 }
 
 fn not_found(what: &str, id: &str) -> Error {

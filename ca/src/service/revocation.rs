@@ -46,7 +46,7 @@ impl Ca {
             Revoker::Account(a) => (format!("account:{}", a.id), Some(*a)),
             Revoker::CertificateKey { thumbprint } => (format!("key:{thumbprint}"), None),
         };
-        self.storage.write(|conn| {
+        let result = self.storage.write(|conn| {
             let cert = certificates::by_serial(conn, track, &serial)?
                 .filter(|c| c.der == cert_der)
                 .ok_or_else(|| Error::not_found("this CA did not issue that certificate on this track"))?;
@@ -79,7 +79,51 @@ impl Ca {
                 ),
             )?;
             Ok(())
-        })
+        });
+        if result.is_ok() {
+            self.revocation_committed(track, &serial);
+        }
+        result
+    }
+
+    /// An operator revokes any certificate of either track by serial, with any RFC 5280 reason
+    /// but certificateHold and removeFromCRL (revocation here is final).
+    pub fn revoke_by_operator(&self, serial: &str, reason: RevocationReason, operator: &str) -> Result<Track> {
+        if matches!(reason, RevocationReason::CertificateHold | RevocationReason::RemoveFromCrl) {
+            return Err(Error::bad_revocation_reason(
+                "revocation is final: certificateHold and removeFromCRL are not used",
+            ));
+        }
+        let serial = serial.trim().to_ascii_lowercase().replace(':', "");
+        let now = self.clock.unix();
+        let track = self.storage.write(|conn| {
+            let mut found = None;
+            for track in Track::ALL {
+                if let Some(cert) = certificates::by_serial(conn, track, &serial)? {
+                    found = Some((track, cert));
+                    break;
+                }
+            }
+            let (track, _cert) =
+                found.ok_or_else(|| Error::not_found(format!("no certificate with serial {serial}")))?;
+            if !certificates::revoke(conn, &serial, reason as u8, now)? {
+                return Err(Error::already_revoked(format!("certificate {serial} is already revoked")));
+            }
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    track,
+                    now,
+                    format!("operator:{operator}"),
+                    "certificate.revoked",
+                    format!("certificate:{serial}"),
+                    json!({ "reason": reason.name() }),
+                ),
+            )?;
+            Ok(track)
+        })?;
+        self.revocation_committed(track, &serial);
+        Ok(track)
     }
 }
 

@@ -52,13 +52,38 @@ impl Ca {
             }
         }
         let now = self.clock.now();
-        let (issued, key) = issuance::issue_server_certificate(names, issuer, LIFETIME_DAYS, now)?;
+        let (issued, key) = issuance::issue_service_certificate(
+            issuance::ServiceCertificate::ServerTls(names),
+            issuer,
+            LIFETIME_DAYS,
+            now,
+        )?;
+        self.record_service_certificate(&issued, json!({ "identifiers": names }))?;
+        write_secret(&key_path, &key.serialize_pem())?;
+        fs::write(&cert_path, der_to_pem(&issued.der)).map_err(Error::internal)?;
+        fs::write(&names_path, &wanted).map_err(Error::internal)?;
+        Ok(ServerCertificate {
+            chain_der: vec![issued.der, issuer.cert_der.clone()],
+            key_pkcs8_der: key.serialize_der(),
+        })
+    }
+}
+
+impl Ca {
+    /// Records one of the CA's own certificates (HTTPS, OCSP responder) like any other, with
+    /// its audit event.
+    pub(super) fn record_service_certificate(
+        &self,
+        issued: &issuance::Issued,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let now = self.clock.unix();
         self.storage.write(|conn| {
             certificates::insert(
                 conn,
                 &CertificateRow {
                     serial: issued.serial_hex.clone(),
-                    track: Track::Machine.as_str().into(),
+                    track: issued.track.as_str().into(),
                     account_id: None,
                     order_id: None,
                     asset_id: None,
@@ -73,27 +98,49 @@ impl Ca {
                     revocation_reason: None,
                     revoked_at: None,
                     replaced_by: None,
-                    created_at: now.unix_timestamp(),
+                    created_at: now,
                 },
             )?;
+            let mut details = details;
+            details["profile"] = json!(issued.profile);
+            details["not_after"] = json!(issued.not_after);
             audit::append(
                 conn,
                 &AuditEvent::new(
-                    Track::Machine,
-                    now.unix_timestamp(),
+                    issued.track,
+                    now,
                     "system",
                     "certificate.issued",
                     format!("certificate:{}", issued.serial_hex),
-                    json!({ "profile": issued.profile, "identifiers": names, "not_after": issued.not_after }),
+                    details,
                 ),
-            )
-        })?;
-        write_secret(&key_path, &key.serialize_pem())?;
-        fs::write(&cert_path, der_to_pem(&issued.der)).map_err(Error::internal)?;
-        fs::write(&names_path, &wanted).map_err(Error::internal)?;
-        Ok(ServerCertificate {
-            chain_der: vec![issued.der, issuer.cert_der.clone()],
-            key_pkcs8_der: key.serialize_der(),
+            )?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn make_ocsp_signer(&self, track: Track) -> Result<super::revocation_status::OcspSigner> {
+        let issuer = self.hierarchy.issuer(track);
+        if !self.revocation.ocsp_delegated {
+            return Ok(super::revocation_status::OcspSigner {
+                key: None,
+                key_hash: openssl::sha::sha1(&issuer.public_key_bits).to_vec(),
+                certificate: None,
+                not_after: issuer.not_after.unix_timestamp(),
+            });
+        }
+        let (issued, key) = issuance::issue_service_certificate(
+            issuance::ServiceCertificate::OcspResponder,
+            issuer,
+            30,
+            self.clock.now(),
+        )?;
+        self.record_service_certificate(&issued, json!({}))?;
+        Ok(super::revocation_status::OcspSigner {
+            key_hash: openssl::sha::sha1(key.public_key_raw()).to_vec(),
+            key: Some(key),
+            certificate: Some(issued.der),
+            not_after: issued.not_after,
         })
     }
 }

@@ -8,7 +8,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool};
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::{Error, Result};
@@ -118,6 +118,41 @@ impl Storage {
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
         f(&mut conn)
+    }
+
+    /// Runs a scheduled job in at most one process at a time: on PostgreSQL it holds a
+    /// transaction-scoped advisory lock for the job's duration and skips the job when another
+    /// process holds it; SQLite serves one process, which runs it directly. Returns whether it
+    /// ran.
+    pub fn exclusive_job(&self, key: i64, f: impl FnOnce() -> Result<()>) -> Result<bool> {
+        match self.backend {
+            Backend::Sqlite => f().map(|()| true),
+            Backend::Postgres => {
+                let mut conn = self.pool.get()?;
+                let DbConnection::Postgresql(pg) = &mut *conn else {
+                    return Err(Error::internal("PostgreSQL pool returned another connection"));
+                };
+                pg.transaction::<bool, TxError, _>(|tx| {
+                    #[derive(diesel::QueryableByName)]
+                    struct Locked {
+                        #[diesel(sql_type = diesel::sql_types::Bool)]
+                        locked: bool,
+                    }
+                    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                        .bind::<diesel::sql_types::BigInt, _>(key)
+                        .get_result(tx)?;
+                    if !got.locked {
+                        return Ok(false);
+                    }
+                    f().map_err(TxError::Domain)?;
+                    Ok(true)
+                })
+                .map_err(|e| match e {
+                    TxError::Domain(e) => e,
+                    TxError::Diesel(e) => Error::from(e),
+                })
+            }
+        }
     }
 
     /// Runs `f` in one transaction: everything it writes (state, audit, outbox) commits

@@ -5,6 +5,7 @@ pub(crate) mod accounts;
 pub(crate) mod audit;
 pub(crate) mod certificates;
 mod connection;
+pub(crate) mod crl;
 pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod rows;

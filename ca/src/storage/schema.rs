@@ -103,3 +103,13 @@ diesel::table! {
         expires -> BigInt,
     }
 }
+
+diesel::table! {
+    crl_state (track) {
+        track -> Text,
+        crl_number -> BigInt,
+        this_update -> BigInt,
+        next_update -> BigInt,
+        der -> Binary,
+    }
+}

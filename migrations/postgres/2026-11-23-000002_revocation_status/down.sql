@@ -1,0 +1,2 @@
+DROP INDEX certificates_revoked;
+DROP TABLE crl_state;
