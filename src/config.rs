@@ -1,6 +1,7 @@
 //! Typed configuration: defaults, then the TOML file given with `--config`, then `DUALCA_*`
 //! environment variables (nested keys joined by `__`, e.g. `DUALCA_VALIDATION__HTTP_PORT`),
-//! then command-line flags. Everything is checked once, at start-up, by `Settings::validate`.
+//! then command-line flags. Everything is checked once, at start-up, where it is turned into
+//! the domain's types (`Settings::policy`, `Settings::validator`, `RevocationConfig::to_domain`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +32,7 @@ pub struct Settings {
     pub nonce_lifetime: String,
     pub validation: ValidationSettings,
     pub revocation: RevocationConfig,
+    pub admin: AdminConfig,
     pub machine: TrackSettings,
     pub human: TrackSettings,
 }
@@ -52,6 +54,22 @@ pub struct ValidationSettings {
     /// Static name → IP answers, consulted before DNS.
     pub hosts: BTreeMap<String, IpAddr>,
     pub timeout: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `EdDSA` (the Ed25519 admin key signs tokens) or `HS256` (a 32-byte secret in
+    /// `<key_dir>/hmac.key` does).
+    pub token_algorithm: dualca_admin::TokenAlgorithm,
+    /// Where the admin keys live. Empty: `<data_dir>/admin`.
+    pub key_dir: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { token_algorithm: dualca_admin::TokenAlgorithm::EdDSA, key_dir: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +155,7 @@ impl Default for Settings {
             nonce_lifetime: "1h".into(),
             validation: ValidationSettings::default(),
             revocation: RevocationConfig::default(),
+            admin: AdminConfig::default(),
             machine: TrackSettings::default(),
             human: TrackSettings::default(),
         }
@@ -167,6 +186,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "nonce_lifetime",
     "validation",
     "revocation",
+    "admin",
     "machine",
     "human",
 ];
@@ -220,6 +240,19 @@ impl Settings {
             .filter(|key| !is_setting(&key.to_ascii_lowercase()))
             .map(|key| format!("DUALCA_{key}"))
             .collect()
+    }
+
+    pub fn admin_key_dir(&self) -> PathBuf {
+        if self.admin.key_dir.is_empty() {
+            self.data_dir.join("admin")
+        } else {
+            PathBuf::from(&self.admin.key_dir)
+        }
+    }
+
+    pub fn admin_auth(&self) -> Result<dualca_admin::AdminAuth> {
+        dualca_admin::AdminAuth::load_or_create(&self.admin_key_dir(), self.admin.token_algorithm)
+            .map_err(anyhow::Error::msg)
     }
 
     pub fn database_url(&self) -> String {

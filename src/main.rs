@@ -44,6 +44,16 @@ enum Command {
     },
     /// Create the data directory, the database and the CA hierarchy, then exit.
     Init,
+    /// Admin tokens for the admin API and pages.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// The per-track audit chains.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Revoke a certificate of either track by serial (hex), as an operator; audited, and
     /// visible in OCSP at once and in a freshly signed CRL.
     Revoke {
@@ -55,6 +65,38 @@ enum Command {
         /// Who is revoking, for the audit log.
         #[arg(long, env = "USER", default_value = "cli")]
         operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Mint a Bearer token.
+    Token {
+        /// admin, inventory, helpdesk or auditor.
+        #[arg(long)]
+        role: String,
+        /// Who the token is for (recorded in the audit log of every action).
+        #[arg(long)]
+        subject: String,
+        /// Lifetime, e.g. 8h or 30d.
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+    },
+    /// Put a token on the deny-list, by the token itself or by its jti.
+    RevokeToken {
+        token_or_jti: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        operator: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute each chain from its first event; name the first broken link. Exits 1 if any
+    /// chain is broken.
+    Verify {
+        #[arg(long)]
+        track: Option<dualca_ca::Track>,
     },
 }
 
@@ -85,13 +127,70 @@ async fn main() -> Result<()> {
             println!("CA hierarchy ready; root CA certificate: {}", ca.hierarchy.root_path().display());
             Ok(())
         }
+        Command::Admin { command } => {
+            let auth = settings.admin_auth()?;
+            let public_url = settings.public_url_for_port(settings.listen.port());
+            let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
+            let now = ca.clock.unix();
+            match command {
+                AdminCommand::Token { role, subject, ttl } => {
+                    let role = dualca_admin::Role::parse(&role).ok_or_else(|| {
+                        anyhow::anyhow!("unknown role {role:?}: admin, inventory, helpdesk or auditor")
+                    })?;
+                    let ttl = dualca::config::parse_duration(&ttl)?;
+                    let (token, claims) = auth.mint(role, &subject, ttl, now).map_err(anyhow::Error::msg)?;
+                    eprintln!(
+                        "token for {} (role {}), jti {}, expires {}",
+                        claims.sub,
+                        claims.role,
+                        claims.jti,
+                        dualca_ca::clock::rfc3339(claims.exp)
+                    );
+                    println!("{token}");
+                }
+                AdminCommand::RevokeToken { token_or_jti, operator } => {
+                    let (jti, subject, expires) = if token_or_jti.matches('.').count() == 2 {
+                        let claims = auth.verify(&token_or_jti).map_err(anyhow::Error::msg)?;
+                        (claims.jti, claims.sub, claims.exp)
+                    } else {
+                        (token_or_jti, "unknown".to_string(), now + 366 * 86400)
+                    };
+                    let added =
+                        tokio::task::spawn_blocking(move || ca.revoke_admin_token(&jti, &subject, expires, &operator))
+                            .await??;
+                    println!("{}", if added { "token revoked" } else { "token was already revoked" });
+                }
+            }
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify { track } } => {
+            let public_url = settings.public_url_for_port(settings.listen.port());
+            let ca = std::sync::Arc::new(tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??);
+            let mut broken = false;
+            for t in dualca_ca::Track::ALL.into_iter().filter(|t| track.is_none_or(|only| only == *t)) {
+                let storage_ca = ca.clone();
+                let check =
+                    tokio::task::spawn_blocking(move || dualca_ca::audit::verify(&storage_ca.storage, t)).await??;
+                match check {
+                    dualca_ca::audit::ChainCheck::Intact { events } => println!("{t}: intact, {events} events"),
+                    dualca_ca::audit::ChainCheck::Broken { seq, reason } => {
+                        broken = true;
+                        println!("{t}: BROKEN at event {seq}: {reason}");
+                    }
+                }
+            }
+            if broken {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Revoke { serial, reason, operator } => {
             let reason = dualca_ca::model::RevocationReason::parse(&reason)
                 .ok_or_else(|| anyhow::anyhow!("unknown revocation reason {reason:?}"))?;
             let public_url = settings.public_url_for_port(settings.listen.port());
             let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
             let (track, number) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-                let track = ca.revoke_by_operator(&serial, reason, &operator)?;
+                let track = ca.revoke_by_operator(None, &serial, reason, &operator)?;
                 let number = ca.regenerate_crl(track)?;
                 Ok((track, number))
             })

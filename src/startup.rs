@@ -79,6 +79,7 @@ impl App {
         let outbox_dir = settings.data_dir.join("outbox");
         std::fs::create_dir_all(&outbox_dir)?;
         let root_ca_path = ca.hierarchy.root_path();
+        let admin_auth = Arc::new(settings.admin_auth()?);
         let ca_for_server = ca.clone();
         let server = HttpServer::new(move || {
             let ca = ca_for_server.clone();
@@ -86,6 +87,7 @@ impl App {
                 .app_data(web::PayloadConfig::new(dualca_acme_body_limit()))
                 .service(dualca_acme::scope(AcmeState::new(Track::Machine, ca.clone(), validator.clone())))
                 .service(dualca_acme::scope(AcmeState::new(Track::Human, ca.clone(), validator.clone())))
+                .configure(|cfg| dualca_admin::admin_routes(cfg, ca.clone(), admin_auth.clone()))
                 .configure(|cfg| dualca_admin::public_routes(cfg, ca))
         })
         .workers(worker_count())

@@ -4,6 +4,7 @@
 
 mod handlers;
 mod jws;
+pub mod metrics;
 mod middleware;
 pub mod problem;
 pub mod validation;
@@ -57,6 +58,12 @@ pub fn scope(
     let post = web::post;
     web::scope(&format!("/acme/{track}"))
         .app_data(state.clone())
+        .app_data(
+            web::QueryConfig::default().error_handler(|e, _| problem::Problem::malformed(format!("query: {e}")).into()),
+        )
+        .app_data(
+            web::PathConfig::default().error_handler(|e, _| problem::Problem::malformed(format!("path: {e}")).into()),
+        )
         .wrap(middleware::AcmeHeaders::new(state))
         .service(web::resource("/directory").route(web::get().to(handlers::directory::directory)))
         .service(

@@ -102,6 +102,9 @@ where
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             let account = res.request().extensions().get::<LoggedAccount>().map(|a| a.0.clone());
             let route = res.request().match_pattern().unwrap_or_else(|| "-".into());
+            crate::metrics::REQUEST_SECONDS
+                .with_label_values(&[state.track.as_str(), route.as_str(), res.status().as_str()])
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(
                 track = %state.track,
                 method = %method,

@@ -22,6 +22,7 @@ mod track;
 
 pub use error::{Error, ErrorKind, Result};
 pub use service::{
-    Ca, CrlInfo, NewAccount, NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, ValidationTarget,
+    AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, NewAccount, NewOrder, RevocationSettings, Revoker,
+    ServerCertificate, Settings, ValidationTarget,
 };
 pub use track::Track;

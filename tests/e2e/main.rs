@@ -1,5 +1,6 @@
 //! End-to-end tests: the real server on a loopback port, driven over HTTPS by real clients.
 
+mod admin;
 mod bad_inputs;
 mod challenges;
 mod clients;

@@ -42,5 +42,6 @@ pub async fn revoke(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRespons
             .await?
         }
     }
+    crate::metrics::REVOCATIONS.with_label_values(&[state.track.as_str()]).inc();
     Ok(HttpResponse::Ok().finish())
 }

@@ -77,6 +77,7 @@ pub async fn finalize(state: web::Data<AcmeState>, path: web::Path<String>, jws:
     let csr = jws::b64("csr", &request.csr)?;
     let (ca, id) = (state.ca.clone(), path.into_inner());
     let order = ca_call(move || ca.finalize(&account, &id, &csr)).await?;
+    crate::metrics::ISSUANCES.with_label_values(&[state.track.as_str(), order.profile.as_str()]).inc();
     let location = state.url(&format!("order/{}", order.id));
     Ok(json_response(StatusCode::OK, Some(location), &wire::order(&state, &order)))
 }

@@ -78,25 +78,33 @@ impl Validator {
     pub async fn validate(&self, target: &ValidationTarget) -> Result<(), StoredProblem> {
         let key_authorization = format!("{}.{}", target.challenge.token, target.account_thumbprint);
         let identifier = &target.identifier;
-        let result = match (target.challenge.kind, identifier.kind) {
-            (ChallengeKind::Http01, IdentifierKind::Dns | IdentifierKind::Ip) => {
-                http01::validate(self, identifier, &target.challenge.token, &key_authorization).await
+        let validation = async {
+            match (target.challenge.kind, identifier.kind) {
+                (ChallengeKind::Http01, IdentifierKind::Dns | IdentifierKind::Ip) => {
+                    http01::validate(self, identifier, &target.challenge.token, &key_authorization).await
+                }
+                (ChallengeKind::Dns01, IdentifierKind::Dns) => {
+                    dns01::validate(self, &identifier.value, &key_authorization).await
+                }
+                (ChallengeKind::TlsAlpn01, IdentifierKind::Dns | IdentifierKind::Ip) => {
+                    tlsalpn01::validate(self, identifier, &key_authorization).await
+                }
+                (kind, id_kind) => Err(problem(
+                    ErrorKind::Malformed,
+                    format!("{} cannot validate an identifier of type {}", kind.as_str(), id_kind.as_str()),
+                )),
             }
-            (ChallengeKind::Dns01, IdentifierKind::Dns) => {
-                dns01::validate(self, &identifier.value, &key_authorization).await
-            }
-            (ChallengeKind::TlsAlpn01, IdentifierKind::Dns | IdentifierKind::Ip) => {
-                tlsalpn01::validate(self, identifier, &key_authorization).await
-            }
-            (kind, id_kind) => Err(problem(
-                ErrorKind::Malformed,
-                format!("{} cannot validate an identifier of type {}", kind.as_str(), id_kind.as_str()),
-            )),
         };
-        let outcome = match tokio::time::timeout(self.settings.timeout * 2, async { result }).await {
+        // Every step has its own timeout; this bounds the whole, redirects and retries included.
+        let outcome = match tokio::time::timeout(self.settings.timeout * 2, validation).await {
             Ok(r) => r,
             Err(_) => Err(problem(ErrorKind::Connection, "validation timed out")),
         };
+        if let Err(p) = &outcome {
+            crate::metrics::VALIDATION_FAILURES
+                .with_label_values(&[target.challenge.kind.as_str(), p.kind.name()])
+                .inc();
+        }
         match &outcome {
             Ok(()) => {
                 tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), "validation succeeded")

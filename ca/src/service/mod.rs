@@ -3,6 +3,7 @@
 //! a connection.
 
 mod accounts;
+mod admin;
 mod nonces;
 mod orders;
 mod revocation;
@@ -12,6 +13,7 @@ mod server_tls;
 use std::path::PathBuf;
 
 pub use accounts::NewAccount;
+pub use admin::{AuditFilter, AuditRecord, CertificateFilter};
 pub use orders::{NewOrder, ValidationTarget};
 pub use revocation::Revoker;
 pub use revocation_status::CrlInfo;

@@ -88,7 +88,13 @@ impl Ca {
 
     /// An operator revokes any certificate of either track by serial, with any RFC 5280 reason
     /// but certificateHold and removeFromCRL (revocation here is final).
-    pub fn revoke_by_operator(&self, serial: &str, reason: RevocationReason, operator: &str) -> Result<Track> {
+    pub fn revoke_by_operator(
+        &self,
+        track: Option<Track>,
+        serial: &str,
+        reason: RevocationReason,
+        operator: &str,
+    ) -> Result<Track> {
         if matches!(reason, RevocationReason::CertificateHold | RevocationReason::RemoveFromCrl) {
             return Err(Error::bad_revocation_reason(
                 "revocation is final: certificateHold and removeFromCRL are not used",
@@ -98,7 +104,7 @@ impl Ca {
         let now = self.clock.unix();
         let track = self.storage.write(|conn| {
             let mut found = None;
-            for track in Track::ALL {
+            for track in Track::ALL.into_iter().filter(|t| track.is_none_or(|only| only == *t)) {
                 if let Some(cert) = certificates::by_serial(conn, track, &serial)? {
                     found = Some((track, cert));
                     break;

@@ -52,3 +52,56 @@ pub fn page(conn: &mut DbConnection, track: Track, after_seq: i64, limit: i64) -
         .select(AuditRow::as_select())
         .load(conn)?)
 }
+
+/// What an audit query may narrow by; every field is optional.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    /// Matches events about the certificate, or naming it in their details.
+    pub serial: Option<String>,
+}
+
+/// A filtered page of a track's chain, oldest first, after `after_seq`.
+pub fn search(
+    conn: &mut DbConnection,
+    track: Track,
+    filter: &AuditFilter,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>> {
+    let mut query = e::audit_events.filter(e::track.eq(track.as_str())).filter(e::seq.gt(after_seq)).into_boxed();
+    if let Some(from) = filter.from {
+        query = query.filter(e::at.ge(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(e::at.lt(to));
+    }
+    if let Some(action) = &filter.action {
+        query = query.filter(e::action.eq(action.clone()));
+    }
+    if let Some(actor) = &filter.actor {
+        query = query.filter(e::actor.eq(actor.clone()));
+    }
+    if let Some(subject) = &filter.subject {
+        query = query.filter(e::subject.eq(subject.clone()));
+    }
+    if let Some(serial) = &filter.serial {
+        let subject = format!("certificate:{serial}");
+        let mention = format!("%{serial}%");
+        query = query.filter(e::subject.eq(subject).or(e::details.like(mention)));
+    }
+    Ok(query.order(e::seq.asc()).limit(limit).select(AuditRow::as_select()).load(conn)?)
+}
+
+pub fn head(conn: &mut DbConnection, track: Track) -> Result<Option<AuditRow>> {
+    Ok(e::audit_events
+        .filter(e::track.eq(track.as_str()))
+        .order(e::seq.desc())
+        .select(AuditRow::as_select())
+        .first(conn)
+        .optional()?)
+}

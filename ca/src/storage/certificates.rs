@@ -51,15 +51,94 @@ pub fn revoked_unexpired(conn: &mut DbConnection, track: Track, now: i64) -> Res
 pub type StoredStatus = (String, Option<i64>, Option<i64>);
 
 /// Status of one certificate for OCSP.
-pub fn status(
-    conn: &mut DbConnection,
-    track: Track,
-    serial: &str,
-) -> Result<Option<StoredStatus>> {
+pub fn status(conn: &mut DbConnection, track: Track, serial: &str) -> Result<Option<StoredStatus>> {
     Ok(k::certificates
         .filter(k::serial.eq(serial))
         .filter(k::track.eq(track.as_str()))
         .select((k::status, k::revoked_at, k::revocation_reason))
         .first(conn)
         .optional()?)
+}
+
+/// What a certificate search may narrow by.
+#[derive(Debug, Default, Clone)]
+pub struct CertificateFilter {
+    pub account: Option<String>,
+    pub asset: Option<String>,
+    pub person: Option<String>,
+    /// A substring of an identifier value.
+    pub identifier: Option<String>,
+    pub status: Option<CertificateStatus>,
+    /// Unexpired and ending before this time.
+    pub expiring_before: Option<i64>,
+}
+
+/// A page of a track's certificates by serial, after `after_serial`.
+pub fn search(
+    conn: &mut DbConnection,
+    track: Track,
+    filter: &CertificateFilter,
+    now: i64,
+    after_serial: Option<&str>,
+    limit: i64,
+) -> Result<Vec<CertificateRecord>> {
+    let mut query = k::certificates.filter(k::track.eq(track.as_str())).into_boxed();
+    if let Some(after) = after_serial {
+        query = query.filter(k::serial.gt(after.to_string()));
+    }
+    if let Some(account) = &filter.account {
+        query = query.filter(k::account_id.eq(account.clone()));
+    }
+    if let Some(asset) = &filter.asset {
+        query = query.filter(k::asset_id.eq(asset.clone()));
+    }
+    if let Some(person) = &filter.person {
+        query = query.filter(k::person_id.eq(person.clone()));
+    }
+    if let Some(identifier) = &filter.identifier {
+        query = query.filter(k::identifiers.like(format!("%{}%", identifier.replace(['%', '_'], ""))));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(k::status.eq(status.as_str()));
+    }
+    if let Some(before) = filter.expiring_before {
+        query = query.filter(k::not_after.gt(now)).filter(k::not_after.le(before));
+    }
+    query
+        .order(k::serial.asc())
+        .limit(limit)
+        .select(CertificateRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(CertificateRecord::try_from)
+        .collect()
+}
+
+/// Certificates of a track by status and expiry, for dashboards and metrics.
+pub struct CertificateCounts {
+    pub active: i64,
+    pub revoked: i64,
+    pub expiring_within_7_days: i64,
+    pub revoked_since: i64,
+}
+
+pub fn counts(conn: &mut DbConnection, track: Track, now: i64, revoked_since: i64) -> Result<CertificateCounts> {
+    let base = || k::certificates.filter(k::track.eq(track.as_str()));
+    let valid = CertificateStatus::Valid.as_str();
+    let revoked = CertificateStatus::Revoked.as_str();
+    Ok(CertificateCounts {
+        active: base().filter(k::status.eq(valid)).filter(k::not_after.gt(now)).count().get_result(conn)?,
+        revoked: base().filter(k::status.eq(revoked)).count().get_result(conn)?,
+        expiring_within_7_days: base()
+            .filter(k::status.eq(valid))
+            .filter(k::not_after.gt(now))
+            .filter(k::not_after.le(now + 7 * 86400))
+            .count()
+            .get_result(conn)?,
+        revoked_since: base()
+            .filter(k::status.eq(revoked))
+            .filter(k::revoked_at.ge(revoked_since))
+            .count()
+            .get_result(conn)?,
+    })
 }

@@ -10,5 +10,7 @@ pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod rows;
 mod schema;
+pub(crate) mod tokens;
 
+pub use certificates::CertificateCounts;
 pub use connection::{Backend, DbConnection, Storage};

@@ -113,3 +113,12 @@ diesel::table! {
         der -> Binary,
     }
 }
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        subject -> Text,
+        revoked_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}

@@ -1,0 +1,49 @@
+//! Prometheus metrics. Counters and histograms are recorded where things happen (the ACME
+//! front end records its own through `dualca_acme::metrics`); certificate gauges are read from
+//! the database at scrape time, so every process reports the same numbers.
+
+use std::sync::LazyLock;
+
+use actix_web::{web, HttpResponse};
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::auth::AdminState;
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+pub static REVOCATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new("dualca_admin_revocations_total", "Certificates revoked through the admin API"),
+        &["track"],
+    )
+    .expect("valid metric");
+    REGISTRY.register(Box::new(c.clone())).expect("registered once");
+    c
+});
+
+static CERTIFICATES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    let g = IntGaugeVec::new(Opts::new("dualca_certificates", "Certificates by track and state"), &["track", "state"])
+        .expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("registered once");
+    g
+});
+
+pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    for track in dualca_ca::Track::ALL {
+        let ca = state.ca.clone();
+        if let Ok(Ok(counts)) = web::block(move || ca.certificate_counts(track)).await {
+            let set = |s: &str, v: i64| CERTIFICATES.with_label_values(&[track.as_str(), s]).set(v);
+            set("active", counts.active);
+            set("revoked", counts.revoked);
+            set("expiring_within_7_days", counts.expiring_within_7_days);
+        }
+    }
+    LazyLock::force(&REVOCATIONS);
+    let mut families = REGISTRY.gather();
+    families.extend(prometheus::gather());
+    let mut out = Vec::new();
+    if TextEncoder::new().encode(&families, &mut out).is_err() {
+        return HttpResponse::InternalServerError().finish();
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
+}
