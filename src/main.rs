@@ -210,7 +210,6 @@ async fn main() -> Result<()> {
             println!("  machine directory: {}/acme/machine/directory", app.public_url);
             println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
-            println!("  outgoing mail:     .eml files in {} (no SMTP relay configured)", app.outbox_dir.display());
             app.run().await?;
             Ok(())
         }

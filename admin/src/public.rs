@@ -12,6 +12,7 @@ use dualca_ca::{Ca, Track};
 pub fn public_routes(cfg: &mut web::ServiceConfig, ca: Arc<Ca>) {
     cfg.app_data(web::Data::from(ca))
         .route("/ca/{name}.pem", web::get().to(ca_certificate))
+        .route("/ca/{name}.der", web::get().to(ca_certificate_der))
         .route("/crl/{track}.crl", web::get().to(crl))
         .route("/ocsp/{track}", web::post().to(ocsp_post))
         .route("/ocsp/{track}/{request:.*}", web::get().to(ocsp_get))
@@ -29,6 +30,18 @@ async fn ca_certificate(ca: web::Data<Ca>, name: web::Path<String>) -> HttpRespo
         },
     };
     HttpResponse::Ok().content_type("application/x-pem-file").body(pem)
+}
+
+/// RFC 5280 §4.2.2.1: caIssuers over HTTP is a single DER certificate.
+async fn ca_certificate_der(ca: web::Data<Ca>, name: web::Path<String>) -> HttpResponse {
+    let der = match name.as_str() {
+        "root" => ca.hierarchy.root_der.clone(),
+        other => match other.parse::<Track>() {
+            Ok(track) => ca.hierarchy.issuer(track).cert_der.clone(),
+            Err(_) => return not_found().await,
+        },
+    };
+    HttpResponse::Ok().content_type("application/pkix-cert").body(der)
 }
 
 /// The track's newest CRL. Caches may keep it a minute: a revocation must not wait for a

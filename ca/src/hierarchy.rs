@@ -173,6 +173,12 @@ fn subject_key_identifier(cert_der: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn read(path: &Path) -> Result<String> {
+    #[cfg(unix)]
+    if path.extension().is_some_and(|e| e == "key") {
+        use std::os::unix::fs::PermissionsExt;
+        // Keys copied in by hand may have wider modes; a CA key is readable by its owner only.
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+    }
     fs::read_to_string(path).map_err(|e| Error::internal(format!("read {}: {e}", path.display())))
 }
 

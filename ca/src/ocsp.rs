@@ -182,7 +182,11 @@ pub fn build_response(
         CertStatus::Unknown => vec![0x82, 0x00],
         CertStatus::Revoked { at, reason } => {
             let at = OffsetDateTime::from_unix_timestamp(at).map_err(|e| e.to_string())?;
-            let body = [der::generalized_time(at), der::explicit(0, &der::enumerated(reason))].concat();
+            // As in the CRL (RFC 5280 §5.3.1), unspecified is expressed by leaving the reason out.
+            let mut body = der::generalized_time(at);
+            if reason != 0 {
+                body.extend(der::explicit(0, &der::enumerated(reason)));
+            }
             der::tlv(0xa1, &body)
         }
     };

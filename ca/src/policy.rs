@@ -107,7 +107,8 @@ impl TrackPolicy {
                 ],
                 default_profile: "client-auth".into(),
                 max_lifetime_seconds: 398 * DAY,
-                identifier_kinds: vec![IdentifierKind::Dns, IdentifierKind::Ip, IdentifierKind::Email],
+                // email (RFC 8823) joins once email-reply-00 validation exists.
+                identifier_kinds: vec![IdentifierKind::Dns, IdentifierKind::Ip],
                 allow_wildcards: false,
                 external_account_required: false,
                 max_identifiers: 10,
@@ -236,7 +237,13 @@ mod tests {
 
     #[test]
     fn ip_and_email_identifiers() {
-        let p = TrackPolicy::default_for(Track::Human);
+        let mut p = TrackPolicy::default_for(Track::Human);
+        assert_eq!(
+            p.check_identifier("email", "a@b.org").unwrap_err().kind,
+            crate::ErrorKind::UnsupportedIdentifier,
+            "no email identifiers before email-reply-00 can validate them"
+        );
+        p.identifier_kinds.push(IdentifierKind::Email);
         assert_eq!(p.check_identifier("ip", "::1").unwrap().value, "::1");
         assert_eq!(p.check_identifier("ip", "300.1.1.1").unwrap_err().kind, crate::ErrorKind::Malformed);
         assert_eq!(p.check_identifier("email", "Ann@Example.org").unwrap().value, "Ann@example.org");

@@ -112,7 +112,7 @@ async fn full_issuance_on_both_tracks(db: Db) {
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
     assert!(text.contains(&format!("URI:{}/crl/machine.crl", server.public_url)), "{text}");
     assert!(text.contains(&format!("OCSP - URI:{}/ocsp/machine", server.public_url)), "{text}");
-    assert!(text.contains(&format!("CA Issuers - URI:{}/ca/machine.pem", server.public_url)), "{text}");
+    assert!(text.contains(&format!("CA Issuers - URI:{}/ca/machine.der", server.public_url)), "{text}");
     assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
     assert!(text.contains("X509v3 Subject Key Identifier"), "{text}");
     let lifetime = leaf.not_before().diff(leaf.not_after()).unwrap();

@@ -135,7 +135,7 @@ impl Ca {
         CertificateUrls {
             crl: (!omit).then(|| format!("{}/crl/{track}.crl", self.public_url)),
             ocsp: (!omit).then(|| format!("{}/ocsp/{track}", self.public_url)),
-            ca_issuers: format!("{}/ca/{track}.pem", self.public_url),
+            ca_issuers: format!("{}/ca/{track}.der", self.public_url),
         }
     }
 

@@ -95,7 +95,7 @@ impl Storage {
             .max_size(max_connections)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
-            .map_err(|e| Error::internal(format!("open database: {e}")))?;
+            .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;
         let storage = Storage { pool, backend, sqlite_writer: Mutex::new(()) };
         storage.migrate()?;
         Ok(storage)
@@ -106,12 +106,15 @@ impl Storage {
     }
 
     fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.get()?;
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot connect to the database: {e}")))?;
         let result = match &mut *conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
         };
-        result.map_err(|e| Error::internal(format!("migrations: {e}")))
+        result.map_err(|e| Error::new(crate::ErrorKind::Internal, format!("database migrations failed: {e}")))
     }
 
     /// Runs `f` outside a transaction, for reads.
