@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The machine track's asset inventory.
+    Asset {
+        #[command(subcommand)]
+        command: AssetCommand,
+    },
     /// The per-track audit chains.
     Audit {
         #[command(subcommand)]
@@ -87,6 +92,87 @@ enum AdminCommand {
         token_or_jti: String,
         #[arg(long, env = "USER", default_value = "cli")]
         operator: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct AssetArgs {
+    #[arg(long)]
+    name: String,
+    /// host, container, service, pipeline or device.
+    #[arg(long, default_value = "host")]
+    kind: String,
+    #[arg(long)]
+    owner_team: String,
+    #[arg(long)]
+    owner_email: String,
+    #[arg(long)]
+    service: String,
+    #[arg(long, default_value = "production")]
+    environment: String,
+    /// DNS names the asset may hold (repeat, or comma-separated); `*.` wildcards allowed.
+    #[arg(long, value_delimiter = ',')]
+    dns: Vec<String>,
+    /// IP addresses the asset may hold.
+    #[arg(long, value_delimiter = ',')]
+    ip: Vec<String>,
+    #[arg(long)]
+    spiffe_id: Option<String>,
+    /// Pin every certificate of the asset to this profile.
+    #[arg(long)]
+    profile: Option<String>,
+}
+
+impl AssetArgs {
+    fn spec(self) -> dualca_ca::model::AssetSpec {
+        let identifiers = self
+            .dns
+            .into_iter()
+            .map(|d| ("dns".to_string(), d))
+            .chain(self.ip.into_iter().map(|i| ("ip".to_string(), i)))
+            .collect();
+        dualca_ca::model::AssetSpec {
+            name: self.name,
+            kind: self.kind,
+            owner_team: self.owner_team,
+            owner_email: self.owner_email,
+            service: self.service,
+            environment: self.environment,
+            identifiers,
+            spiffe_id: self.spiffe_id,
+            profile: self.profile,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum AssetCommand {
+    /// Register an asset.
+    Register(AssetArgs),
+    /// Replace an asset's attributes (the name given first is the one it has now).
+    Update {
+        current_name: String,
+        #[command(flatten)]
+        asset: AssetArgs,
+    },
+    /// List assets.
+    List,
+    /// Show one asset.
+    Show { name: String },
+    /// Decommission an asset: revoke its certificates, deactivate its accounts and EAB keys.
+    Decommission {
+        name: String,
+        /// The asset's keys are compromised: revoke with keyCompromise.
+        #[arg(long)]
+        compromised: bool,
+    },
+    /// New EAB credentials (kid and HMAC key) for an asset's ACME client; shown once.
+    Credentials {
+        name: String,
+        #[arg(long, default_value = "7d")]
+        ttl: String,
+        #[arg(long)]
+        single_use: bool,
     },
 }
 
@@ -163,6 +249,46 @@ async fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Asset { command } => {
+            let public_url = settings.public_url_for_port(settings.listen.port());
+            let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
+            let actor = format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+            let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                Ok(match command {
+                    AssetCommand::Register(args) => describe(&ca.register_asset(&args.spec(), &actor)?),
+                    AssetCommand::Update { current_name, asset } => describe(&ca.update_asset(&current_name, &asset.spec(), &actor)?),
+                    AssetCommand::List => ca.assets(&dualca_ca::AssetQuery::default())?.iter().map(describe).collect::<Vec<_>>().join(""),
+                    AssetCommand::Show { name } => describe(&ca.asset(&name)?),
+                    AssetCommand::Decommission { name, compromised } => {
+                        let report = ca.decommission_asset(&name, compromised, &actor)?;
+                        ca.regenerate_crl(dualca_ca::Track::Machine)?;
+                        format!(
+                            "decommissioned {}: {} certificates revoked, {} accounts deactivated, {} EAB keys revoked\n",
+                            report.asset,
+                            report.revoked_serials.len(),
+                            report.deactivated_accounts.len(),
+                            report.revoked_eab_keys
+                        )
+                    }
+                    AssetCommand::Credentials { name, ttl, single_use } => {
+                        let ttl = dualca::config::parse_duration(&ttl)?;
+                        let creds = ca.create_asset_eab(&name, ttl, single_use, &actor)?;
+                        format!(
+                            "kid:      {}\nhmac key: {}\nexpires:  {}{}\nThe key is shown only now. For certbot: --eab-kid {} --eab-hmac-key {}\n",
+                            creds.kid,
+                            creds.hmac_key_b64,
+                            dualca_ca::clock::rfc3339(creds.expires_at),
+                            if creds.single_use { " (single use)" } else { "" },
+                            creds.kid,
+                            creds.hmac_key_b64
+                        )
+                    }
+                })
+            })
+            .await??;
+            print!("{text}");
+            Ok(())
+        }
         Command::Audit { command: AuditCommand::Verify { track } } => {
             let public_url = settings.public_url_for_port(settings.listen.port());
             let ca = std::sync::Arc::new(tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??);
@@ -214,4 +340,21 @@ async fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn describe(asset: &dualca_ca::model::Asset) -> String {
+    let ids: Vec<String> = asset.identifiers.iter().map(|i| i.to_string()).collect();
+    format!(
+        "{}  {}  {}  team={} <{}>  service={}  env={}  [{}]{}{}\n",
+        asset.name,
+        asset.kind.as_str(),
+        asset.status.as_str(),
+        asset.owner_team,
+        asset.owner_email,
+        asset.service,
+        asset.environment,
+        ids.join(", "),
+        asset.spiffe_id.as_ref().map(|s| format!("  spiffe={s}")).unwrap_or_default(),
+        asset.profile.as_ref().map(|p| format!("  profile={p}")).unwrap_or_default(),
+    )
 }

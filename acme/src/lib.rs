@@ -81,6 +81,7 @@ pub fn scope(
         .service(web::resource("/authz/{id}").route(post().to(handlers::authz::authorization)))
         .service(web::resource("/chall/{id}").route(post().to(handlers::authz::challenge)))
         .service(web::resource("/cert/{serial}").route(post().to(handlers::certificate::certificate)))
+        .service(web::resource("/renewal-info/{id}").route(web::get().to(handlers::directory::renewal_info)))
         .service(web::resource("/revoke-cert").route(post().to(handlers::certificate::revoke)))
         .default_service(web::to(handlers::not_found))
 }

@@ -72,6 +72,42 @@ pub const ROUTES: &[RouteSpec] = &[
         permission: None,
         summary: "This API's OpenAPI description",
     },
+    RouteSpec {
+        method: "GET",
+        path: "/admin/api/machine/assets",
+        permission: Some(Permission::ReadAssets),
+        summary: "List assets (status, owner_team, service, environment, kind)",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/assets",
+        permission: Some(Permission::ManageAssets),
+        summary: "Register an asset",
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/admin/api/machine/assets/{name}",
+        permission: Some(Permission::ReadAssets),
+        summary: "One asset with its certificates",
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/admin/api/machine/assets/{name}",
+        permission: Some(Permission::ManageAssets),
+        summary: "Update an asset",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/assets/{name}/decommission",
+        permission: Some(Permission::ManageAssets),
+        summary: "Decommission an asset: revoke its certificates, deactivate its accounts and EAB keys",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/assets/{name}/credentials",
+        permission: Some(Permission::ManageAssets),
+        summary: "New EAB credentials for an asset (shown once)",
+    },
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -82,7 +118,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/{track}/audit/checkpoint", web::get().to(checkpoint))
         .route("/admin/api/{track}/certificates", web::get().to(certificates))
         .route("/admin/api/{track}/certificates/{serial}", web::get().to(certificate))
-        .route("/admin/api/{track}/certificates/{serial}/revoke", web::post().to(revoke));
+        .route("/admin/api/{track}/certificates/{serial}/revoke", web::post().to(revoke))
+        .configure(crate::assets::configure);
 }
 
 fn track_of(text: &str) -> Result<Track, AdminProblem> {
@@ -256,7 +293,7 @@ pub fn certificate_json(c: &CertificateRecord) -> Value {
     })
 }
 
-fn parse_within(text: &str) -> Result<i64, AdminProblem> {
+pub fn parse_within(text: &str) -> Result<i64, AdminProblem> {
     let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
     let n: i64 =
         n.parse().map_err(|_| AdminProblem::bad_request(format!("expiring_within {text:?} is not like 7d or 12h")))?;

@@ -54,6 +54,8 @@ pub enum Permission {
     ReadCertificates,
     RevokeCertificates,
     ReadDashboard,
+    ReadAssets,
+    ManageAssets,
     /// Any valid token.
     Authenticated,
 }
@@ -64,7 +66,8 @@ impl Role {
         match (self, permission) {
             (_, Authenticated) => true,
             (Role::Admin, _) => true,
-            (Role::Auditor, ReadAudit | ReadCertificates | ReadDashboard) => true,
+            (Role::Auditor, ReadAudit | ReadCertificates | ReadDashboard | ReadAssets) => true,
+            (Role::Inventory, ReadAssets | ManageAssets) => track == Some(Track::Machine),
             (Role::Inventory, ReadCertificates | ReadDashboard) => track == Some(Track::Machine),
             (Role::Helpdesk, ReadCertificates | ReadDashboard) => track == Some(Track::Human),
             _ => false,

@@ -3,6 +3,7 @@
 //! Prometheus metrics.
 
 pub mod api;
+pub mod assets;
 pub mod auth;
 pub mod metrics;
 pub mod openapi;

@@ -25,12 +25,21 @@ pub struct CertificateUrls {
     pub ca_issuers: String,
 }
 
+/// What a certificate names: the order's identifiers, and URIs the CA adds itself (an asset's
+/// SPIFFE ID); never anything the CSR asked for.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    pub identifiers: &'a [Identifier],
+    pub uris: &'a [String],
+}
+
 pub struct Prepared {
     track: Track,
     params: CertificateParams,
     spki: SubjectPublicKeyInfo,
     serial: Vec<u8>,
     identifiers: Vec<Identifier>,
+    uri_count: usize,
     profile: String,
     spki_sha256: String,
 }
@@ -55,12 +64,13 @@ pub struct Issued {
 pub fn prepare(
     policy: &TrackPolicy,
     profile: &Profile,
-    identifiers: &[Identifier],
+    names: Names<'_>,
     csr: &CheckedCsr,
     urls: &CertificateUrls,
     issuer_not_after: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<Prepared> {
+    let Names { identifiers, uris } = names;
     let lifetime = profile.lifetime_seconds.min(policy.max_lifetime_seconds);
     let not_before = now.replace_nanosecond(0).map_err(Error::internal)?;
     let not_after = not_before + Duration::seconds(lifetime);
@@ -78,6 +88,9 @@ pub fn prepare(
     }
     params.distinguished_name = dn;
     params.subject_alt_names = identifiers.iter().map(san_for).collect::<Result<_>>()?;
+    for uri in uris {
+        params.subject_alt_names.push(SanType::URI(uri.clone().try_into().map_err(Error::internal)?));
+    }
     params.key_usages = match csr.key_kind {
         KeyKind::Rsa(_) => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
         KeyKind::EcP256 | KeyKind::EcP384 => vec![KeyUsagePurpose::DigitalSignature],
@@ -109,6 +122,7 @@ pub fn prepare(
         spki,
         serial,
         identifiers: identifiers.to_vec(),
+        uri_count: uris.len(),
         profile: profile.name.clone(),
         spki_sha256: csr.spki_sha256.clone(),
     })
@@ -155,7 +169,7 @@ fn lint(der: &[u8], prepared: &Prepared, issuer: &IssuingCa) -> Result<()> {
         return fail("validity differs from the profile");
     }
     let san_count = cert.subject_alternative_name().ok().flatten().map_or(0, |san| san.value.general_names.len());
-    if san_count != prepared.identifiers.len() {
+    if san_count != prepared.identifiers.len() + prepared.uri_count {
         return fail("subjectAltName count differs from the order");
     }
     let aki = cert.tbs_certificate.extensions().iter().find_map(|ext| match ext.parsed_extension() {

@@ -2,6 +2,7 @@
 //! CSR checks, issuance, revocation, the audit chain and storage. No HTTP and no wire types live
 //! here: the front ends (`dualca-acme`, `dualca-admin`) call `Ca`'s methods.
 
+pub mod ari;
 pub mod audit;
 pub mod clock;
 pub mod crl;
@@ -22,7 +23,7 @@ mod track;
 
 pub use error::{Error, ErrorKind, Result};
 pub use service::{
-    AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, NewAccount, NewOrder, RevocationSettings, Revoker,
-    ServerCertificate, Settings, ValidationTarget,
+    AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
+    NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, ValidationTarget,
 };
 pub use track::Track;

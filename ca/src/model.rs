@@ -99,6 +99,8 @@ pub struct Account {
     pub contact: Vec<String>,
     pub tos_agreed: bool,
     pub eab_kid: Option<String>,
+    /// The machine-track asset this account is bound to through its EAB credentials.
+    pub asset_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -233,4 +235,52 @@ impl RevocationReason {
             AaCompromise => "aACompromise",
         }
     }
+}
+
+status_enum!(AssetKind { Host => "host", Container => "container", Service => "service", Pipeline => "pipeline", Device => "device" });
+status_enum!(AssetStatus { Active => "active", Decommissioned => "decommissioned" });
+
+/// A machine-track inventory entry: what may hold certificates, and who answers for it.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    pub id: String,
+    pub name: String,
+    pub kind: AssetKind,
+    pub owner_team: String,
+    pub owner_email: String,
+    pub service: String,
+    pub environment: String,
+    pub identifiers: Vec<Identifier>,
+    pub spiffe_id: Option<String>,
+    /// The profile every certificate of this asset uses, when pinned.
+    pub profile: Option<String>,
+    pub status: AssetStatus,
+    pub compromised: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub decommissioned_at: Option<i64>,
+}
+
+/// What registering or updating an asset supplies, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct AssetSpec {
+    pub name: String,
+    pub kind: String,
+    pub owner_team: String,
+    pub owner_email: String,
+    pub service: String,
+    pub environment: String,
+    /// (type, value) pairs, as `dns`/`ip` identifiers.
+    pub identifiers: Vec<(String, String)>,
+    pub spiffe_id: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// EAB credentials as handed out once: the kid and the base64url HMAC key.
+#[derive(Debug, Clone)]
+pub struct EabCredentials {
+    pub kid: String,
+    pub hmac_key_b64: String,
+    pub expires_at: i64,
+    pub single_use: bool,
 }

@@ -80,7 +80,8 @@ impl TrackPolicy {
                 max_lifetime_seconds: 7 * DAY,
                 identifier_kinds: vec![IdentifierKind::Dns, IdentifierKind::Ip],
                 allow_wildcards: true,
-                external_account_required: false,
+                // Every machine account is bound to an inventory asset through EAB.
+                external_account_required: true,
                 max_identifiers: 100,
                 order_lifetime_seconds: 8 * HOUR,
                 authorization_lifetime_seconds: 8 * HOUR,

@@ -68,11 +68,20 @@ async fn role_matrix(db: Db) {
     let tokens: Vec<(Role, String)> = Role::ALL.iter().map(|r| (*r, token(&server, *r))).collect();
     // Every route that needs a token answers 401 without one.
     for route in dualca_admin::api::ROUTES.iter().filter(|r| r.permission.is_some()) {
-        let path = route.path.replace("{track}", "machine").replace("{serial}", &serials[&Track::Machine]);
-        let status = match route.method {
-            "GET" => get(&server, &path, None).await.0,
-            _ => server.http().post(format!("{}{path}", server.public_url)).send().await.unwrap().status().as_u16(),
-        };
+        let path = route
+            .path
+            .replace("{track}", "machine")
+            .replace("{serial}", &serials[&Track::Machine])
+            .replace("{name}", "test-fleet");
+        let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+        let status = server
+            .http()
+            .request(method, format!("{}{path}", server.public_url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
         assert_eq!(status, 401, "{} {path} without a token", route.method);
     }
     let mut checked = 0;
@@ -316,14 +325,26 @@ async fn certificates_openapi_and_metrics(db: Db) {
     routes.sort();
     assert_eq!(documented, routes);
     let admin = token(&server, Role::Admin);
+    // Every documented route is served: no fallback 404 (type about:blank) and no 405. Unknown
+    // serials and names give the API's own notFound.
     for (method, path) in &routes {
-        let concrete = path.replace("{track}", "machine").replace("{serial}", "00ff");
-        let status = if method == "GET" {
-            get(&server, &concrete, Some(&admin)).await.0
-        } else {
-            post(&server, &concrete, &admin, serde_json::json!({})).await.0
-        };
-        assert!(status == 200 || (concrete.contains("00ff") && status == 404), "{method} {concrete}: {status}");
+        let concrete =
+            path.replace("{track}", "machine").replace("{serial}", "00ff").replace("{name}", "no-such-asset");
+        let res = server
+            .http()
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{concrete}", server.public_url),
+            )
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        assert_ne!(status, 405, "{method} {concrete}");
+        assert!(!body.contains("about:blank"), "{method} {concrete} is not routed: {body}");
     }
 
     let (status, metrics, _) = get(&server, "/metrics", None).await;

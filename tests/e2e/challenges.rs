@@ -160,7 +160,7 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
     assert_eq!(challenge(&done, "http-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // A name that resolves nowhere.
-    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "nowhere.invalid-tld-for-tests.example"}])).await;
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "unresolvable.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
     raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
     let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;

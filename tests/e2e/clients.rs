@@ -200,6 +200,9 @@ async fn certbot_obtains_renews_and_revokes(db: Db) {
     let issuing_args =
         ["--cert-name", NAME, "--standalone", "--http-01-address", "127.0.0.1", "--http-01-port", &port_arg];
 
+    // The account is bound to the test fleet asset through EAB.
+    let (kid, hmac) = server.eab();
+    let hmac = dualca_ca::ids::b64url(&hmac);
     let mut obtain = certbot_command("certonly");
     obtain.args(issuing_args).args([
         "--domain",
@@ -208,11 +211,32 @@ async fn certbot_obtains_renews_and_revokes(db: Db) {
         "--register-unsafely-without-email",
         "--key-type",
         "ecdsa",
+        "--eab-kid",
+        &kid,
+        "--eab-hmac-key",
+        &hmac,
     ]);
     run_step("certbot-certonly", obtain, work.path()).await;
     let first = check_issued(&server, &live.join("fullchain.pem"), &live.join("privkey.pem"), NAME);
     assert_eq!(status_of(&server, &first), "valid");
 
+    // certbot asks ARI when to renew (RFC 9773): a fresh 24-hour certificate's window lies
+    // hours ahead, so a plain `renew` leaves it alone, after asking the renewal-info resource.
+    // (certbot 5.8 uses ARI to decide when to renew but does not send `replaces`; instant-acme
+    // covers that in protocol::ari_renewal_through_replaces.)
+    let mut not_due = certbot_command("renew");
+    not_due.args(["--no-random-sleep-on-renew"]);
+    run_step("certbot-renew-not-due", not_due, work.path()).await;
+    let unchanged = check_issued(&server, &live.join("fullchain.pem"), &live.join("privkey.pem"), NAME);
+    assert_eq!(serial_hex(&unchanged), serial_hex(&first), "not due yet by ARI");
+    let metrics =
+        server.http().get(format!("{}/metrics", server.public_url)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("dualca_acme_request_duration_seconds_count")
+            && l.contains("renewal-info")
+            && l.contains("status=\"200\"")),
+        "certbot fetched renewalInfo: {metrics}"
+    );
     let mut renew = certbot_command("renew");
     // The random sleep is meant to spread cron-driven renewals; here it only delays the test.
     renew.args(issuing_args).args(["--force-renewal", "--no-random-sleep-on-renew"]);
@@ -220,6 +244,25 @@ async fn certbot_obtains_renews_and_revokes(db: Db) {
     let renewed = check_issued(&server, &live.join("fullchain.pem"), &live.join("privkey.pem"), NAME);
     assert_ne!(serial_hex(&renewed), serial_hex(&first), "renewal wrote a new certificate");
     assert_eq!(status_of(&server, &renewed), "valid");
+
+    // A name that belongs to another asset is refused with rejectedIdentifier.
+    register_foreign_asset(&server);
+    let mut foreign = certbot_command("certonly");
+    foreign.args([
+        "--cert-name",
+        "foreign",
+        "--standalone",
+        "--http-01-address",
+        "127.0.0.1",
+        "--http-01-port",
+        &port_arg,
+    ]);
+    foreign.args(["--domain", FOREIGN, "--key-type", "ecdsa"]);
+    let output = run_failing_step("certbot-foreign", foreign).await;
+    // certbot prints the detail; its debug log has the whole problem document.
+    let log = std::fs::read_to_string(work.path().join("logs").join("letsencrypt.log")).unwrap_or_default();
+    assert!(log.contains("urn:ietf:params:acme:error:rejectedIdentifier"), "{log}");
+    assert!(output.contains(FOREIGN), "{output}");
 
     let mut revoke = certbot_command("revoke");
     revoke.arg("--cert-path").arg(live.join("cert.pem")).args(["--reason", "superseded", "--no-delete-after-revoke"]);
@@ -247,11 +290,14 @@ async fn lego_obtains_renews_and_revokes(db: Db) {
     let chain_path = certificates.join(format!("{NAME}.crt"));
     let key_path = certificates.join(format!("{NAME}.key"));
     let listen = format!("127.0.0.1:{port}");
+    let (eab_kid, eab_hmac) = server.eab();
+    let eab_hmac = dualca_ca::ids::b64url(&eab_hmac);
     let lego_command = |subcommand: &[&str]| {
         let mut command = client_command(&lego);
         command
             .args(["--server", &server.directory(Track::Machine)])
             .args(["--email", ACCOUNT_EMAIL, "--accept-tos"])
+            .args(["--eab", "--kid", &eab_kid, "--hmac", &eab_hmac])
             .arg("--path")
             .arg(&store)
             .args(["--http", "--http.port", &listen, "--domains", NAME])
@@ -282,3 +328,33 @@ async fn lego_obtains_renews_and_revokes(db: Db) {
     server.stop().await;
 }
 on_both_databases!(lego_obtains_renews_and_revokes);
+
+/// A name held by an asset other than the test fleet.
+const FOREIGN: &str = "foreign.example.org";
+
+fn register_foreign_asset(server: &TestServer) {
+    let spec = dualca_ca::model::AssetSpec {
+        name: "someone-elses-host".into(),
+        kind: "host".into(),
+        owner_team: "other-team".into(),
+        owner_email: "other@example.org".into(),
+        service: "other".into(),
+        environment: "test".into(),
+        identifiers: vec![("dns".into(), FOREIGN.into())],
+        spiffe_id: None,
+        profile: None,
+    };
+    server.ca.register_asset(&spec, "test").unwrap();
+}
+
+/// Runs a client step that must fail; returns everything it printed, logs included.
+async fn run_failing_step(label: &str, mut command: tokio::process::Command) -> String {
+    command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{label} timed out"))
+        .expect("the client starts");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "{label} was expected to fail: {text}");
+    text
+}

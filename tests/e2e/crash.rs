@@ -116,15 +116,50 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
     let http = client_trusting(&root);
     wait_ready(&http, port).await;
 
+    // The operator's CLI registers the asset and hands out its EAB credentials, against the
+    // same data the running server uses.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dualca"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--database-url", &database_url])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&[
+        "asset",
+        "register",
+        "--name",
+        "crash-fleet",
+        "--owner-team",
+        "sre",
+        "--owner-email",
+        "sre@example.test",
+        "--service",
+        "load",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    let creds = cli(&["asset", "credentials", "crash-fleet"]);
+    let field = |name: &str| creds.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_string();
+    let (kid, hmac) = (field("kid:"), field("hmac key:"));
+    let hmac = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, hmac).unwrap();
+
     let directory = format!("https://localhost:{port}/acme/machine/directory");
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut workers = Vec::new();
     for _ in 0..4 {
         let (directory, root, received, responder) =
             (directory.clone(), root.clone(), received.clone(), responder.clone());
+        let eab = instant_acme::ExternalAccountKey::new(kid.clone(), &hmac);
         workers.push(actix_web::rt::spawn(async move {
             let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
-            let (account, _) = Account::builder_with_root(&root).unwrap().create(&new, directory, None).await.unwrap();
+            let (account, _) =
+                Account::builder_with_root(&root).unwrap().create(&new, directory, Some(&eab)).await.unwrap();
             // Bounded: at most 50 issuances per worker; the kill ends the run far earlier.
             for _ in 0..50 {
                 match issue_once(&account, &responder).await {
@@ -157,7 +192,8 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
     let server = spawn_server(&data_dir, &database_url, port, responder.http_port);
     wait_ready(&http, port).await;
     let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
-    let (account, _) = Account::builder_with_root(&root).unwrap().create(&new, directory, None).await.unwrap();
+    let eab = instant_acme::ExternalAccountKey::new(kid.clone(), &hmac);
+    let (account, _) = Account::builder_with_root(&root).unwrap().create(&new, directory, Some(&eab)).await.unwrap();
     let after = issue_once(&account, &responder).await.expect("issuance after restart");
     drop(server);
 

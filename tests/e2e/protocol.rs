@@ -17,6 +17,10 @@ use crate::common::{csr, first_cert, Db, TestServer};
 use crate::on_both_databases;
 
 pub async fn account(server: &TestServer, track: Track) -> Account {
+    let eab = (track == Track::Machine).then(|| {
+        let (kid, key) = server.eab();
+        instant_acme::ExternalAccountKey::new(kid, &key)
+    });
     let (account, _credentials) = Account::builder_with_root(&server.root_pem)
         .unwrap()
         .create(
@@ -26,7 +30,7 @@ pub async fn account(server: &TestServer, track: Track) -> Account {
                 only_return_existing: false,
             },
             server.directory(track),
-            None,
+            eab.as_ref(),
         )
         .await
         .expect("account is created");
@@ -347,11 +351,13 @@ async fn directory_and_nonces(db: Db) {
     assert_eq!(dir["meta"]["termsOfService"], "https://example.test/tos");
     assert_eq!(dir["meta"]["website"], "https://example.test");
     assert_eq!(dir["meta"]["caaIdentities"], json!(["ca.example.test"]));
-    assert_eq!(dir["meta"]["externalAccountRequired"], false);
+    assert_eq!(dir["meta"]["externalAccountRequired"], true, "machine accounts are bound to assets");
+    assert_eq!(dir["renewalInfo"], format!("{base}/renewal-info"));
     assert!(dir["meta"]["profiles"]["short"].is_string() && dir["meta"]["profiles"]["week"].is_string());
     let human: serde_json::Value = http.get(server.directory(Track::Human)).send().await.unwrap().json().await.unwrap();
     assert!(human["meta"]["profiles"]["client-auth"].is_string() && human["meta"]["profiles"]["smime"].is_string());
     assert!(human["meta"].get("termsOfService").is_none(), "each track has its own meta");
+    assert_eq!(human["meta"]["externalAccountRequired"], false);
 
     let head = http.head(format!("{base}/new-nonce")).send().await.unwrap();
     assert_eq!(head.status(), 200);

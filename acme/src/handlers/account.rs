@@ -23,15 +23,16 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
     if request.only_return_existing == Some(true) {
         return Err(dualca_ca::Error::account_does_not_exist("no account exists for this key").into());
     }
-    if request.external_account_binding.is_some() && !state.ca.policy(state.track).external_account_required {
-        tracing::debug!("ignoring an external account binding the track does not require");
-    }
+    let eab = match &request.external_account_binding {
+        None => None,
+        Some(binding) => Some(parse_eab(&state, binding, key)?),
+    };
     let new = NewAccount {
         jwk: key.canonical.clone(),
         thumbprint: key.thumbprint.clone(),
         contact: request.contact.unwrap_or_default(),
         tos_agreed: request.terms_of_service_agreed.unwrap_or(false),
-        eab_kid: None,
+        eab,
     };
     let (ca, track) = (state.ca.clone(), state.track);
     let (account, created) = ca_call(move || ca.create_account(track, new)).await?;
@@ -101,4 +102,38 @@ pub async fn key_change(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRes
             Err(problem)
         }
     }
+}
+
+/// RFC 8555 §7.3.4: the binding is a JWS over the account key, MACed with the EAB key. Its
+/// shape is checked here; the MAC, the kid and what it binds to are checked by the CA.
+fn parse_eab(
+    state: &AcmeState,
+    binding: &serde_json::Value,
+    account_key: &PublicJwk,
+) -> Result<dualca_ca::EabProof, Problem> {
+    let body = serde_json::to_vec(binding).map_err(|_| Problem::malformed("externalAccountBinding is not JSON"))?;
+    let (jws, protected) =
+        jws::parse_flattened(&body).map_err(|p| Problem::malformed(format!("externalAccountBinding: {}", p.detail)))?;
+    let alg = protected.alg.clone().unwrap_or_default();
+    if !matches!(alg.as_str(), "HS256" | "HS384" | "HS512") {
+        return Err(Problem::malformed(format!("externalAccountBinding must use HS256, HS384 or HS512, not {alg:?}")));
+    }
+    if protected.nonce.is_some() {
+        return Err(Problem::malformed("externalAccountBinding must not carry a nonce"));
+    }
+    if protected.url.as_deref() != Some(state.url("new-account").as_str()) {
+        return Err(Problem::malformed("externalAccountBinding's url must be the newAccount URL"));
+    }
+    let kid = protected.kid.clone().ok_or_else(|| Problem::malformed("externalAccountBinding has no kid"))?;
+    let bound: serde_json::Value = serde_json::from_slice(&jws::b64("externalAccountBinding payload", &jws.payload)?)
+        .map_err(|_| Problem::malformed("externalAccountBinding's payload is not a JWK"))?;
+    if PublicJwk::from_value(&bound)?.thumbprint != account_key.thumbprint {
+        return Err(Problem::malformed("externalAccountBinding binds another key than the account's"));
+    }
+    Ok(dualca_ca::EabProof {
+        kid,
+        alg,
+        signing_input: format!("{}.{}", jws.protected, jws.payload).into_bytes(),
+        signature: jws::b64("externalAccountBinding signature", &jws.signature)?,
+    })
 }

@@ -22,6 +22,7 @@ pub async fn directory(state: web::Data<AcmeState>) -> HttpResponse {
         "newOrder": state.url("new-order"),
         "revokeCert": state.url("revoke-cert"),
         "keyChange": state.url("key-change"),
+        "renewalInfo": state.url("renewal-info"),
         "meta": meta,
     });
     HttpResponse::Ok().content_type("application/json").body(body.to_string())
@@ -34,4 +35,23 @@ pub async fn new_nonce_head() -> HttpResponse {
 
 pub async fn new_nonce_get() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+/// RFC 9773 §4: the suggested renewal window, by certificate identifier (GET, unauthenticated).
+pub async fn renewal_info(
+    state: web::Data<AcmeState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, crate::problem::Problem> {
+    let (ca, track, id) = (state.ca.clone(), state.track, id.into_inner());
+    let window = super::ca_call(move || ca.renewal_info(track, &id)).await?;
+    let body = json!({
+        "suggestedWindow": {
+            "start": dualca_ca::clock::rfc3339(window.start),
+            "end": dualca_ca::clock::rfc3339(window.end),
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((actix_web::http::header::RETRY_AFTER, window.retry_after.to_string()))
+        .body(body.to_string()))
 }

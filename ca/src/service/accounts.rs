@@ -13,7 +13,8 @@ pub struct NewAccount {
     pub thumbprint: String,
     pub contact: Vec<String>,
     pub tos_agreed: bool,
-    pub eab_kid: Option<String>,
+    /// The externalAccountBinding, parsed by the front end and verified here.
+    pub eab: Option<super::EabProof>,
 }
 
 const MAX_CONTACTS: usize = 10;
@@ -71,7 +72,7 @@ impl Ca {
                 "the terms of service must be agreed to (termsOfServiceAgreed: true)",
             ));
         }
-        if policy.external_account_required && new.eab_kid.is_none() {
+        if policy.external_account_required && new.eab.is_none() {
             return Err(Error::external_account_required(format!(
                 "the {track} track requires an external account binding"
             )));
@@ -81,6 +82,10 @@ impl Ca {
             if let Some(existing) = store::by_thumbprint(conn, track, &new.thumbprint)? {
                 return Ok((existing, false));
             }
+            let asset_id = match &new.eab {
+                Some(proof) => self.verify_eab(conn, track, proof, now)?,
+                None => None,
+            };
             let row = AccountRow {
                 id: ids::new_id(),
                 track: track.as_str().to_string(),
@@ -89,9 +94,11 @@ impl Ca {
                 status: AccountStatus::Valid.as_str().to_string(),
                 contact: serde_json::to_string(&new.contact).unwrap_or_else(|_| "[]".into()),
                 tos_agreed: new.tos_agreed,
-                eab_kid: new.eab_kid,
+                eab_kid: new.eab.as_ref().map(|p| p.kid.clone()),
                 created_at: now,
                 updated_at: now,
+                asset_id,
+                person_id: None,
             };
             store::insert(conn, &row)?;
             audit::append(
@@ -102,7 +109,7 @@ impl Ca {
                     account_actor(&row.id),
                     "account.created",
                     account_actor(&row.id),
-                    json!({ "key_thumbprint": row.key_thumbprint, "contact": new.contact, "eab_kid": row.eab_kid }),
+                    json!({ "key_thumbprint": row.key_thumbprint, "contact": new.contact, "eab_kid": row.eab_kid, "asset_id": row.asset_id }),
                 ),
             )?;
             Ok((Account::try_from(row)?, true))

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod assets;
 mod nonces;
 mod orders;
 mod revocation;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 pub use accounts::NewAccount;
 pub use admin::{AuditFilter, AuditRecord, CertificateFilter};
+pub use assets::{AssetQuery, Decommissioned, EabProof};
 pub use orders::{NewOrder, ValidationTarget};
 pub use revocation::Revoker;
 pub use revocation_status::CrlInfo;
@@ -75,6 +77,8 @@ pub struct Ca {
     nonces: nonces::NonceStore,
     revocation: RevocationSettings,
     status: revocation_status::StatusState,
+    /// Seals EAB HMAC keys at rest (AES-256-GCM); `<data>/ca/eab.kek`, mode 0600.
+    eab_kek: [u8; 32],
 }
 
 impl Ca {
@@ -104,6 +108,7 @@ impl Ca {
             })?;
         }
         let nonces = nonces::NonceStore::new(storage.backend(), settings.nonce_lifetime_seconds);
+        let eab_kek = load_or_create_kek(&settings.data_dir.join("ca").join("eab.kek"))?;
         Ok(Ca {
             storage,
             hierarchy,
@@ -114,6 +119,7 @@ impl Ca {
             nonces,
             revocation: settings.revocation,
             status: revocation_status::StatusState::new(),
+            eab_kek,
         })
     }
 
@@ -143,4 +149,19 @@ impl Ca {
     pub fn chain_pem(&self, track: Track) -> &str {
         &self.hierarchy.issuer(track).cert_pem
     }
+}
+
+fn load_or_create_kek(path: &std::path::Path) -> Result<[u8; 32]> {
+    if !path.exists() {
+        let key = crate::ids::random_bytes::<32>();
+        crate::hierarchy::write_secret(path, &crate::ids::hex(&key))?;
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| crate::Error::internal(format!("read {}: {e}", path.display())))?;
+    let bytes = crate::ids::unhex(text.trim()).filter(|b| b.len() == 32);
+    let bytes =
+        bytes.ok_or_else(|| crate::Error::internal(format!("{} does not hold 32 hex bytes", path.display())))?;
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&bytes);
+    Ok(key)
 }

@@ -68,12 +68,34 @@ impl Ca {
                 policy.max_identifiers
             )));
         }
-        let profile = policy.profile(request.profile.as_deref())?.name.clone();
-        if request.replaces.is_some() {
-            return Err(Error::malformed("this server does not offer ARI yet: \"replaces\" is not accepted"));
+        let asset = self.bound_asset(account)?;
+        let requested_profile = match (&asset, request.profile.as_deref()) {
+            (Some(asset), requested) => match (&asset.profile, requested) {
+                (Some(pinned), Some(asked)) if pinned != asked => {
+                    return Err(Error::invalid_profile(format!(
+                        "asset {:?} is pinned to profile {pinned:?}, not {asked:?}",
+                        asset.name
+                    )))
+                }
+                (Some(pinned), _) => Some(pinned.clone()),
+                (None, asked) => asked.map(str::to_string),
+            },
+            (None, asked) => asked.map(str::to_string),
+        };
+        let profile = policy.profile(requested_profile.as_deref())?.name.clone();
+        if let Some(asset) = &asset {
+            for id in &identifiers {
+                if !asset.identifiers.contains(id) {
+                    return Err(Error::rejected_identifier(format!("{id} does not belong to asset {:?}", asset.name)));
+                }
+            }
         }
         let identifiers: Vec<Identifier> = identifiers.into_iter().collect();
         let now = self.clock.unix();
+        let replaces = match &request.replaces {
+            None => None,
+            Some(cert_id) => Some(self.check_replaces(account, cert_id, &identifiers)?),
+        };
         let order_id = ids::new_id();
         let expires = now + policy.order_lifetime_seconds;
         let authz_expires = now + policy.authorization_lifetime_seconds.min(policy.order_lifetime_seconds);
@@ -90,7 +112,7 @@ impl Ca {
                     expires,
                     error: None,
                     certificate_serial: None,
-                    replaces: None,
+                    replaces: replaces.clone(),
                     created_at: now,
                     created_micros: (self.clock.now().unix_timestamp_nanos() / 1000) as i64,
                 },
@@ -311,11 +333,23 @@ impl Ca {
         }
         let policy = self.policy(track);
         let profile = policy.profile(Some(&order.profile))?;
+        let asset = self.bound_asset(account)?;
+        if let Some(asset) = &asset {
+            for id in &order.identifiers {
+                if !asset.identifiers.contains(id) {
+                    return Err(Error::rejected_identifier(format!(
+                        "{id} no longer belongs to asset {:?}",
+                        asset.name
+                    )));
+                }
+            }
+        }
+        let uris: Vec<String> = asset.as_ref().and_then(|a| a.spiffe_id.clone()).into_iter().collect();
         let issuer = self.hierarchy.issuer(track);
         let prepared = issuance::prepare(
             policy,
             profile,
-            &order.identifiers,
+            issuance::Names { identifiers: &order.identifiers, uris: &uris },
             &csr,
             &self.certificate_urls(track, profile),
             issuer.not_after,
@@ -333,7 +367,7 @@ impl Ca {
                     track: track.as_str().into(),
                     account_id: Some(account.id.clone()),
                     order_id: Some(order_id.to_string()),
-                    asset_id: None,
+                    asset_id: asset.as_ref().map(|a| a.id.clone()),
                     person_id: None,
                     profile: issued.profile.clone(),
                     identifiers: identifiers_to_text(&issued.identifiers),
@@ -362,9 +396,18 @@ impl Ca {
                         "identifiers": issued.identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "not_before": issued.not_before,
                         "not_after": issued.not_after,
+                        "asset": asset.as_ref().map(|a| a.name.clone()),
+                        "owner_team": asset.as_ref().map(|a| a.owner_team.clone()),
+                        "service": asset.as_ref().map(|a| a.service.clone()),
+                        "replaces": order.replaces,
                     }),
                 ),
             )?;
+            if let Some(old) = &order.replaces {
+                if !certificates::set_replaced_by(conn, old, &issued.serial_hex)? {
+                    return Err(Error::already_replaced(format!("certificate {old} was already replaced")));
+                }
+            }
             load_order(conn, track, order_id, now)
         })
     }
@@ -433,4 +476,70 @@ fn load_challenge(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> 
     let authz =
         load_authorization(conn, track, &challenge.authorization_id, now).map_err(|_| not_found("challenge", id))?;
     Ok((challenge, authz))
+}
+
+impl Ca {
+    /// The asset a machine-track account is bound to, which must be active. On a track that
+    /// requires EAB, an account without an asset is refused: machines fail closed.
+    fn bound_asset(&self, account: &Account) -> Result<Option<Asset>> {
+        match &account.asset_id {
+            Some(id) => {
+                let asset = self.asset_by_id(id)?;
+                if asset.status != AssetStatus::Active {
+                    return Err(Error::unauthorized(format!("asset {:?} is decommissioned", asset.name)));
+                }
+                Ok(Some(asset))
+            }
+            None if account.track == Track::Machine && self.policy(Track::Machine).external_account_required => {
+                Err(Error::unauthorized("this account is not bound to an asset"))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// RFC 9773 §5: the replaced certificate must be this track's, the same account's (or the
+    /// same asset's), share an identifier with the new order, and not be replaced already.
+    fn check_replaces(&self, account: &Account, cert_id: &str, identifiers: &[Identifier]) -> Result<String> {
+        let (aki, serial) = crate::ari::parse_cert_id(cert_id)?;
+        if aki != self.hierarchy.issuer(account.track).subject_key_identifier {
+            return Err(Error::malformed(format!("replaces names a certificate of another issuer ({cert_id})")));
+        }
+        let old = self
+            .storage
+            .read(|conn| certificates::by_serial(conn, account.track, &serial))?
+            .ok_or_else(|| Error::malformed(format!("replaces names an unknown certificate ({cert_id})")))?;
+        let old_asset = self.storage.read(|conn| certificates::asset_of(conn, &serial))?;
+        let same_owner = old.account_id.as_deref() == Some(account.id.as_str())
+            || (account.asset_id.is_some() && old_asset == account.asset_id);
+        if !same_owner {
+            return Err(Error::unauthorized("replaces names a certificate of another account"));
+        }
+        if !old.identifiers.iter().any(|id| identifiers.contains(id)) {
+            return Err(Error::malformed("the order shares no identifier with the certificate it replaces"));
+        }
+        if let Some(by) = &old.replaced_by {
+            return Err(Error::already_replaced(format!("certificate {serial} was already replaced by {by}")));
+        }
+        Ok(serial)
+    }
+
+    /// RFC 9773 §4.2: the suggested renewal window for a certificate of this track.
+    pub fn renewal_info(&self, track: Track, cert_id: &str) -> Result<crate::ari::Window> {
+        let (aki, serial) = crate::ari::parse_cert_id(cert_id)?;
+        let not_found = || Error::not_found(format!("no certificate {cert_id} on the {track} track"));
+        if aki != self.hierarchy.issuer(track).subject_key_identifier {
+            return Err(not_found());
+        }
+        let cert = self.storage.read(|conn| certificates::by_serial(conn, track, &serial))?.ok_or_else(not_found)?;
+        let asset_id = self.storage.read(|conn| certificates::asset_of(conn, &serial))?;
+        let asset_gone = match asset_id {
+            Some(id) => {
+                let asset = self.asset_by_id(&id)?;
+                asset.status != AssetStatus::Active || asset.compromised
+            }
+            None => false,
+        };
+        let replace_now = asset_gone || cert.status == CertificateStatus::Revoked;
+        Ok(crate::ari::suggested_window(cert.not_before, cert.not_after, replace_now, self.clock.unix()))
+    }
 }

@@ -52,3 +52,16 @@ pub fn set_key(conn: &mut DbConnection, id: &str, jwk: &str, thumbprint: &str, n
         .execute(conn)?;
     Ok(())
 }
+
+/// Deactivates every valid account bound to the asset; returns their ids.
+pub fn deactivate_for_asset(conn: &mut DbConnection, asset_id: &str, now: i64) -> Result<Vec<String>> {
+    let ids: Vec<String> = a::accounts
+        .filter(a::asset_id.eq(asset_id))
+        .filter(a::status.eq(AccountStatus::Valid.as_str()))
+        .select(a::id)
+        .load(conn)?;
+    for id in &ids {
+        set_status(conn, id, AccountStatus::Deactivated, now)?;
+    }
+    Ok(ids)
+}

@@ -142,3 +142,30 @@ pub fn counts(conn: &mut DbConnection, track: Track, now: i64, revoked_since: i6
             .get_result(conn)?,
     })
 }
+
+/// Valid, unexpired certificates of an asset.
+pub fn live_for_asset(conn: &mut DbConnection, asset_id: &str, now: i64) -> Result<Vec<String>> {
+    Ok(k::certificates
+        .filter(k::asset_id.eq(asset_id))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .select(k::serial)
+        .load(conn)?)
+}
+
+/// Records that `serial` was replaced by `by` (ARI); false when it already was.
+pub fn set_replaced_by(conn: &mut DbConnection, serial: &str, by: &str) -> Result<bool> {
+    Ok(diesel::update(k::certificates.filter(k::serial.eq(serial)).filter(k::replaced_by.is_null()))
+        .set(k::replaced_by.eq(Some(by)))
+        .execute(conn)?
+        == 1)
+}
+
+pub fn asset_of(conn: &mut DbConnection, serial: &str) -> Result<Option<String>> {
+    Ok(k::certificates
+        .filter(k::serial.eq(serial))
+        .select(k::asset_id)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
+}

@@ -2,6 +2,7 @@
 //! call the functions here inside `Storage::write` or `Storage::read`.
 
 pub(crate) mod accounts;
+pub(crate) mod assets;
 pub(crate) mod audit;
 pub(crate) mod certificates;
 mod connection;

@@ -19,6 +19,8 @@ pub struct AccountRow {
     pub eab_kid: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub asset_id: Option<String>,
+    pub person_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -151,6 +153,7 @@ impl TryFrom<AccountRow> for Account {
             jwk: r.jwk,
             tos_agreed: r.tos_agreed,
             eab_kid: r.eab_kid,
+            asset_id: r.asset_id,
             created_at: r.created_at,
         })
     }

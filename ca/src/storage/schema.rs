@@ -12,6 +12,8 @@ diesel::table! {
         eab_kid -> Nullable<Text>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        asset_id -> Nullable<Text>,
+        person_id -> Nullable<Text>,
     }
 }
 
@@ -120,5 +122,47 @@ diesel::table! {
         subject -> Text,
         revoked_at -> BigInt,
         expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    assets (id) {
+        id -> Text,
+        name -> Text,
+        kind -> Text,
+        owner_team -> Text,
+        owner_email -> Text,
+        service -> Text,
+        environment -> Text,
+        spiffe_id -> Nullable<Text>,
+        profile -> Nullable<Text>,
+        status -> Text,
+        compromised -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        decommissioned_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    asset_identifiers (asset_id, identifier_type, identifier_value) {
+        asset_id -> Text,
+        identifier_type -> Text,
+        identifier_value -> Text,
+    }
+}
+
+diesel::table! {
+    eab_keys (kid) {
+        kid -> Text,
+        track -> Text,
+        asset_id -> Nullable<Text>,
+        person_id -> Nullable<Text>,
+        sealed_key -> Binary,
+        single_use -> Bool,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
     }
 }

@@ -66,6 +66,18 @@ pub struct RawClient {
     pub kid: Option<String>,
     pub base: String,
     pub public_url: String,
+    /// EAB credentials sent with newAccount (machine-track clients get them by default).
+    pub eab: Option<(String, Vec<u8>)>,
+}
+
+/// An externalAccountBinding (RFC 8555 §7.3.4) binding `jwk` with an HS256 MAC.
+pub fn eab_binding(kid: &str, hmac_key: &[u8], jwk: &Value, url: &str) -> Value {
+    let protected = b64(json!({"alg": "HS256", "kid": kid, "url": url}).to_string().as_bytes());
+    let payload = b64(jwk.to_string().as_bytes());
+    let key = PKey::hmac(hmac_key).unwrap();
+    let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &key).unwrap();
+    let mac = signer.sign_oneshot_to_vec(format!("{protected}.{payload}").as_bytes()).unwrap();
+    json!({"protected": protected, "payload": payload, "signature": b64(&mac)})
 }
 
 pub fn new_p256() -> PKey<Private> {
@@ -118,6 +130,7 @@ impl RawClient {
             kid: None,
             base: format!("{}/acme/{track}", server.public_url),
             public_url: server.public_url.clone(),
+            eab: (track == Track::Machine).then(|| server.eab()),
         }
     }
 
@@ -166,7 +179,12 @@ impl RawClient {
     }
 
     pub async fn create_account(&mut self) -> Response {
-        let res = self.post(&self.url("new-account"), Some(&json!({"termsOfServiceAgreed": true}))).await;
+        let url = self.url("new-account");
+        let mut payload = json!({"termsOfServiceAgreed": true});
+        if let Some((kid, key)) = &self.eab {
+            payload["externalAccountBinding"] = eab_binding(kid, key, &jwk_of(&self.key), &url);
+        }
+        let res = self.post(&url, Some(&payload)).await;
         assert_eq!(res.status, 201, "{}", res.text);
         self.kid = res.header("location");
         res

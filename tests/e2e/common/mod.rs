@@ -122,6 +122,39 @@ impl TestServer {
         self.handle.stop(true).await;
     }
 
+    /// Fresh EAB credentials (kid, HMAC key) for the shared test asset, which holds every
+    /// name in TEST_NAMES, `*.example.test` and both loopback addresses. Machine-track
+    /// accounts need them.
+    pub fn eab(&self) -> (String, Vec<u8>) {
+        const FLEET: &str = "test-fleet";
+        if self.ca.asset(FLEET).is_err() {
+            let mut identifiers: Vec<(String, String)> =
+                TEST_NAMES.iter().map(|n| ("dns".to_string(), n.to_string())).collect();
+            identifiers.push(("dns".into(), "*.example.test".into()));
+            // Held by the asset but in no host map: its lookups go to DNS and fail.
+            identifiers.push(("dns".into(), "unresolvable.example.test".into()));
+            identifiers.push(("ip".into(), "127.0.0.1".into()));
+            identifiers.push(("ip".into(), "::1".into()));
+            let spec = dualca_ca::model::AssetSpec {
+                name: FLEET.into(),
+                kind: "host".into(),
+                owner_team: "test-team".into(),
+                owner_email: "team@example.test".into(),
+                service: "tests".into(),
+                environment: "test".into(),
+                identifiers,
+                spiffe_id: None,
+                profile: None,
+            };
+            self.ca.register_asset(&spec, "test").expect("register the test fleet");
+        }
+        let creds = self.ca.create_asset_eab(FLEET, 3600, false, "test").expect("EAB credentials");
+        (
+            creds.kid,
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds.hmac_key_b64).unwrap(),
+        )
+    }
+
     /// An HTTPS client that trusts this CA's root, for plain requests.
     pub fn http(&self) -> reqwest::Client {
         let root = std::fs::read(&self.root_pem).unwrap();

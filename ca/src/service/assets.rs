@@ -1,0 +1,434 @@
+//! The machine track's inventory: registering, updating and decommissioning assets, and the
+//! EAB credentials (RFC 8555 §7.3.4) that bind ACME accounts to them. Decommissioning revokes,
+//! deactivates and audits in one transaction: machines fail closed.
+
+use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+use serde_json::json;
+
+use super::Ca;
+use crate::audit::{self, AuditEvent};
+use crate::model::*;
+use crate::storage::assets::{self as store, AssetFilter, AssetRow, EabKeyRow};
+use crate::storage::{accounts, certificates, DbConnection};
+use crate::{ids, Error, ErrorKind, Result, Track};
+
+/// What decommissioning did.
+#[derive(Debug, Clone)]
+pub struct Decommissioned {
+    pub asset: String,
+    pub revoked_serials: Vec<String>,
+    pub deactivated_accounts: Vec<String>,
+    pub revoked_eab_keys: usize,
+}
+
+/// A verified externalAccountBinding, ready to bind the new account.
+pub struct EabProof {
+    pub kid: String,
+    /// The JWS algorithm of the binding: HS256, HS384 or HS512.
+    pub alg: String,
+    /// `protected || '.' || payload`, as signed.
+    pub signing_input: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+fn asset_subject(asset: &Asset) -> String {
+    format!("asset:{}", asset.name)
+}
+
+fn check_spiffe(id: &str) -> Result<()> {
+    let rest = id
+        .strip_prefix("spiffe://")
+        .ok_or_else(|| Error::malformed(format!("SPIFFE ID {id:?} must start with spiffe://")))?;
+    let (domain, path) =
+        rest.split_once('/').ok_or_else(|| Error::malformed(format!("SPIFFE ID {id:?} has no path")))?;
+    let domain_ok = !domain.is_empty()
+        && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+    let path_ok = !path.is_empty()
+        && path.split('/').all(|s| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        });
+    if !domain_ok || !path_ok || id.contains(['?', '#']) {
+        return Err(Error::malformed(format!("SPIFFE ID {id:?} is not spiffe://trust-domain/path")));
+    }
+    Ok(())
+}
+
+impl Ca {
+    fn validate_spec(&self, spec: &AssetSpec) -> Result<(AssetKind, Vec<Identifier>)> {
+        if spec.name.trim().is_empty() || spec.name.len() > 200 {
+            return Err(Error::malformed("an asset needs a name of at most 200 characters"));
+        }
+        let kind = AssetKind::parse(&spec.kind).ok_or_else(|| {
+            Error::malformed(format!("asset kind {:?} is not host, container, service, pipeline or device", spec.kind))
+        })?;
+        for (field, value) in
+            [("owner_team", &spec.owner_team), ("service", &spec.service), ("environment", &spec.environment)]
+        {
+            if value.trim().is_empty() {
+                return Err(Error::malformed(format!("an asset needs {field}")));
+            }
+        }
+        super::accounts::check_contacts(&[format!("mailto:{}", spec.owner_email)])
+            .map_err(|_| Error::malformed(format!("owner_email {:?} is not an email address", spec.owner_email)))?;
+        let policy = self.policy(Track::Machine);
+        let mut identifiers = Vec::new();
+        for (kind, value) in &spec.identifiers {
+            let id = policy.check_identifier(kind, value)?;
+            if !identifiers.contains(&id) {
+                identifiers.push(id);
+            }
+        }
+        if identifiers.is_empty() {
+            return Err(Error::malformed("an asset needs at least one identifier"));
+        }
+        if let Some(s) = &spec.spiffe_id {
+            check_spiffe(s)?;
+        }
+        if let Some(p) = &spec.profile {
+            policy.profile(Some(p))?;
+        }
+        Ok((kind, identifiers))
+    }
+
+    fn ensure_unheld(conn: &mut DbConnection, identifiers: &[Identifier], except: Option<&str>) -> Result<()> {
+        for id in identifiers {
+            let holders = store::holders(conn, id, except)?;
+            if let Some(other) = holders.first() {
+                return Err(Error::conflict(format!("{id} already belongs to asset {other:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn register_asset(&self, spec: &AssetSpec, actor: &str) -> Result<Asset> {
+        let (kind, identifiers) = self.validate_spec(spec)?;
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            if store::by_name(conn, &spec.name)?.is_some() {
+                return Err(Error::conflict(format!("asset {:?} already exists", spec.name)));
+            }
+            Self::ensure_unheld(conn, &identifiers, None)?;
+            let row = AssetRow {
+                id: ids::new_id(),
+                name: spec.name.clone(),
+                kind: kind.as_str().into(),
+                owner_team: spec.owner_team.clone(),
+                owner_email: spec.owner_email.clone(),
+                service: spec.service.clone(),
+                environment: spec.environment.clone(),
+                spiffe_id: spec.spiffe_id.clone(),
+                profile: spec.profile.clone(),
+                status: AssetStatus::Active.as_str().into(),
+                compromised: false,
+                created_at: now,
+                updated_at: now,
+                decommissioned_at: None,
+            };
+            store::insert(conn, &row, &identifiers)?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    Track::Machine,
+                    now,
+                    actor,
+                    "asset.registered",
+                    format!("asset:{}", spec.name),
+                    json!({
+                        "kind": kind.as_str(), "owner_team": spec.owner_team, "owner_email": spec.owner_email,
+                        "service": spec.service, "environment": spec.environment,
+                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "spiffe_id": spec.spiffe_id, "profile": spec.profile,
+                    }),
+                ),
+            )?;
+            store::by_id(conn, &row.id)?.ok_or_else(|| Error::internal("asset vanished"))
+        })
+    }
+
+    /// Replaces an active asset's attributes. A change of owner is its own audit event.
+    pub fn update_asset(&self, name: &str, spec: &AssetSpec, actor: &str) -> Result<Asset> {
+        let (kind, identifiers) = self.validate_spec(spec)?;
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            let current = store::by_name(conn, name)?.ok_or_else(|| Error::not_found(format!("no asset {name:?}")))?;
+            if current.status != AssetStatus::Active {
+                return Err(Error::conflict(format!("asset {name:?} is decommissioned")));
+            }
+            if spec.name != name && store::by_name(conn, &spec.name)?.is_some() {
+                return Err(Error::conflict(format!("asset {:?} already exists", spec.name)));
+            }
+            Self::ensure_unheld(conn, &identifiers, Some(&current.id))?;
+            let row = AssetRow {
+                id: current.id.clone(),
+                name: spec.name.clone(),
+                kind: kind.as_str().into(),
+                owner_team: spec.owner_team.clone(),
+                owner_email: spec.owner_email.clone(),
+                service: spec.service.clone(),
+                environment: spec.environment.clone(),
+                spiffe_id: spec.spiffe_id.clone(),
+                profile: spec.profile.clone(),
+                status: AssetStatus::Active.as_str().into(),
+                compromised: false,
+                created_at: current.created_at,
+                updated_at: now,
+                decommissioned_at: None,
+            };
+            store::update(conn, &row, &identifiers)?;
+            let subject = format!("asset:{}", spec.name);
+            if current.owner_team != spec.owner_team || current.owner_email != spec.owner_email {
+                audit::append(
+                    conn,
+                    &AuditEvent::new(
+                        Track::Machine,
+                        now,
+                        actor,
+                        "asset.owner-changed",
+                        subject.clone(),
+                        json!({
+                            "from": {"team": current.owner_team, "email": current.owner_email},
+                            "to": {"team": spec.owner_team, "email": spec.owner_email},
+                        }),
+                    ),
+                )?;
+            }
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    Track::Machine,
+                    now,
+                    actor,
+                    "asset.updated",
+                    subject,
+                    json!({
+                        "previous_name": name, "kind": kind.as_str(), "service": spec.service, "environment": spec.environment,
+                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "spiffe_id": spec.spiffe_id, "profile": spec.profile,
+                    }),
+                ),
+            )?;
+            store::by_id(conn, &current.id)?.ok_or_else(|| Error::internal("asset vanished"))
+        })
+    }
+
+    pub fn asset(&self, name: &str) -> Result<Asset> {
+        self.storage
+            .read(|conn| store::by_name(conn, name))?
+            .ok_or_else(|| Error::not_found(format!("no asset {name:?}")))
+    }
+
+    pub fn asset_by_id(&self, id: &str) -> Result<Asset> {
+        self.storage
+            .read(|conn| store::by_id(conn, id))?
+            .ok_or_else(|| Error::not_found(format!("no asset with id {id:?}")))
+    }
+
+    pub fn assets(&self, filter: &AssetFilter) -> Result<Vec<Asset>> {
+        self.storage.read(|conn| store::list(conn, filter))
+    }
+
+    /// Decommissions an asset: in one transaction, revokes every unexpired certificate
+    /// (cessationOfOperation, or keyCompromise when `compromised`), deactivates its accounts,
+    /// revokes its EAB keys, and audits each step. CRL and OCSP follow at once.
+    pub fn decommission_asset(&self, name: &str, compromised: bool, actor: &str) -> Result<Decommissioned> {
+        let now = self.clock.unix();
+        let reason = if compromised { RevocationReason::KeyCompromise } else { RevocationReason::CessationOfOperation };
+        let report = self.storage.write(|conn| {
+            let asset = store::by_name(conn, name)?.ok_or_else(|| Error::not_found(format!("no asset {name:?}")))?;
+            if !store::mark_decommissioned(conn, &asset.id, compromised, now)? {
+                return Err(Error::conflict(format!("asset {name:?} is already decommissioned")));
+            }
+            let subject = asset_subject(&asset);
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    Track::Machine,
+                    now,
+                    actor,
+                    if compromised { "asset.compromised" } else { "asset.decommissioned" },
+                    subject.clone(),
+                    json!({ "owner_team": asset.owner_team, "service": asset.service }),
+                ),
+            )?;
+            let serials = certificates::live_for_asset(conn, &asset.id, now)?;
+            for serial in &serials {
+                certificates::revoke(conn, serial, reason as u8, now)?;
+                audit::append(
+                    conn,
+                    &AuditEvent::new(
+                        Track::Machine,
+                        now,
+                        actor,
+                        "certificate.revoked",
+                        format!("certificate:{serial}"),
+                        json!({ "reason": reason.name(), "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service }),
+                    ),
+                )?;
+            }
+            let deactivated = accounts::deactivate_for_asset(conn, &asset.id, now)?;
+            for account in &deactivated {
+                audit::append(
+                    conn,
+                    &AuditEvent::new(
+                        Track::Machine,
+                        now,
+                        actor,
+                        "account.deactivated",
+                        format!("account:{account}"),
+                        json!({ "asset": asset.name, "because": "asset decommissioned" }),
+                    ),
+                )?;
+            }
+            let keys = store::revoke_asset_eab_keys(conn, &asset.id, now)?;
+            if keys > 0 {
+                audit::append(
+                    conn,
+                    &AuditEvent::new(Track::Machine, now, actor, "eab.revoked", subject, json!({ "keys": keys })),
+                )?;
+            }
+            Ok(Decommissioned {
+                asset: asset.name,
+                revoked_serials: serials,
+                deactivated_accounts: deactivated,
+                revoked_eab_keys: keys,
+            })
+        })?;
+        for serial in &report.revoked_serials {
+            self.revocation_committed(Track::Machine, serial);
+        }
+        Ok(report)
+    }
+
+    fn seal(&self, key: &[u8]) -> Result<Vec<u8>> {
+        let nonce = ids::random_bytes::<12>();
+        let mut tag = [0u8; 16];
+        let sealed = encrypt_aead(Cipher::aes_256_gcm(), &self.eab_kek, Some(&nonce), b"dualca-eab", key, &mut tag)
+            .map_err(Error::internal)?;
+        Ok([nonce.as_slice(), &sealed, &tag].concat())
+    }
+
+    fn unseal(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < 12 + 16 {
+            return Err(Error::internal("sealed EAB key is too short"));
+        }
+        let (nonce, rest) = sealed.split_at(12);
+        let (ciphertext, tag) = rest.split_at(rest.len() - 16);
+        decrypt_aead(Cipher::aes_256_gcm(), &self.eab_kek, Some(nonce), b"dualca-eab", ciphertext, tag)
+            .map_err(|_| Error::internal("an EAB key does not open with this data directory's key-encryption key"))
+    }
+
+    /// New EAB credentials for an active asset. The HMAC key is returned here and never again:
+    /// storage holds it sealed under the data directory's key-encryption key.
+    pub fn create_asset_eab(
+        &self,
+        name: &str,
+        ttl_seconds: i64,
+        single_use: bool,
+        actor: &str,
+    ) -> Result<EabCredentials> {
+        let asset = self.asset(name)?;
+        if asset.status != AssetStatus::Active {
+            return Err(Error::conflict(format!("asset {name:?} is decommissioned")));
+        }
+        let key = ids::random_bytes::<32>();
+        let sealed = self.seal(&key)?;
+        let now = self.clock.unix();
+        let kid = format!("eab-{}", ids::new_id());
+        self.storage.write(|conn| {
+            store::insert_eab(
+                conn,
+                &EabKeyRow {
+                    kid: kid.clone(),
+                    track: Track::Machine.as_str().into(),
+                    asset_id: Some(asset.id.clone()),
+                    person_id: None,
+                    sealed_key: sealed,
+                    single_use,
+                    created_at: now,
+                    expires_at: now + ttl_seconds,
+                    used_at: None,
+                    revoked_at: None,
+                },
+            )?;
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    Track::Machine,
+                    now,
+                    actor,
+                    "eab.created",
+                    asset_subject(&asset),
+                    json!({ "kid": kid, "expires_at": now + ttl_seconds, "single_use": single_use }),
+                ),
+            )
+        })?;
+        Ok(EabCredentials { kid, hmac_key_b64: ids::b64url(&key), expires_at: now + ttl_seconds, single_use })
+    }
+
+    pub fn revoke_eab_key(&self, kid: &str, actor: &str) -> Result<()> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            let row = store::eab(conn, kid)?.ok_or_else(|| Error::not_found(format!("no EAB key {kid:?}")))?;
+            if !store::revoke_eab(conn, kid, now)? {
+                return Err(Error::conflict(format!("EAB key {kid:?} is already revoked")));
+            }
+            let track: Track = row.track.parse().map_err(Error::internal)?;
+            audit::append(conn, &AuditEvent::new(track, now, actor, "eab.revoked", format!("eab:{kid}"), json!({})))?;
+            Ok(())
+        })
+    }
+
+    /// Checks an externalAccountBinding inside the account-creating transaction, and returns
+    /// the asset it binds to. Any failure is `unauthorized`, except a malformed binding.
+    pub(super) fn verify_eab(
+        &self,
+        conn: &mut DbConnection,
+        track: Track,
+        proof: &EabProof,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let unauthorized =
+            |why: &str| Error::new(ErrorKind::Unauthorized, format!("external account binding refused: {why}"));
+        let row = store::eab(conn, &proof.kid)?.ok_or_else(|| unauthorized("unknown kid"))?;
+        if row.track != track.as_str() {
+            return Err(unauthorized("the kid belongs to the other track"));
+        }
+        if row.revoked_at.is_some() {
+            return Err(unauthorized("the key has been revoked"));
+        }
+        if row.expires_at <= now {
+            return Err(unauthorized("the key has expired"));
+        }
+        if row.single_use && row.used_at.is_some() {
+            return Err(unauthorized("the key was single-use and has been used"));
+        }
+        let key = self.unseal(&row.sealed_key)?;
+        let digest = match proof.alg.as_str() {
+            "HS256" => openssl::hash::MessageDigest::sha256(),
+            "HS384" => openssl::hash::MessageDigest::sha384(),
+            "HS512" => openssl::hash::MessageDigest::sha512(),
+            other => {
+                return Err(Error::malformed(format!("externalAccountBinding alg {other:?} is not a MAC algorithm")))
+            }
+        };
+        let pkey = openssl::pkey::PKey::hmac(&key).map_err(Error::internal)?;
+        let mut signer = openssl::sign::Signer::new(digest, &pkey).map_err(Error::internal)?;
+        let mac = signer.sign_oneshot_to_vec(&proof.signing_input).map_err(Error::internal)?;
+        if !openssl::memcmp::eq(&mac, &proof.signature) {
+            return Err(unauthorized("the MAC does not verify"));
+        }
+        if let Some(asset_id) = &row.asset_id {
+            let asset = store::by_id(conn, asset_id)?.ok_or_else(|| Error::internal("EAB key of a missing asset"))?;
+            if asset.status != AssetStatus::Active {
+                return Err(unauthorized("the asset is decommissioned"));
+            }
+        }
+        store::mark_eab_used(conn, &proof.kid, now)?;
+        Ok(row.asset_id)
+    }
+}
+
+pub use crate::storage::assets::AssetFilter as AssetQuery;
