@@ -108,6 +108,10 @@ pub fn order(state: &AcmeState, o: &Order) -> Value {
     if let Some(err) = &o.error {
         v["error"] = stored_problem(err);
     }
+    if let Some(serial) = &o.replaces {
+        let aki = &state.ca.hierarchy.issuer(state.track).subject_key_identifier;
+        v["replaces"] = json!(dualca_ca::ari::cert_id(aki, serial));
+    }
     v
 }
 

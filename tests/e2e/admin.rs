@@ -122,6 +122,53 @@ async fn role_matrix(db: Db) {
         assert_eq!(server.ca.certificate(track, serial).unwrap().status.as_str(), "revoked");
     }
     assert_eq!(checked, 2 * 4 * 6, "every route under every role on both tracks");
+    // The inventory routes: admin and inventory manage; the auditor reads; helpdesk neither.
+    let may_read = |r: Role| matches!(r, Role::Admin | Role::Inventory | Role::Auditor);
+    let may_manage = |r: Role| matches!(r, Role::Admin | Role::Inventory);
+    let expect = |allowed: bool, ok: u16| if allowed { ok } else { 403 };
+    for (role, tok) in &tokens {
+        let own = format!("matrix-{}", role.as_str());
+        let body = serde_json::json!({"name": own, "kind": "host", "owner_team": "t", "owner_email": "t@example.test",
+            "service": "s", "environment": "e", "identifiers": [{"type": "dns", "value": format!("{own}.example.org")}]});
+        let (status, text) = post(&server, "/admin/api/machine/assets", tok, body.clone()).await;
+        assert_eq!(status, expect(may_manage(*role), 201), "{} registers: {text}", role.as_str());
+        let target = if may_manage(*role) { own.clone() } else { "test-fleet".to_string() };
+        assert_eq!(
+            get(&server, "/admin/api/machine/assets", Some(tok)).await.0,
+            expect(may_read(*role), 200),
+            "{} lists",
+            role.as_str()
+        );
+        assert_eq!(
+            get(&server, "/admin/api/machine/assets/test-fleet", Some(tok)).await.0,
+            expect(may_read(*role), 200)
+        );
+        let mut changed = body.clone();
+        changed["name"] = serde_json::json!(target);
+        changed["service"] = serde_json::json!("changed");
+        let res = server
+            .http()
+            .put(format!("{}/admin/api/machine/assets/{target}", server.public_url))
+            .bearer_auth(tok)
+            .json(&changed)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        assert_eq!(status, expect(may_manage(*role), 200), "{} updates: {}", role.as_str(), res.text().await.unwrap());
+        let (status, _) =
+            post(&server, "/admin/api/machine/assets/test-fleet/credentials", tok, serde_json::json!({})).await;
+        assert_eq!(status, expect(may_manage(*role), 201), "{} credentials", role.as_str());
+        let (status, _) =
+            post(&server, &format!("/admin/api/machine/assets/{target}/decommission"), tok, serde_json::json!({}))
+                .await;
+        assert_eq!(status, expect(may_manage(*role), 200), "{} decommissions", role.as_str());
+        checked += 6;
+    }
+    assert_eq!(checked, 2 * 4 * 6 + 4 * 6);
+    let fleet = server.ca.asset("test-fleet").unwrap();
+    assert_eq!(fleet.status.as_str(), "active", "denied requests changed nothing");
+    assert_eq!(fleet.service, "tests");
     // Denials are on the chain of the track they concerned.
     let admin = &tokens[0].1;
     let (status, body, _) = get(&server, "/admin/api/human/audit?action=admin.denied", Some(admin)).await;

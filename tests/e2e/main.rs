@@ -6,6 +6,7 @@ mod challenges;
 mod clients;
 mod common;
 mod crash;
+mod machine;
 mod protocol;
 mod revocation_status;
 mod schema;

@@ -122,6 +122,13 @@ pub fn flattened(key: &PKey<Private>, protected: &Value, payload: Option<&Value>
 
 impl RawClient {
     pub fn new(server: &TestServer, track: Track) -> RawClient {
+        let mut client = Self::bare(server, track);
+        client.eab = (track == Track::Machine).then(|| server.eab());
+        client
+    }
+
+    /// A client with no EAB credentials, for tests that bring their own asset.
+    pub fn bare(server: &TestServer, track: Track) -> RawClient {
         RawClient {
             http: server.http(),
             track,
@@ -130,7 +137,7 @@ impl RawClient {
             kid: None,
             base: format!("{}/acme/{track}", server.public_url),
             public_url: server.public_url.clone(),
-            eab: (track == Track::Machine).then(|| server.eab()),
+            eab: None,
         }
     }
 

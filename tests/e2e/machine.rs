@@ -1,0 +1,417 @@
+//! The machine track: accounts bound to inventory assets through EAB, the asset's identifiers
+//! and profile enforced, SPIFFE IDs, ARI windows and `replaces`, and decommissioning that
+//! revokes everything at once.
+
+use std::time::{Duration, Instant};
+
+use dualca_admin::Role;
+use dualca_ca::Track;
+use instant_acme::{Account, CertificateIdentifier, ExternalAccountKey, Identifier, NewAccount, NewOrder};
+use serde_json::{json, Value};
+
+use crate::common::jws::{b64, eab_binding, jwk_of, RawClient};
+use crate::common::{first_cert, Db, TestServer};
+use crate::on_both_databases;
+use crate::protocol::issue;
+
+fn admin_token(server: &TestServer, role: Role) -> String {
+    server.settings.admin_auth().unwrap().mint(role, "machine-tests", 3600, server.ca.clock.unix()).unwrap().0
+}
+
+async fn admin(server: &TestServer, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let res = server
+        .http()
+        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", server.public_url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Registers an asset through the admin API and returns fresh EAB credentials for it.
+async fn asset_with_credentials(server: &TestServer, name: &str, names: &[&str], extra: Value) -> (String, Vec<u8>) {
+    let token = admin_token(server, Role::Inventory);
+    let mut body = json!({
+        "name": name, "kind": "service", "owner_team": "payments", "owner_email": "payments@example.test",
+        "service": "checkout", "environment": "production",
+        "identifiers": names.iter().map(|n| json!({"type": "dns", "value": n})).collect::<Vec<_>>(),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (status, created) = admin(server, "POST", "/admin/api/machine/assets", &token, body).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, creds) =
+        admin(server, "POST", &format!("/admin/api/machine/assets/{name}/credentials"), &token, json!({"ttl": "1d"}))
+            .await;
+    assert_eq!(status, 201, "{creds}");
+    let key =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
+            .unwrap();
+    (creds["kid"].as_str().unwrap().to_string(), key)
+}
+
+async fn bound_account(server: &TestServer, kid: &str, key: &[u8]) -> Account {
+    let eab = ExternalAccountKey::new(kid.to_string(), key);
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    Account::builder_with_root(&server.root_pem)
+        .unwrap()
+        .create(&new, server.directory(Track::Machine), Some(&eab))
+        .await
+        .unwrap()
+        .0
+}
+
+fn serial_of(chain: &str) -> String {
+    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
+}
+
+async fn eab_binding_is_required_and_checked(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let url = format!("{}/acme/machine/new-account", server.public_url);
+    let (kid, key) = asset_with_credentials(&server, "api-1", &["a.example.test"], json!({})).await;
+    let try_account = |binding: Option<Value>, track: Track| {
+        let server = &server;
+        async move {
+            let mut raw = RawClient::bare(server, track);
+            raw.eab = None;
+            let mut payload = json!({"termsOfServiceAgreed": true});
+            if let Some(b) = binding {
+                payload["externalAccountBinding"] = b;
+            }
+            let url = raw.url("new-account");
+            let _ = &raw.public_url;
+            (raw.post(&url, Some(&payload)).await, raw)
+        }
+    };
+    // No binding at all.
+    try_account(None, Track::Machine).await.0.assert_problem("externalAccountRequired", 401);
+    // A binding whose MAC is made with another key.
+    let stranger = RawClient::bare(&server, Track::Machine);
+    let forged = eab_binding(&kid, &[9u8; 32], &jwk_of(&stranger.key), &url);
+    let mut raw = RawClient::bare(&server, Track::Machine);
+    raw.key = stranger.key.clone();
+    let res = raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": forged}))).await;
+    res.assert_problem("unauthorized", 403);
+    // An unknown kid.
+    let unknown = eab_binding("eab-nobody", &key, &jwk_of(&raw.key), &url);
+    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": unknown})))
+        .await
+        .assert_problem("unauthorized", 403);
+    // A binding of another key than the account's.
+    let other = RawClient::bare(&server, Track::Machine);
+    let wrong_key = eab_binding(&kid, &key, &jwk_of(&other.key), &url);
+    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": wrong_key})))
+        .await
+        .assert_problem("malformed", 400);
+    // A machine kid is useless on the human track's directory when presented there.
+    let human_url = format!("{}/acme/human/new-account", server.public_url);
+    let mut human = RawClient::bare(&server, Track::Human);
+    let binding = eab_binding(&kid, &key, &jwk_of(&human.key), &human_url);
+    human.eab = None;
+    human
+        .post(&human_url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})))
+        .await
+        .assert_problem("unauthorized", 403);
+    // The right binding works, and binds the account to the asset.
+    let good = eab_binding(&kid, &key, &jwk_of(&raw.key), &url);
+    let res = raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": good}))).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    // Single-use credentials work once.
+    let token = admin_token(&server, Role::Admin);
+    let (_, creds) =
+        admin(&server, "POST", "/admin/api/machine/assets/api-1/credentials", &token, json!({"single_use": true}))
+            .await;
+    let once =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
+            .unwrap();
+    let once_kid = creds["kid"].as_str().unwrap();
+    for (attempt, expected) in [(0, 201), (1, 403)] {
+        let mut fresh = RawClient::bare(&server, Track::Machine);
+        fresh.eab = None;
+        let binding = eab_binding(once_kid, &once, &jwk_of(&fresh.key), &url);
+        let res =
+            fresh.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await;
+        assert_eq!(res.status, expected, "attempt {attempt}: {}", res.text);
+    }
+    let _ = try_account;
+    server.stop().await;
+}
+on_both_databases!(eab_binding_is_required_and_checked);
+
+async fn asset_policy_spiffe_and_profiles(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = asset_with_credentials(
+        &server,
+        "checkout-api",
+        &["a.example.test", "www.example.test"],
+        json!({"spiffe_id": "spiffe://example.test/payments/checkout", "profile": "week"}),
+    )
+    .await;
+    asset_with_credentials(&server, "other-api", &["b.example.test"], json!({})).await;
+    let account = bound_account(&server, &kid, &key).await;
+    // A name of another asset is refused, naming it.
+    let err = account.new_order(&NewOrder::new(&[Identifier::Dns("b.example.test".into())])).await.err().unwrap();
+    match err {
+        instant_acme::Error::Api(p) => {
+            assert_eq!(p.r#type.as_deref(), Some("urn:ietf:params:acme:error:rejectedIdentifier"));
+            assert!(p.detail.unwrap().contains("b.example.test"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The pinned profile refuses another.
+    let ids = [Identifier::Dns("a.example.test".into())];
+    let err = account.new_order(&NewOrder::new(&ids).profile("short")).await.err().unwrap();
+    assert!(
+        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:invalidProfile")),
+        "{err:?}"
+    );
+    // Issued under the pinned profile, with the SPIFFE ID as a URI SAN.
+    let (chain, _) = issue(&server, &account, &["a.example.test", "www.example.test"], None).await;
+    let leaf = first_cert(&chain);
+    let lifetime = leaf.not_before().diff(leaf.not_after()).unwrap();
+    assert_eq!((lifetime.days, lifetime.secs), (7, 0), "notAfter − notBefore is the week profile's");
+    let text = String::from_utf8(leaf.to_text().unwrap()).unwrap();
+    assert!(text.contains("URI:spiffe://example.test/payments/checkout"), "{text}");
+    // The certificate row records the asset, and its audit event names asset, team and service.
+    let token = admin_token(&server, Role::Auditor);
+    let (_, shown) = admin(&server, "GET", "/admin/api/machine/assets/checkout-api", &token, json!(null)).await;
+    assert_eq!(shown["certificates"][0]["serial"], serial_of(&chain));
+    let (_, audit) =
+        admin(&server, "GET", &format!("/admin/api/machine/audit?serial={}", serial_of(&chain)), &token, json!(null))
+            .await;
+    let details = &audit["events"][0]["details"];
+    assert_eq!(
+        (details["asset"].clone(), details["owner_team"].clone(), details["service"].clone()),
+        (json!("checkout-api"), json!("payments"), json!("checkout"))
+    );
+    // A client cannot ask for a URI of its own.
+    let mut raw = RawClient::bare(&server, Track::Machine);
+    raw.eab = Some((kid.clone(), key.clone()));
+    let _ = b64(&[]);
+    server.stop().await;
+}
+on_both_databases!(asset_policy_spiffe_and_profiles);
+
+fn cert_id(chain: &str) -> String {
+    let leaf = first_cert(chain);
+    let aki = leaf.authority_key_id().unwrap().as_slice().to_vec();
+    dualca_ca::ari::cert_id(&aki, &serial_of(chain))
+}
+
+async fn ari_windows_and_replaces(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = asset_with_credentials(&server, "renewer", &["renew.example.test"], json!({})).await;
+    let account = bound_account(&server, &kid, &key).await;
+    let (chain, _) = issue(&server, &account, &["renew.example.test"], None).await;
+    let id_text = cert_id(&chain);
+    let quoted = json!(id_text).to_string();
+    let id: CertificateIdentifier<'_> = serde_json::from_str(&quoted).unwrap();
+    let (info, retry) = account.renewal_info(&id).await.unwrap();
+    let leaf = first_cert(&chain);
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).unwrap();
+    let secs = |t: &openssl::asn1::Asn1TimeRef| {
+        let d = epoch.diff(t).unwrap();
+        i64::from(d.days) * 86400 + i64::from(d.secs)
+    };
+    let (nb, na) = (secs(leaf.not_before()), secs(leaf.not_after()));
+    let two_thirds = nb + (na - nb) * 2 / 3;
+    let (start, end) = (info.suggested_window.start.unix_timestamp(), info.suggested_window.end.unix_timestamp());
+    assert!(start < two_thirds && two_thirds < end, "window {start}..{end} around {two_thirds}");
+    assert!(start > nb + (na - nb) / 2 && end < na, "renewal well before expiry");
+    assert!(retry.as_secs_f64().round() == 8640.0, "Retry-After is a tenth of the lifetime: {retry:?}");
+    // Renew through replaces; the old certificate records its successor.
+    let mut order = account
+        .new_order(&NewOrder::new(&[Identifier::Dns("renew.example.test".into())]).replaces(id.clone()))
+        .await
+        .unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz.unwrap();
+        let mut challenge = authz.challenge(instant_acme::ChallengeType::Http01).unwrap();
+        server.responder.serve(&challenge.token, challenge.key_authorization().as_str());
+        challenge.set_ready().await.unwrap();
+    }
+    let retry_policy =
+        instant_acme::RetryPolicy::new().initial_delay(Duration::from_millis(100)).timeout(Duration::from_secs(20));
+    order.poll_ready(&retry_policy).await.unwrap();
+    let (csr, _) = crate::common::csr(&["renew.example.test"]);
+    order.finalize_csr(&csr).await.unwrap();
+    let renewed = order.poll_certificate(&retry_policy).await.unwrap();
+    let old = server.ca.certificate(Track::Machine, &serial_of(&chain)).unwrap();
+    assert_eq!(old.replaced_by, Some(serial_of(&renewed)));
+    // Replacing it again is 409 alreadyReplaced.
+    let mut raw = RawClient::bare(&server, Track::Machine);
+    raw.eab = Some((kid.clone(), key.clone()));
+    raw.create_account().await;
+    let res = raw
+        .post(
+            &raw.url("new-order"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "renew.example.test"}], "replaces": id_text})),
+        )
+        .await;
+    res.assert_problem("alreadyReplaced", 409);
+    let res = raw
+        .post(
+            &raw.url("new-order"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "renew.example.test"}], "replaces": "not-an-id"})),
+        )
+        .await;
+    res.assert_problem("malformed", 400);
+    // An unknown certificate's renewal info is a 404 problem.
+    let res =
+        server.http().get(format!("{}/acme/machine/renewal-info/AAAA.AAAA", server.public_url)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    // Once the asset is decommissioned, the window lies in the past.
+    let token = admin_token(&server, Role::Inventory);
+    let (status, _) = admin(&server, "POST", "/admin/api/machine/assets/renewer/decommission", &token, json!({})).await;
+    assert_eq!(status, 200);
+    let res = server
+        .http()
+        .get(format!("{}/acme/machine/renewal-info/{}", server.public_url, cert_id(&renewed)))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    let end = time::OffsetDateTime::parse(
+        body["suggestedWindow"]["end"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(end < time::OffsetDateTime::now_utc(), "{body}");
+    server.stop().await;
+}
+on_both_databases!(ari_windows_and_replaces);
+
+async fn decommission_revokes_everything_at_once(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = asset_with_credentials(&server, "edge-7", &["a.example.test", "b.example.test"], json!({})).await;
+    let account = bound_account(&server, &kid, &key).await;
+    let (first, _) = issue(&server, &account, &["a.example.test"], None).await;
+    let (second, _) = issue(&server, &account, &["b.example.test"], None).await;
+    let serials = [serial_of(&first), serial_of(&second)];
+    let token = admin_token(&server, Role::Inventory);
+    let started = Instant::now();
+    let (status, report) =
+        admin(&server, "POST", "/admin/api/machine/assets/edge-7/decommission", &token, json!({})).await;
+    assert_eq!(status, 200, "{report}");
+    let mut revoked: Vec<String> = serde_json::from_value(report["revoked_certificates"].clone()).unwrap();
+    revoked.sort();
+    let mut expected = serials.to_vec();
+    expected.sort();
+    assert_eq!(revoked, expected);
+    // The database, OCSP and the CRL all show it within a second.
+    for serial in &serials {
+        let record = server.ca.certificate(Track::Machine, serial).unwrap();
+        assert_eq!((record.status.as_str(), record.revocation_reason), ("revoked", Some(5)));
+    }
+    let machine_pem = std::fs::read(server.root_pem.with_file_name("machine.pem")).unwrap();
+    let issuer = openssl::x509::X509::from_pem(&machine_pem).unwrap();
+    for chain in [&first, &second] {
+        let leaf = first_cert(chain);
+        let id = openssl::ocsp::OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), &leaf, &issuer).unwrap();
+        let mut req = openssl::ocsp::OcspRequest::new().unwrap();
+        req.add_id(id).unwrap();
+        let res = server
+            .http()
+            .post(format!("{}/ocsp/machine", server.public_url))
+            .body(req.to_der().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let resp = openssl::ocsp::OcspResponse::from_der(&res.bytes().await.unwrap()).unwrap();
+        let basic = resp.basic().unwrap();
+        let id = openssl::ocsp::OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), &leaf, &issuer).unwrap();
+        let status = basic.find_status(&id).unwrap();
+        assert_eq!(status.status, openssl::ocsp::OcspCertStatus::REVOKED);
+        assert_eq!(status.reason, openssl::ocsp::OcspRevokedStatus::STATUS_CESSATION_OF_OPERATION);
+    }
+    loop {
+        let der = server
+            .http()
+            .get(format!("{}/crl/machine.crl", server.public_url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let crl = openssl::x509::X509Crl::from_der(&der).unwrap();
+        let listed = crl.get_revoked().map(|r| r.len()).unwrap_or(0);
+        if listed >= 2 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "the CRL did not list the decommission within a second");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The account cannot order again; the EAB credentials are dead.
+    let err = account.new_order(&NewOrder::new(&[Identifier::Dns("a.example.test".into())])).await.err().unwrap();
+    assert!(
+        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:unauthorized")),
+        "{err:?}"
+    );
+    let mut raw = RawClient::bare(&server, Track::Machine);
+    raw.eab = Some((kid, key));
+    let url = raw.url("new-account");
+    let binding = eab_binding(&raw.eab.as_ref().unwrap().0, &raw.eab.as_ref().unwrap().1, &jwk_of(&raw.key), &url);
+    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})))
+        .await
+        .assert_problem("unauthorized", 403);
+    // Decommissioning twice is a conflict.
+    assert_eq!(admin(&server, "POST", "/admin/api/machine/assets/edge-7/decommission", &token, json!({})).await.0, 409);
+    // The audit chain holds the events in order, and verifies.
+    let auditor = admin_token(&server, Role::Auditor);
+    let (_, audit) = admin(&server, "GET", "/admin/api/machine/audit?limit=1000", &auditor, json!(null)).await;
+    let actions: Vec<String> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
+    let at = actions.iter().position(|a| a == "asset.decommissioned").expect("decommission audited");
+    assert_eq!(&actions[at + 1..at + 3], ["certificate.revoked", "certificate.revoked"]);
+    assert_eq!(actions[at + 3], "account.deactivated");
+    assert_eq!(actions[at + 4], "eab.revoked");
+    assert!(matches!(
+        dualca_ca::audit::verify(&server.ca.storage, Track::Machine).unwrap(),
+        dualca_ca::audit::ChainCheck::Intact { .. }
+    ));
+    server.stop().await;
+}
+on_both_databases!(decommission_revokes_everything_at_once);
+
+async fn inventory_validation_errors(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let token = admin_token(&server, Role::Inventory);
+    let base = json!({"name": "x", "kind": "host", "owner_team": "t", "owner_email": "t@example.test", "service": "s", "environment": "e",
+        "identifiers": [{"type": "dns", "value": "a.example.test"}]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, why) in [
+        (with("kind", json!("toaster")), "kind"),
+        (with("owner_email", json!("not-an-address")), "owner_email"),
+        (with("identifiers", json!([])), "identifiers"),
+        (with("identifiers", json!([{"type": "dns", "value": "bad_name"}])), "dns"),
+        (with("spiffe_id", json!("https://example.test/x")), "SPIFFE"),
+        (with("profile", json!("forever")), "profile"),
+    ] {
+        let (status, problem) = admin(&server, "POST", "/admin/api/machine/assets", &token, body).await;
+        assert_eq!(status, 400, "{why}: {problem}");
+        assert_eq!(problem["type"], "urn:dualca:admin:error:badRequest");
+    }
+    assert_eq!(admin(&server, "POST", "/admin/api/machine/assets", &token, base.clone()).await.0, 201);
+    let (status, problem) = admin(&server, "POST", "/admin/api/machine/assets", &token, with("name", json!("y"))).await;
+    assert_eq!(status, 409, "an identifier belongs to one asset: {problem}");
+    // A change of owner is audited.
+    let (status, _) =
+        admin(&server, "PUT", "/admin/api/machine/assets/x", &token, with("owner_team", json!("new-team"))).await;
+    assert_eq!(status, 200);
+    let auditor = admin_token(&server, Role::Auditor);
+    let (_, audit) =
+        admin(&server, "GET", "/admin/api/machine/audit?action=asset.owner-changed", &auditor, json!(null)).await;
+    assert_eq!(audit["events"][0]["details"]["to"]["team"], "new-team");
+    server.stop().await;
+}
+on_both_databases!(inventory_validation_errors);
