@@ -166,6 +166,18 @@ enum AssetCommand {
         #[arg(long)]
         compromised: bool,
     },
+    /// Sync the whole inventory from a CMDB export (JSON, or CSV by the .csv extension). Prints
+    /// the plan; changes nothing without --apply.
+    Sync {
+        file: PathBuf,
+        #[arg(long)]
+        apply: bool,
+        /// Decommission even when more than --max-share of the active assets would go.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value_t = dualca_admin::assets::DEFAULT_MAX_DECOMMISSION_SHARE)]
+        max_share: f64,
+    },
     /// New EAB credentials (kid and HMAC key) for an asset's ACME client; shown once.
     Credentials {
         name: String,
@@ -269,6 +281,32 @@ async fn main() -> Result<()> {
                             report.deactivated_accounts.len(),
                             report.revoked_eab_keys
                         )
+                    }
+                    AssetCommand::Sync { file, apply, force, max_share } => {
+                        let data = std::fs::read(&file)?;
+                        let format = if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+                            dualca_admin::sync::Format::Csv
+                        } else {
+                            dualca_admin::sync::Format::Json
+                        };
+                        let specs = dualca_admin::sync::parse_inventory(&data, format).map_err(anyhow::Error::msg)?;
+                        let plan = ca.plan_inventory_sync(&specs)?;
+                        let mut out = dualca_admin::sync::plan_text(&plan);
+                        if apply {
+                            let report = ca.apply_inventory_sync(&plan, max_share, force, &actor)?;
+                            if !report.decommissioned.is_empty() {
+                                ca.regenerate_crl(dualca_ca::Track::Machine)?;
+                            }
+                            out.push_str(&format!(
+                                "applied: {} created, {} updated, {} decommissioned\n",
+                                report.created,
+                                report.updated,
+                                report.decommissioned.len()
+                            ));
+                        } else {
+                            out.push_str("dry run: nothing changed (add --apply)\n");
+                        }
+                        out
                     }
                     AssetCommand::Credentials { name, ttl, single_use } => {
                         let ttl = dualca::config::parse_duration(&ttl)?;

@@ -1,6 +1,6 @@
-//! The admin JSON API under `/admin/api`. `ROUTES` is the one list of routes: the server
-//! registers from it, the OpenAPI document is generated from it, and the role-matrix test walks
-//! it.
+//! The admin JSON API under `/admin/api`. `ROUTES` is the one list of routes: the OpenAPI
+//! document is generated from it, and the tests check that every entry is served and that the
+//! document and the handlers agree (registration itself is by hand, in `configure`).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
@@ -107,6 +107,12 @@ pub const ROUTES: &[RouteSpec] = &[
         path: "/admin/api/machine/assets/{name}/credentials",
         permission: Some(Permission::ManageAssets),
         summary: "New EAB credentials for an asset (shown once)",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/assets/sync",
+        permission: Some(Permission::ManageAssets),
+        summary: "Sync the whole inventory (JSON or CSV): the plan only, or apply=true; force=true passes the decommission guard",
     },
 ];
 
@@ -358,7 +364,8 @@ async fn certificate(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RevokeBody {
     reason: Option<String>,
 }
@@ -367,12 +374,13 @@ async fn revoke(
     state: web::Data<AdminState>,
     principal: Principal,
     path: web::Path<(String, String)>,
-    body: Option<web::Json<RevokeBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
+    let body: RevokeBody = crate::problem::optional_json(&body)?;
     let (track, serial) = path.into_inner();
     let track = track_of(&track)?;
     principal.require(&state, Permission::RevokeCertificates, Some(track), "revoke certificates").await?;
-    let reason_text = body.and_then(|b| b.into_inner().reason).unwrap_or_else(|| "unspecified".into());
+    let reason_text = body.reason.unwrap_or_else(|| "unspecified".into());
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| AdminProblem::bad_request(format!("unknown revocation reason {reason_text:?}")))?;
     let ca = state.ca.clone();

@@ -14,7 +14,8 @@ use crate::auth::{AdminState, Permission, Principal};
 use crate::problem::AdminProblem;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/api/machine/assets", web::get().to(list))
+    cfg.route("/admin/api/machine/assets/sync", web::post().to(sync))
+        .route("/admin/api/machine/assets", web::get().to(list))
         .route("/admin/api/machine/assets", web::post().to(register))
         .route("/admin/api/machine/assets/{name}", web::get().to(show))
         .route("/admin/api/machine/assets/{name}", web::put().to(update))
@@ -159,6 +160,7 @@ async fn update(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct DecommissionBody {
     #[serde(default)]
     compromised: bool,
@@ -168,10 +170,11 @@ async fn decommission(
     state: web::Data<AdminState>,
     principal: Principal,
     name: web::Path<String>,
-    body: Option<web::Json<DecommissionBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
+    let body: DecommissionBody = crate::problem::optional_json(&body)?;
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "decommission assets").await?;
-    let compromised = body.map(|b| b.compromised).unwrap_or(false);
+    let compromised = body.compromised;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
     let report = blocking(move || ca.decommission_asset(&name, compromised, &actor)).await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -183,6 +186,7 @@ async fn decommission(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialsBody {
     ttl: Option<String>,
     #[serde(default)]
@@ -193,10 +197,10 @@ async fn credentials(
     state: web::Data<AdminState>,
     principal: Principal,
     name: web::Path<String>,
-    body: Option<web::Json<CredentialsBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
+    let body: CredentialsBody = crate::problem::optional_json(&body)?;
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "issue EAB credentials").await?;
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
     let ttl = crate::api::parse_within(body.ttl.as_deref().unwrap_or("7d"))?;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
     let creds = blocking(move || ca.create_asset_eab(&name, ttl, body.single_use, &actor)).await?;
@@ -204,4 +208,50 @@ async fn credentials(
         "kid": creds.kid, "hmac_key": creds.hmac_key_b64, "expires_at": rfc3339(creds.expires_at), "single_use": creds.single_use,
         "directory": format!("{}/acme/machine/directory", state.ca.public_url()),
     })))
+}
+
+#[derive(Deserialize, Default)]
+pub struct SyncQuery {
+    #[serde(default)]
+    apply: bool,
+    #[serde(default)]
+    force: bool,
+    max_share: Option<f64>,
+}
+
+/// The decommission share above which a sync refuses without `force`.
+pub const DEFAULT_MAX_DECOMMISSION_SHARE: f64 = 0.10;
+
+/// POST the whole inventory (JSON, or CSV with Content-Type text/csv). Without `apply=true`
+/// it only returns the plan.
+async fn sync(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    req: actix_web::HttpRequest,
+    query: web::Query<SyncQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "sync the inventory").await?;
+    let csv = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
+    let format = if csv { crate::sync::Format::Csv } else { crate::sync::Format::Json };
+    let specs = crate::sync::parse_inventory(&body, format).map_err(AdminProblem::bad_request)?;
+    let q = query.into_inner();
+    let max_share = q.max_share.unwrap_or(DEFAULT_MAX_DECOMMISSION_SHARE);
+    let (ca, actor) = (state.ca.clone(), format!("admin:{}", principal.subject));
+    let (plan, report) = blocking(move || {
+        let plan = ca.plan_inventory_sync(&specs)?;
+        let report = if q.apply { Some(ca.apply_inventory_sync(&plan, max_share, q.force, &actor)?) } else { None };
+        Ok((plan, report))
+    })
+    .await?;
+    let mut body = crate::sync::plan_json(&plan);
+    body["applied"] = json!(report.is_some());
+    if let Some(report) = report {
+        body["report"] = json!({
+            "created": report.created,
+            "updated": report.updated,
+            "decommissioned": report.decommissioned.iter().map(|d| json!({"asset": d.asset, "revoked_certificates": d.revoked_serials})).collect::<Vec<_>>(),
+        });
+    }
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -224,12 +224,11 @@ impl Principal {
     }
 }
 
-/// The token from `Authorization: Bearer …`, or from the pages' session cookie.
+/// The token from `Authorization: Bearer …`. (A session cookie comes with the admin pages and
+/// their CSRF defence, not before.)
 pub fn bearer_token(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
-    }
-    req.cookie(crate::SESSION_COOKIE).map(|c| c.value().to_string())
+    let value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())?;
+    value.strip_prefix("Bearer ").map(|t| t.trim().to_string())
 }
 
 impl FromRequest for Principal {

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod public;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -16,9 +17,6 @@ use actix_web::web;
 pub use auth::{AdminAuth, AdminState, Role, TokenAlgorithm};
 use dualca_ca::Ca;
 pub use public::public_routes;
-
-/// The admin pages keep the token in this cookie (HttpOnly, SameSite=Strict).
-pub const SESSION_COOKIE: &str = "dualca_admin";
 
 /// Mounts the admin API and /metrics; the public routes and the fallback come after.
 pub fn admin_routes(cfg: &mut web::ServiceConfig, ca: Arc<Ca>, auth: Arc<AdminAuth>) {

@@ -79,3 +79,12 @@ impl From<actix_web::error::BlockingError> for AdminProblem {
         AdminProblem::internal(e.to_string())
     }
 }
+
+/// An optional JSON body: empty means the defaults; anything else must parse, or the request is
+/// refused (a malformed body never silently becomes "no body").
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, AdminProblem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| AdminProblem::bad_request(format!("request body: {e}")))
+}

@@ -60,10 +60,11 @@ async fn crl(ca: web::Data<Ca>, track: web::Path<String>) -> HttpResponse {
 }
 
 fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/ocsp-response")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300, no-transform"))
-        .body(der)
+    // A successful response carries responseBytes ([0] after the status); errors must not be
+    // cached, or a passing failure would outlive its cause.
+    let successful = der.len() > 5 && der.get(2..5) == Some(&[0x0a, 0x01, 0x00][..]);
+    let cache = if successful { "public, max-age=300, no-transform" } else { "no-store" };
+    HttpResponse::Ok().content_type("application/ocsp-response").insert_header((header::CACHE_CONTROL, cache)).body(der)
 }
 
 async fn answer(ca: web::Data<Ca>, track: &str, request: Vec<u8>) -> HttpResponse {

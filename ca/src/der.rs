@@ -1,5 +1,6 @@
-//! A minimal DER writer for the few structures no dependency builds for us (the Authority
-//! Information Access extension). Only definite lengths, only what X.509 needs.
+//! A minimal DER writer and reader for the few structures no dependency builds for us: the
+//! Authority Information Access extension, and OCSP requests and responses. Definite lengths
+//! only.
 
 pub fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + 6);

@@ -23,7 +23,7 @@ mod track;
 
 pub use error::{Error, ErrorKind, Result};
 pub use service::{
-    AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
+    AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, SyncPlan, SyncReport, NewAccount,
     NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, ValidationTarget,
 };
 pub use track::Track;

@@ -96,6 +96,10 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     raw.key = stranger.key.clone();
     let res = raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": forged}))).await;
     res.assert_problem("unauthorized", 403);
+    // A MAC of the wrong length is refused like any wrong MAC, and the server carries on.
+    let mut short = eab_binding(&kid, &key, &jwk_of(&raw.key), &url);
+    short["signature"] = json!(b64(&[1u8; 7]));
+    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": short}))).await.assert_problem("unauthorized", 403);
     // An unknown kid.
     let unknown = eab_binding("eab-nobody", &key, &jwk_of(&raw.key), &url);
     raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": unknown})))
@@ -404,6 +408,10 @@ async fn inventory_validation_errors(db: Db) {
     assert_eq!(admin(&server, "POST", "/admin/api/machine/assets", &token, base.clone()).await.0, 201);
     let (status, problem) = admin(&server, "POST", "/admin/api/machine/assets", &token, with("name", json!("y"))).await;
     assert_eq!(status, 409, "an identifier belongs to one asset: {problem}");
+    // A malformed body is refused, not read as "no body": the asset stays active.
+    let (status, _) = admin(&server, "POST", "/admin/api/machine/assets/x/decommission", &token, json!({"compromised": "yes"})).await;
+    assert_eq!(status, 400);
+    assert_eq!(server.ca.asset("x").unwrap().status.as_str(), "active");
     // A change of owner is audited.
     let (status, _) =
         admin(&server, "PUT", "/admin/api/machine/assets/x", &token, with("owner_team", json!("new-team"))).await;
@@ -415,3 +423,93 @@ async fn inventory_validation_errors(db: Db) {
     server.stop().await;
 }
 on_both_databases!(inventory_validation_errors);
+
+fn inventory_entry(name: &str, service: &str) -> Value {
+    json!({"name": name, "kind": "host", "owner_team": "fleet", "owner_email": "fleet@example.test", "service": service,
+        "environment": "production", "identifiers": [{"type": "dns", "value": format!("{name}.fleet.example.org")}]})
+}
+
+async fn inventory_sync_plans_applies_and_guards(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let token = admin_token(&server, Role::Inventory);
+    for i in 0..10 {
+        let (status, _) = admin(&server, "POST", "/admin/api/machine/assets", &token, inventory_entry(&format!("h{i}"), "web")).await;
+        assert_eq!(status, 201);
+    }
+    // The export: h0 moved service, h8 and h9 gone, n1 new.
+    let mut export: Vec<Value> = (0..8).map(|i| inventory_entry(&format!("h{i}"), "web")).collect();
+    export[0] = inventory_entry("h0", "api");
+    export.push(inventory_entry("n1", "web"));
+    let file = server.dir.path().join("cmdb.json");
+    std::fs::write(&file, serde_json::to_vec(&export).unwrap()).unwrap();
+    let sync = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
+        cmd.args(["asset", "sync"]).arg(&file).args(extra).arg("--data-dir").arg(&server.settings.data_dir).env("RUST_LOG", "warn");
+        if !server.settings.database_url.is_empty() {
+            cmd.args(["--database-url", &server.settings.database_url]);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let active = |name: &str| server.ca.asset(name).map(|a| a.status.as_str() == "active").unwrap_or(false);
+    // Dry run: the plan, and nothing changes.
+    let (ok, text) = sync(&[]);
+    assert!(ok, "{text}");
+    for line in ["+ create        n1", "~ update        h0 (service)", "- decommission  h8", "- decommission  h9", "dry run"] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    assert!(active("h8") && active("h9") && !active("n1"));
+    // Two of ten is more than the 10% guard allows.
+    let (ok, text) = sync(&["--apply"]);
+    assert!(!ok && text.contains("refused without force"), "{text}");
+    assert!(active("h8") && active("h9") && !active("n1"), "a refused sync changes nothing");
+    let (ok, text) = sync(&["--apply", "--force"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("applied: 1 created, 1 updated, 2 decommissioned"), "{text}");
+    assert!(!active("h8") && !active("h9") && active("n1"));
+    assert_eq!(server.ca.asset("h0").unwrap().service, "api");
+
+    // The API takes CSV; one of nine is within the guard.
+    let csv = "name,kind,owner_team,owner_email,service,environment,identifiers,spiffe_id,profile\n".to_string()
+        + &(1..8).map(|i| format!("h{i},host,fleet,fleet@example.test,web,production,h{i}.fleet.example.org,,\n")).collect::<String>()
+        + "h0,host,fleet,fleet@example.test,api,production,h0.fleet.example.org,,\n";
+    let post = |query: &'static str| {
+        let (server, token, csv) = (&server, token.clone(), csv.clone());
+        async move {
+            let res = server
+                .http()
+                .post(format!("{}/admin/api/machine/assets/sync{query}", server.public_url))
+                .bearer_auth(token)
+                .header("content-type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, plan) = post("").await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!((plan["decommission"].clone(), plan["applied"].clone()), (json!(["n1"]), json!(false)));
+    assert!(active("n1"));
+    let (status, refused) = post("?apply=true").await;
+    assert_eq!(status, 409, "one of nine is more than 10%: {refused}");
+    assert!(active("n1"));
+    let (status, done) = post("?apply=true&max_share=0.2").await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["report"]["decommissioned"][0]["asset"], "n1");
+    assert!(!active("n1"));
+    // A bad row is refused as a whole, naming the asset.
+    let res = server
+        .http()
+        .post(format!("{}/admin/api/machine/assets/sync", server.public_url))
+        .bearer_auth(&token)
+        .json(&json!([inventory_entry("ok", "web"), {"name": "broken", "kind": "toaster", "owner_team": "t", "owner_email": "t@example.test", "service": "s", "environment": "e", "identifiers": [{"type": "dns", "value": "x.example.org"}]}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("broken"));
+    server.stop().await;
+}
+on_both_databases!(inventory_sync_plans_applies_and_guards);

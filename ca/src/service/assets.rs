@@ -417,7 +417,8 @@ impl Ca {
         let pkey = openssl::pkey::PKey::hmac(&key).map_err(Error::internal)?;
         let mut signer = openssl::sign::Signer::new(digest, &pkey).map_err(Error::internal)?;
         let mac = signer.sign_oneshot_to_vec(&proof.signing_input).map_err(Error::internal)?;
-        if !openssl::memcmp::eq(&mac, &proof.signature) {
+        // memcmp::eq panics on different lengths; a wrong-length MAC is simply wrong.
+        if mac.len() != proof.signature.len() || !openssl::memcmp::eq(&mac, &proof.signature) {
             return Err(unauthorized("the MAC does not verify"));
         }
         if let Some(asset_id) = &row.asset_id {
@@ -432,3 +433,124 @@ impl Ca {
 }
 
 pub use crate::storage::assets::AssetFilter as AssetQuery;
+
+/// What an inventory sync would do.
+#[derive(Debug, Clone, Default)]
+pub struct SyncPlan {
+    pub create: Vec<AssetSpec>,
+    /// (current name, new spec, what differs)
+    pub update: Vec<(String, AssetSpec, Vec<&'static str>)>,
+    pub decommission: Vec<String>,
+    pub unchanged: usize,
+    /// Active assets before the sync: the base of the decommission share.
+    pub active: usize,
+}
+
+impl SyncPlan {
+    /// The share of active assets the plan would decommission.
+    pub fn decommission_share(&self) -> f64 {
+        if self.active == 0 {
+            0.0
+        } else {
+            self.decommission.len() as f64 / self.active as f64
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub created: usize,
+    pub updated: usize,
+    pub decommissioned: Vec<Decommissioned>,
+}
+
+fn differences(current: &Asset, spec: &AssetSpec, identifiers: &[Identifier]) -> Vec<&'static str> {
+    let mut diff = Vec::new();
+    if current.kind.as_str() != spec.kind {
+        diff.push("kind");
+    }
+    if current.owner_team != spec.owner_team || current.owner_email != spec.owner_email {
+        diff.push("owner");
+    }
+    if current.service != spec.service {
+        diff.push("service");
+    }
+    if current.environment != spec.environment {
+        diff.push("environment");
+    }
+    let mut have = current.identifiers.clone();
+    have.sort();
+    let mut want = identifiers.to_vec();
+    want.sort();
+    if have != want {
+        diff.push("identifiers");
+    }
+    if current.spiffe_id != spec.spiffe_id {
+        diff.push("spiffe_id");
+    }
+    if current.profile != spec.profile {
+        diff.push("profile");
+    }
+    diff
+}
+
+impl Ca {
+    /// Compares the whole inventory as a CMDB exports it with the active assets: what to
+    /// create, update, and decommission (active assets missing from the export). Every entry
+    /// is validated first; one bad entry fails the plan.
+    pub fn plan_inventory_sync(&self, specs: &[AssetSpec]) -> Result<SyncPlan> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut plan = SyncPlan::default();
+        let active: Vec<Asset> =
+            self.assets(&AssetFilter { status: Some(AssetStatus::Active), ..AssetFilter::default() })?;
+        plan.active = active.len();
+        for spec in specs {
+            if !seen.insert(spec.name.clone()) {
+                return Err(Error::malformed(format!("asset {:?} appears twice in the inventory", spec.name)));
+            }
+            let (_, identifiers) =
+                self.validate_spec(spec).map_err(|e| Error::new(e.kind, format!("asset {:?}: {}", spec.name, e.detail)))?;
+            match active.iter().find(|a| a.name == spec.name) {
+                None => plan.create.push(spec.clone()),
+                Some(current) => {
+                    let diff = differences(current, spec, &identifiers);
+                    if diff.is_empty() {
+                        plan.unchanged += 1;
+                    } else {
+                        plan.update.push((current.name.clone(), spec.clone(), diff));
+                    }
+                }
+            }
+        }
+        plan.decommission = active.iter().filter(|a| !seen.contains(&a.name)).map(|a| a.name.clone()).collect();
+        Ok(plan)
+    }
+
+    /// Carries out a plan. Refuses, changing nothing, when it would decommission more than
+    /// `max_share` of the active assets and `force` is not given. Decommissions run first, so
+    /// their identifiers are free for the assets created after them.
+    pub fn apply_inventory_sync(&self, plan: &SyncPlan, max_share: f64, force: bool, actor: &str) -> Result<SyncReport> {
+        if plan.decommission_share() > max_share && !force {
+            return Err(Error::conflict(format!(
+                "the sync would decommission {} of {} active assets ({:.0}%, more than {:.0}%): refused without force",
+                plan.decommission.len(),
+                plan.active,
+                plan.decommission_share() * 100.0,
+                max_share * 100.0
+            )));
+        }
+        let mut report = SyncReport::default();
+        for name in &plan.decommission {
+            report.decommissioned.push(self.decommission_asset(name, false, actor)?);
+        }
+        for (name, spec, _) in &plan.update {
+            self.update_asset(name, spec, actor)?;
+            report.updated += 1;
+        }
+        for spec in &plan.create {
+            self.register_asset(spec, actor)?;
+            report.created += 1;
+        }
+        Ok(report)
+    }
+}

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use accounts::NewAccount;
 pub use admin::{AuditFilter, AuditRecord, CertificateFilter};
-pub use assets::{AssetQuery, Decommissioned, EabProof};
+pub use assets::{AssetQuery, Decommissioned, EabProof, SyncPlan, SyncReport};
 pub use orders::{NewOrder, ValidationTarget};
 pub use revocation::Revoker;
 pub use revocation_status::CrlInfo;

@@ -158,7 +158,7 @@ impl Ca {
     }
 
     /// Re-issues delegated OCSP responder certificates close to expiry; the scheduler calls
-    /// this daily.
+    /// this every six hours.
     pub fn refresh_ocsp_signers(&self) -> Result<()> {
         for track in Track::ALL {
             let current = self.ocsp_signer(track)?;

@@ -123,7 +123,10 @@ pub struct CertificateCounts {
 }
 
 pub fn counts(conn: &mut DbConnection, track: Track, now: i64, revoked_since: i64) -> Result<CertificateCounts> {
-    let base = || k::certificates.filter(k::track.eq(track.as_str()));
+    // The CA's own service certificates (HTTPS, OCSP responder) are not subscribers'.
+    let base = || {
+        k::certificates.filter(k::track.eq(track.as_str())).filter(k::profile.ne_all(["ca-server-tls", "ocsp-responder"]))
+    };
     let valid = CertificateStatus::Valid.as_str();
     let revoked = CertificateStatus::Revoked.as_str();
     Ok(CertificateCounts {

@@ -74,8 +74,10 @@ impl ManageConnection for Manager {
         conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection whose transaction manager was left broken (a panic inside a transaction)
+    /// is dropped rather than returned to the pool.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
