@@ -178,6 +178,13 @@ enum AssetCommand {
         #[arg(long, default_value_t = dualca_admin::assets::DEFAULT_MAX_DECOMMISSION_SHARE)]
         max_share: f64,
     },
+    /// Redeploy: the asset's current certificates are revoked as superseded after the grace
+    /// period, in which the new deployment gets its own.
+    Redeploy {
+        name: String,
+        #[arg(long, default_value = "1h")]
+        grace: String,
+    },
     /// New EAB credentials (kid and HMAC key) for an asset's ACME client; shown once.
     Credentials {
         name: String,
@@ -307,6 +314,11 @@ async fn main() -> Result<()> {
                             out.push_str("dry run: nothing changed (add --apply)\n");
                         }
                         out
+                    }
+                    AssetCommand::Redeploy { name, grace } => {
+                        let grace = dualca::config::parse_duration(&grace)?;
+                        let superseded = ca.redeploy_asset(&name, grace, &actor)?;
+                        format!("{} certificates of {name} will be revoked as superseded in {grace} s\n", superseded.len())
                     }
                     AssetCommand::Credentials { name, ttl, single_use } => {
                         let ttl = dualca::config::parse_duration(&ttl)?;

@@ -114,6 +114,12 @@ pub const ROUTES: &[RouteSpec] = &[
         permission: Some(Permission::ManageAssets),
         summary: "Sync the whole inventory (JSON or CSV): the plan only, or apply=true; force=true passes the decommission guard",
     },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/assets/{name}/redeploy",
+        permission: Some(Permission::ManageAssets),
+        summary: "Redeploy: supersede the asset's current certificates after a grace period",
+    },
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -20,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/machine/assets/{name}", web::get().to(show))
         .route("/admin/api/machine/assets/{name}", web::put().to(update))
         .route("/admin/api/machine/assets/{name}/decommission", web::post().to(decommission))
-        .route("/admin/api/machine/assets/{name}/credentials", web::post().to(credentials));
+        .route("/admin/api/machine/assets/{name}/credentials", web::post().to(credentials))
+        .route("/admin/api/machine/assets/{name}/redeploy", web::post().to(redeploy));
 }
 
 async fn blocking<T: Send + 'static>(
@@ -254,4 +255,21 @@ async fn sync(
         });
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RedeployBody {
+    grace: Option<String>,
+}
+
+/// Supersedes the asset's current certificates after a grace period (default 1h).
+async fn redeploy(state: web::Data<AdminState>, principal: Principal, name: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "redeploy assets").await?;
+    let body: RedeployBody = crate::problem::optional_json(&body)?;
+    let grace = crate::api::parse_within(body.grace.as_deref().unwrap_or("1h"))?;
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
+    let superseded = blocking(move || ca.redeploy_asset(&name, grace, &actor)).await?;
+    let due = state.ca.clock.unix() + grace;
+    Ok(HttpResponse::Ok().json(json!({ "superseded": superseded, "revoked_at": rfc3339(due) })))
 }

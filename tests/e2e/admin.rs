@@ -160,12 +160,15 @@ async fn role_matrix(db: Db) {
             post(&server, "/admin/api/machine/assets/test-fleet/credentials", tok, serde_json::json!({})).await;
         assert_eq!(status, expect(may_manage(*role), 201), "{} credentials", role.as_str());
         let (status, _) =
+            post(&server, &format!("/admin/api/machine/assets/{target}/redeploy"), tok, serde_json::json!({})).await;
+        assert_eq!(status, expect(may_manage(*role), 200), "{} redeploys", role.as_str());
+        let (status, _) =
             post(&server, &format!("/admin/api/machine/assets/{target}/decommission"), tok, serde_json::json!({}))
                 .await;
         assert_eq!(status, expect(may_manage(*role), 200), "{} decommissions", role.as_str());
-        checked += 6;
+        checked += 7;
     }
-    assert_eq!(checked, 2 * 4 * 6 + 4 * 6);
+    assert_eq!(checked, 2 * 4 * 6 + 4 * 7, "and every inventory route under every role");
     let fleet = server.ca.asset("test-fleet").unwrap();
     assert_eq!(fleet.status.as_str(), "active", "denied requests changed nothing");
     assert_eq!(fleet.service, "tests");

@@ -513,3 +513,32 @@ async fn inventory_sync_plans_applies_and_guards(db: Db) {
     server.stop().await;
 }
 on_both_databases!(inventory_sync_plans_applies_and_guards);
+
+async fn redeploy_supersedes_after_the_grace_period(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = asset_with_credentials(&server, "batch-3", &["a.example.test"], json!({})).await;
+    let account = bound_account(&server, &kid, &key).await;
+    let (old, _) = issue(&server, &account, &["a.example.test"], None).await;
+    let token = admin_token(&server, Role::Inventory);
+    let (status, body) = admin(&server, "POST", "/admin/api/machine/assets/batch-3/redeploy", &token, json!({"grace": "1h"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["superseded"], json!([serial_of(&old)]));
+    // During the grace period the old certificate still works, ARI says renew now, and the new
+    // deployment gets its certificate.
+    assert_eq!(server.ca.run_due_revocations().unwrap(), 0);
+    assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&old)).unwrap().status.as_str(), "valid");
+    let res = server.http().get(format!("{}/acme/machine/renewal-info/{}", server.public_url, cert_id(&old))).send().await.unwrap();
+    let window: Value = res.json().await.unwrap();
+    let end = time::OffsetDateTime::parse(window["suggestedWindow"]["end"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(end < time::OffsetDateTime::now_utc(), "{window}");
+    let (new, _) = issue(&server, &account, &["a.example.test"], None).await;
+    // After it, the scheduled job revokes the old one only, as superseded.
+    server.ca.clock.advance(time::Duration::hours(1) + time::Duration::seconds(1));
+    assert_eq!(server.ca.run_due_revocations().unwrap(), 1);
+    let record = server.ca.certificate(Track::Machine, &serial_of(&old)).unwrap();
+    assert_eq!((record.status.as_str(), record.revocation_reason), ("revoked", Some(4)));
+    assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&new)).unwrap().status.as_str(), "valid");
+    assert_eq!(server.ca.run_due_revocations().unwrap(), 0, "each scheduled revocation runs once");
+    server.stop().await;
+}
+on_both_databases!(redeploy_supersedes_after_the_grace_period);

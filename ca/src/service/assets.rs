@@ -554,3 +554,77 @@ impl Ca {
         Ok(report)
     }
 }
+
+impl Ca {
+    /// A redeploy: every certificate the asset holds now is revoked as superseded once
+    /// `grace_seconds` have passed, leaving the new deployment time to get its own. Until then
+    /// ARI tells the old deployment's clients to renew at once.
+    pub fn redeploy_asset(&self, name: &str, grace_seconds: i64, actor: &str) -> Result<Vec<String>> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            let asset = store::by_name(conn, name)?.ok_or_else(|| Error::not_found(format!("no asset {name:?}")))?;
+            if asset.status != AssetStatus::Active {
+                return Err(Error::conflict(format!("asset {name:?} is decommissioned")));
+            }
+            let serials = certificates::live_for_asset(conn, &asset.id, now)?;
+            for serial in &serials {
+                crate::storage::scheduled::schedule(
+                    conn,
+                    serial,
+                    Track::Machine,
+                    now + grace_seconds,
+                    RevocationReason::Superseded as u8,
+                    actor,
+                    now,
+                )?;
+            }
+            audit::append(
+                conn,
+                &AuditEvent::new(
+                    Track::Machine,
+                    now,
+                    actor,
+                    "asset.redeployed",
+                    asset_subject(&asset),
+                    json!({ "grace_seconds": grace_seconds, "superseded": serials, "owner_team": asset.owner_team, "service": asset.service }),
+                ),
+            )?;
+            Ok(serials)
+        })
+    }
+
+    /// Carries out scheduled revocations that are due; the scheduler calls this every minute.
+    /// Returns how many certificates it revoked.
+    pub fn run_due_revocations(&self) -> Result<usize> {
+        let now = self.clock.unix();
+        let due = self.storage.read(|conn| crate::storage::scheduled::due(conn, now, 1000))?;
+        let mut revoked = 0;
+        for (serial, track, reason, by) in due {
+            let track: Track = track.parse().map_err(Error::internal)?;
+            let reason = RevocationReason::from_code(reason).unwrap_or(RevocationReason::Superseded);
+            let done = self.storage.write(|conn| {
+                crate::storage::scheduled::mark_done(conn, &serial, now)?;
+                if !certificates::revoke(conn, &serial, reason as u8, now)? {
+                    return Ok(false);
+                }
+                audit::append(
+                    conn,
+                    &AuditEvent::new(
+                        track,
+                        now,
+                        by.clone(),
+                        "certificate.revoked",
+                        format!("certificate:{serial}"),
+                        json!({ "reason": reason.name(), "scheduled": true }),
+                    ),
+                )?;
+                Ok(true)
+            })?;
+            if done {
+                self.revocation_committed(track, &serial);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}

@@ -539,7 +539,8 @@ impl Ca {
             }
             None => false,
         };
-        let replace_now = asset_gone || cert.status == CertificateStatus::Revoked;
+        let superseded = self.storage.read(|conn| crate::storage::scheduled::is_scheduled(conn, &serial))?;
+        let replace_now = asset_gone || superseded || cert.status == CertificateStatus::Revoked;
         Ok(crate::ari::suggested_window(cert.not_before, cert.not_after, replace_now, self.clock.unix()))
     }
 }

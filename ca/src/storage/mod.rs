@@ -10,6 +10,7 @@ pub(crate) mod crl;
 pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod rows;
+pub(crate) mod scheduled;
 mod schema;
 pub(crate) mod tokens;
 

@@ -1,0 +1,2 @@
+DROP INDEX scheduled_revocations_due;
+DROP TABLE scheduled_revocations;
