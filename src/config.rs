@@ -33,6 +33,7 @@ pub struct Settings {
     pub validation: ValidationSettings,
     pub revocation: RevocationConfig,
     pub admin: AdminConfig,
+    pub mail: MailConfig,
     pub machine: TrackSettings,
     pub human: TrackSettings,
 }
@@ -69,6 +70,32 @@ pub struct AdminConfig {
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig { token_algorithm: dualca_admin::TokenAlgorithm::EdDSA, key_dir: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The relay: `smtp+starttls://[user@]host[:587]` (STARTTLS required),
+    /// `smtps://[user@]host[:465]` (TLS from the start), or `smtp://host[:25]` without TLS, to a
+    /// relay on loopback only. Empty: mail is written as `.eml` files to `outbox_dir`.
+    pub smtp_url: String,
+    /// A file holding the relay password for the user named in `smtp_url`.
+    pub smtp_password_file: String,
+    /// The From of every mail; its domain is also the right-hand side of the Message-IDs.
+    pub from: String,
+    /// Where `.eml` files go while no relay is set. Empty: `<data_dir>/outbox`.
+    pub outbox_dir: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_url: String::new(),
+            smtp_password_file: String::new(),
+            from: "dualca <dualca@localhost>".into(),
+            outbox_dir: String::new(),
+        }
     }
 }
 
@@ -156,6 +183,7 @@ impl Default for Settings {
             validation: ValidationSettings::default(),
             revocation: RevocationConfig::default(),
             admin: AdminConfig::default(),
+            mail: MailConfig::default(),
             machine: TrackSettings::default(),
             human: TrackSettings::default(),
         }
@@ -187,6 +215,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "validation",
     "revocation",
     "admin",
+    "mail",
     "machine",
     "human",
 ];
@@ -253,6 +282,14 @@ impl Settings {
     pub fn admin_auth(&self) -> Result<dualca_admin::AdminAuth> {
         dualca_admin::AdminAuth::load_or_create(&self.admin_key_dir(), self.admin.token_algorithm)
             .map_err(anyhow::Error::msg)
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        if self.mail.outbox_dir.is_empty() {
+            self.data_dir.join("outbox")
+        } else {
+            PathBuf::from(&self.mail.outbox_dir)
+        }
     }
 
     pub fn database_url(&self) -> String {

@@ -17,6 +17,8 @@ const CRL_DEBOUNCE: Duration = Duration::from_millis(200);
 const JOB_CRL: i64 = 0x6475_616c_6361_1001;
 const JOB_OCSP_SIGNERS: i64 = 0x6475_616c_6361_1002;
 const JOB_NONCES: i64 = 0x6475_616c_6361_1003;
+/// The mail delivery loop's (`crate::mail`); it runs every second rather than on the scheduler.
+pub(crate) const JOB_MAIL: i64 = 0x6475_616c_6361_1004;
 
 /// Regenerates a track's CRL shortly after each revocation there, coalescing bursts.
 pub fn spawn_crl_debouncer(ca: Arc<Ca>) {

@@ -3,5 +3,6 @@
 
 pub mod config;
 pub mod jobs;
+pub mod mail;
 pub mod startup;
 pub mod telemetry;

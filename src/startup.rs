@@ -21,6 +21,8 @@ pub struct App {
     pub outbox_dir: PathBuf,
     server: Server,
     _scheduler: tokio_cron_scheduler::JobScheduler,
+    /// Stops delivering mail when the server has stopped and the `App` is dropped.
+    _mail_delivery: crate::mail::DeliveryLoop,
 }
 
 /// Opens (and on first start creates) the data directory, database and key hierarchy.
@@ -47,6 +49,7 @@ impl App {
         let port = listener.local_addr()?.port();
         let public_url = settings.public_url_for_port(port);
         let validator_settings = settings.validator()?;
+        let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
         let settings_for_open = settings.clone();
         let url_for_open = public_url.clone();
         let ca = tokio::task::spawn_blocking(move || open_ca(&settings_for_open, &url_for_open)).await??;
@@ -54,6 +57,7 @@ impl App {
         let ca_for_crl = ca.clone();
         tokio::task::spawn_blocking(move || crate::jobs::refresh_crls_now(&ca_for_crl)).await??;
         crate::jobs::spawn_crl_debouncer(ca.clone());
+        let mail_delivery = crate::mail::spawn_delivery(ca.clone(), mailer);
         let scheduler = crate::jobs::start_scheduler(ca.clone()).await?;
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
 
@@ -76,7 +80,7 @@ impl App {
             )
             .context("TLS configuration")?;
 
-        let outbox_dir = settings.data_dir.join("outbox");
+        let outbox_dir = settings.outbox_dir();
         std::fs::create_dir_all(&outbox_dir)?;
         let root_ca_path = ca.hierarchy.root_path();
         let admin_auth = Arc::new(settings.admin_auth()?);
@@ -93,7 +97,16 @@ impl App {
         .workers(worker_count())
         .listen_rustls_0_23(listener, tls)?
         .run();
-        Ok(App { port, public_url, ca, root_ca_path, outbox_dir, server, _scheduler: scheduler })
+        Ok(App {
+            port,
+            public_url,
+            ca,
+            root_ca_path,
+            outbox_dir,
+            server,
+            _scheduler: scheduler,
+            _mail_delivery: mail_delivery,
+        })
     }
 
     pub fn handle(&self) -> ServerHandle {

@@ -1,11 +1,11 @@
 //! Prometheus metrics. Counters and histograms are recorded where things happen (the ACME
-//! front end records its own through `dualca_acme::metrics`); certificate gauges are read from
-//! the database at scrape time, so every process reports the same numbers.
+//! front end records its own through `dualca_acme::metrics`); certificate and outbox gauges are
+//! read from the database at scrape time, so every process reports the same numbers.
 
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::auth::AdminState;
 
@@ -28,6 +28,18 @@ static CERTIFICATES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     g
 });
 
+static OUTBOX_BACKLOG: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new("dualca_outbox_backlog", "Mail in the outbox waiting to be sent").expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("registered once");
+    g
+});
+
+static OUTBOX_GIVEN_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new("dualca_outbox_given_up", "Mail that ran out of delivery attempts").expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("registered once");
+    g
+});
+
 pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     for track in dualca_ca::Track::ALL {
         let ca = state.ca.clone();
@@ -37,6 +49,13 @@ pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
             set("revoked", counts.revoked);
             set("expiring_within_7_days", counts.expiring_within_7_days);
         }
+    }
+    let ca = state.ca.clone();
+    if let Ok(Ok((backlog, given_up))) =
+        web::block(move || Ok::<_, dualca_ca::Error>((ca.outbox_backlog()?, ca.outbox_given_up()?))).await
+    {
+        OUTBOX_BACKLOG.set(backlog);
+        OUTBOX_GIVEN_UP.set(given_up);
     }
     LazyLock::force(&REVOCATIONS);
     let mut families = REGISTRY.gather();

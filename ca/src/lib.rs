@@ -22,8 +22,9 @@ pub mod storage;
 mod track;
 
 pub use error::{Error, ErrorKind, Result};
+pub use service::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
 pub use service::{
-    AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, SyncPlan, SyncReport, NewAccount,
-    NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, ValidationTarget,
+    AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
+    NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, SyncPlan, SyncReport, ValidationTarget,
 };
 pub use track::Track;

@@ -7,6 +7,7 @@ mod clients;
 mod common;
 mod crash;
 mod machine;
+mod mail;
 mod protocol;
 mod revocation_status;
 mod schema;

@@ -9,6 +9,7 @@ mod connection;
 pub(crate) mod crl;
 pub(crate) mod nonces;
 pub(crate) mod orders;
+pub(crate) mod outbox;
 pub(crate) mod rows;
 pub(crate) mod scheduled;
 mod schema;

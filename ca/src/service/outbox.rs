@@ -1,0 +1,336 @@
+//! The outbox. A service that notifies someone calls `enqueue` inside its own `Storage::write`,
+//! so the mail commits or rolls back with the event that causes it; the delivery worker in the
+//! binary drains the outbox through `due_mail`, `mark_mail_sent` and `mark_mail_failed`. A row
+//! is marked sent only after the relay accepted it, so a crash between the two sends it again
+//! (with the same Message-ID) rather than never.
+
+use super::Ca;
+use crate::storage::outbox::{self as store, OutboxRow};
+use crate::storage::rows::parse_track;
+use crate::storage::DbConnection;
+use crate::{Result, Track};
+
+/// After this many failed attempts a mail is no longer tried; its row keeps the last error.
+pub const MAX_MAIL_ATTEMPTS: i64 = 20;
+const FIRST_RETRY_SECONDS: i64 = 30;
+const MAX_RETRY_SECONDS: i64 = 3600;
+/// Longer errors are cut: a relay's reply can be long, and the row only needs the gist.
+const MAX_ERROR_CHARS: usize = 1000;
+
+/// A mail to send. Build one with `OutboundMail::notification` to get both bodies from one
+/// text, or set the fields directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMail {
+    pub track: Track,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    /// Names the occasion, e.g. `expiry-reminder:<serial>:7d`: a mail whose key was enqueued
+    /// before (sent or not, before a restart or not) is not enqueued again.
+    pub dedupe_key: Option<String>,
+}
+
+impl OutboundMail {
+    /// A notification whose plain-text and HTML bodies are rendered from the subject, as its
+    /// title, and the paragraphs.
+    pub fn notification(
+        track: Track,
+        recipient: impl Into<String>,
+        subject: impl Into<String>,
+        paragraphs: &[&str],
+    ) -> OutboundMail {
+        let subject = subject.into();
+        let body = render_mail(&subject, paragraphs);
+        OutboundMail {
+            track,
+            recipient: recipient.into(),
+            subject,
+            body_text: body.text,
+            body_html: body.html,
+            dedupe_key: None,
+        }
+    }
+
+    pub fn with_dedupe_key(mut self, key: impl Into<String>) -> OutboundMail {
+        self.dedupe_key = Some(key.into());
+        self
+    }
+}
+
+/// The two bodies of a multipart/alternative mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailBody {
+    pub text: String,
+    pub html: String,
+}
+
+/// Renders a title and paragraphs as plain text and as minimal HTML, every piece of text
+/// escaped; a line break inside a paragraph stays one.
+pub fn render_mail(title: &str, paragraphs: &[&str]) -> MailBody {
+    let mut text = format!("{title}\n\n");
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{0}</title></head>\n<body>\n<h1>{0}</h1>\n",
+        escape_html(title)
+    );
+    for paragraph in paragraphs {
+        text.push_str(paragraph);
+        text.push_str("\n\n");
+        let lines: Vec<String> = paragraph.lines().map(escape_html).collect();
+        html.push_str(&format!("<p>{}</p>\n", lines.join("<br>\n")));
+    }
+    text.push_str("-- \nThis message was sent automatically by dualca.\n");
+    html.push_str("<p><small>This message was sent automatically by dualca.</small></p>\n</body></html>\n");
+    MailBody { text, html }
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A mail in the outbox, as the delivery worker and an operator see it.
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    /// Also the Message-ID's local part, so that a resend after a crash can be recognised.
+    pub id: String,
+    pub track: Track,
+    pub recipient: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub dedupe_key: Option<String>,
+    pub created_at: i64,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+impl TryFrom<OutboxRow> for QueuedMail {
+    type Error = crate::Error;
+    fn try_from(r: OutboxRow) -> Result<QueuedMail> {
+        Ok(QueuedMail {
+            track: parse_track(&r.track)?,
+            id: r.id,
+            recipient: r.recipient,
+            subject: r.subject,
+            body_text: r.body_text,
+            body_html: r.body_html,
+            dedupe_key: r.dedupe_key,
+            created_at: r.created_at,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+        })
+    }
+}
+
+/// What became of a mail whose delivery failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailRetry {
+    /// It will be tried again at this time (Unix seconds).
+    At(i64),
+    /// It was the last attempt; the row stays unsent with its last error.
+    GivenUp,
+}
+
+/// How long to wait after the `failed_attempts`-th failure: 30 s, 60 s, 120 s, … at most an
+/// hour.
+pub fn mail_retry_delay(failed_attempts: i64) -> i64 {
+    let doublings = failed_attempts.saturating_sub(1).clamp(0, 16) as u32;
+    (FIRST_RETRY_SECONDS << doublings).min(MAX_RETRY_SECONDS)
+}
+
+/// Puts a mail in the outbox inside the caller's transaction. Returns false, and writes
+/// nothing, when the mail's dedupe key was enqueued before; it never fails for that reason, so
+/// it does not abort the surrounding transaction on PostgreSQL.
+pub(crate) fn enqueue(conn: &mut DbConnection, mail: &OutboundMail, now: i64) -> Result<bool> {
+    let row = OutboxRow {
+        id: crate::ids::new_id(),
+        track: mail.track.as_str().to_string(),
+        recipient: mail.recipient.trim().to_string(),
+        // A line break in a header would end it; the relay would see the rest as headers.
+        subject: mail.subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+        body_text: mail.body_text.clone(),
+        body_html: mail.body_html.clone(),
+        dedupe_key: mail.dedupe_key.clone(),
+        created_at: now,
+        attempts: 0,
+        next_attempt_at: now,
+        sent_at: None,
+        last_error: None,
+    };
+    store::insert(conn, &row)
+}
+
+fn shorten(error: &str) -> &str {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => &error[..end],
+        None => error,
+    }
+}
+
+impl Ca {
+    /// Enqueues a mail in a transaction of its own, for callers that write nothing else.
+    pub fn enqueue_mail(&self, mail: &OutboundMail) -> Result<bool> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| enqueue(conn, mail, now))
+    }
+
+    /// At most `limit` mails due now, the longest-waiting first.
+    pub fn due_mail(&self, limit: i64) -> Result<Vec<QueuedMail>> {
+        let now = self.clock.unix();
+        let rows = self.storage.read(|conn| store::due(conn, now, MAX_MAIL_ATTEMPTS, limit))?;
+        rows.into_iter().map(QueuedMail::try_from).collect()
+    }
+
+    /// Unsent mail, including mail that was given up on, oldest first: what an operator looks
+    /// at when mail does not arrive.
+    pub fn undelivered_mail(&self, limit: i64) -> Result<Vec<QueuedMail>> {
+        let rows = self.storage.read(|conn| store::unsent(conn, limit))?;
+        rows.into_iter().map(QueuedMail::try_from).collect()
+    }
+
+    pub fn mark_mail_sent(&self, id: &str) -> Result<()> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| store::mark_sent(conn, id, now)).map(|_| ())
+    }
+
+    /// Records a failed attempt and when to try again (see `mail_retry_delay`); after
+    /// `MAX_MAIL_ATTEMPTS` failures the mail is given up.
+    pub fn mark_mail_failed(&self, id: &str, error: &str, next_attempt_at: i64) -> Result<MailRetry> {
+        let attempts = self.storage.write(|conn| store::mark_failed(conn, id, shorten(error), next_attempt_at))?;
+        Ok(match attempts {
+            Some(n) if n < MAX_MAIL_ATTEMPTS => MailRetry::At(next_attempt_at),
+            _ => MailRetry::GivenUp,
+        })
+    }
+
+    /// Gives a mail up at once, for failures that a retry cannot fix (an address the relay
+    /// refuses for good, one that does not parse).
+    pub fn abandon_mail(&self, id: &str, error: &str) -> Result<()> {
+        self.storage.write(|conn| store::abandon(conn, id, shorten(error), MAX_MAIL_ATTEMPTS)).map(|_| ())
+    }
+
+    /// Unsent mail that is still being tried.
+    pub fn outbox_backlog(&self) -> Result<i64> {
+        self.storage.read(|conn| store::backlog(conn, MAX_MAIL_ATTEMPTS))
+    }
+
+    /// Unsent mail that was given up on.
+    pub fn outbox_given_up(&self) -> Result<i64> {
+        self.storage.read(|conn| store::given_up(conn, MAX_MAIL_ATTEMPTS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_an_hour() {
+        let delays: Vec<i64> = (1..=9).map(mail_retry_delay).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(mail_retry_delay(MAX_MAIL_ATTEMPTS), 3600);
+        assert_eq!(mail_retry_delay(i64::MAX), 3600);
+    }
+
+    #[test]
+    fn html_is_escaped_and_text_is_not() {
+        let body = render_mail("Expiry <soon> & \"now\"", &["first <b>line</b>\nsecond 'line'", "x"]);
+        assert!(body.text.starts_with("Expiry <soon> & \"now\"\n\nfirst <b>line</b>\nsecond 'line'\n\nx\n\n"));
+        assert!(body.html.contains("<h1>Expiry &lt;soon&gt; &amp; &quot;now&quot;</h1>"));
+        assert!(body.html.contains("<p>first &lt;b&gt;line&lt;/b&gt;<br>\nsecond &#39;line&#39;</p>"));
+        assert!(!body.html.contains("<b>"));
+    }
+
+    /// A fresh SQLite database, and a fresh PostgreSQL one when DUALCA_TEST_POSTGRES_URL is set.
+    fn storages() -> Vec<(crate::storage::Storage, Option<std::path::PathBuf>)> {
+        use diesel::{Connection, RunQueryDsl};
+        let name = format!("dualca_test_{}", crate::ids::hex(&crate::ids::random_bytes::<8>()));
+        let path = std::env::temp_dir().join(format!("{name}.db"));
+        let mut out = vec![(crate::storage::Storage::open(path.to_str().unwrap(), 2).unwrap(), Some(path))];
+        if let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") {
+            let mut conn = diesel::pg::PgConnection::establish(&base).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            out.push((crate::storage::Storage::open(&format!("{prefix}/{name}"), 2).unwrap(), None));
+        }
+        out
+    }
+
+    fn mail(key: Option<&str>) -> OutboundMail {
+        let mail = OutboundMail::notification(Track::Human, "a@example.test", "Subject\r\nBcc: x@example.test", &["p"]);
+        match key {
+            Some(k) => mail.with_dedupe_key(k),
+            None => mail,
+        }
+    }
+
+    #[test]
+    fn enqueue_commits_and_rolls_back_with_the_surrounding_transaction() {
+        for (storage, file) in storages() {
+            // A taken key neither fails nor spoils the transaction: the writes after it commit.
+            let outcomes = storage
+                .write(|conn| {
+                    let first = enqueue(conn, &mail(Some("reminder:1:7d")), 100)?;
+                    let again = enqueue(conn, &mail(Some("reminder:1:7d")), 100)?;
+                    let unkeyed = enqueue(conn, &mail(None), 100)?;
+                    Ok((first, again, unkeyed))
+                })
+                .unwrap();
+            assert_eq!(outcomes, (true, false, true));
+            let in_later_transaction = storage.write(|conn| enqueue(conn, &mail(Some("reminder:1:7d")), 200)).unwrap();
+            assert!(!in_later_transaction);
+
+            // A transaction that fails takes its mail with it.
+            let failed: Result<()> = storage.write(|conn| {
+                enqueue(conn, &mail(Some("reminder:2:7d")), 100)?;
+                Err(crate::Error::conflict("the event failed"))
+            });
+            assert!(failed.is_err());
+            let rows = storage.read(|conn| store::unsent(conn, 10)).unwrap();
+            assert_eq!(rows.len(), 2);
+            assert!(rows.iter().all(|r| r.subject == "Subject  Bcc: x@example.test"));
+            assert!(storage.write(|conn| enqueue(conn, &mail(Some("reminder:2:7d")), 300)).unwrap());
+
+            // Attempts count up to the limit, after which the row is no longer due.
+            let id = rows[0].id.clone();
+            for n in 1..=MAX_MAIL_ATTEMPTS {
+                let attempts = storage.write(|conn| store::mark_failed(conn, &id, "refused", 0)).unwrap();
+                assert_eq!(attempts, Some(n));
+            }
+            let due = storage.read(|conn| store::due(conn, 1000, MAX_MAIL_ATTEMPTS, 10)).unwrap();
+            assert_eq!(due.len(), 2);
+            assert!(due.iter().all(|r| r.id != id));
+            assert_eq!(storage.read(|conn| store::given_up(conn, MAX_MAIL_ATTEMPTS)).unwrap(), 1);
+            assert!(storage.write(|conn| store::mark_sent(conn, &due[0].id, 1000)).unwrap());
+            assert!(!storage.write(|conn| store::mark_sent(conn, &due[0].id, 1001)).unwrap());
+            assert_eq!(storage.read(|conn| store::backlog(conn, MAX_MAIL_ATTEMPTS)).unwrap(), 1);
+            drop(storage);
+            if let Some(file) = file {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_boundary() {
+        let error = "é".repeat(MAX_ERROR_CHARS + 5);
+        assert_eq!(shorten(&error).chars().count(), MAX_ERROR_CHARS);
+        assert_eq!(shorten("short"), "short");
+    }
+}

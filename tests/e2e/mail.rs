@@ -1,0 +1,299 @@
+//! The outbox and mail delivery, against a real SMTP server: aiosmtpd (Debian's
+//! python3-aiosmtpd) run as a process that stores every message it receives in a Maildir. The
+//! messages are read back with Python's own `email` package, so that what is checked is what a
+//! mail client would see after decoding.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use dualca_ca::{OutboundMail, Track};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::common::{in_ci, Db, TestServer};
+use crate::on_both_databases;
+
+/// The longest any wait in these tests polls for.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A Python that can import aiosmtpd: `DUALCA_TEST_PYTHON`, else the system's, else `python3`
+/// on PATH (which may be another installation). None means the test is skipped; where the
+/// clients are required (CI, or DUALCA_REQUIRE_CLIENTS=1) a missing one fails it.
+fn aiosmtpd_python() -> Option<PathBuf> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("DUALCA_TEST_PYTHON") {
+        Some(path) => vec![PathBuf::from(path)],
+        None => vec![PathBuf::from("/usr/bin/python3"), PathBuf::from("python3")],
+    };
+    let found = candidates.into_iter().find(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if found.is_none() {
+        let required = in_ci() || std::env::var("DUALCA_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "aiosmtpd is required here (CI or DUALCA_REQUIRE_CLIENTS=1) but no python3 can import it: \
+             apt-get install python3-aiosmtpd, or set DUALCA_TEST_PYTHON"
+        );
+        eprintln!("aiosmtpd not found (apt-get install python3-aiosmtpd): skipping this test");
+    }
+    found
+}
+
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `probe` every 100 ms until it returns something, for at most WAIT.
+async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(started.elapsed() < WAIT, "gave up after {WAIT:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// aiosmtpd listening on a loopback port, storing what it receives in a Maildir. The process
+/// is killed when this is dropped.
+struct SmtpServer {
+    python: PathBuf,
+    child: Child,
+    maildir: PathBuf,
+    log: PathBuf,
+}
+
+impl SmtpServer {
+    async fn start(python: &Path, port: u16, dir: &Path) -> SmtpServer {
+        let maildir = dir.join("maildir");
+        let log = dir.join("aiosmtpd.log");
+        let child = Command::new(python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start aiosmtpd");
+        let mut server = SmtpServer { python: python.to_path_buf(), child, maildir, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("aiosmtpd exited with {status}: {}", std::fs::read_to_string(&server.log).unwrap_or_default());
+            }
+            assert!(started.elapsed() < WAIT, "aiosmtpd did not listen on port {port} within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+
+    /// Every message received so far, parsed by Python's `email` package: the top-level
+    /// headers (lower-cased names), the content type, and each leaf part's decoded content by
+    /// content type.
+    fn messages(&self) -> Vec<Value> {
+        const PARSE: &str = r#"
+import email, email.policy, json, os, sys
+out = []
+for sub in ("new", "cur"):
+    folder = os.path.join(sys.argv[1], sub)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), "rb") as f:
+            m = email.message_from_binary_file(f, policy=email.policy.default)
+        parts = {p.get_content_type(): p.get_content() for p in m.walk() if not p.is_multipart()}
+        out.append({"headers": {k.lower(): str(v) for k, v in m.items()},
+                    "content_type": m.get_content_type(), "parts": parts})
+print(json.dumps(out))
+"#;
+        let output = std::process::Command::new(&self.python).args(["-c", PARSE]).arg(&self.maildir).output().unwrap();
+        assert!(output.status.success(), "parsing the Maildir failed: {}", String::from_utf8_lossy(&output.stderr));
+        match serde_json::from_slice(&output.stdout).unwrap() {
+            Value::Array(messages) => messages,
+            other => panic!("unexpected parser output {other}"),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn reminder(recipient: &str) -> OutboundMail {
+    OutboundMail::notification(
+        Track::Human,
+        recipient,
+        "Your S/MIME certificate expires in 7 days",
+        &["Hello <Alice> & co,", "renew it with `dualca enroll` before it expires."],
+    )
+}
+
+fn header<'a>(message: &'a Value, name: &str) -> &'a str {
+    message["headers"][name].as_str().unwrap_or_else(|| panic!("no {name} header in {message:#}"))
+}
+
+/// Waits until /metrics reports `expected` for the gauge `name`. Tests run in parallel in one
+/// process and share the metrics registry, where each scrape sets the gauge from its own
+/// server's database just before reading it, so one reading can be another server's.
+async fn expect_metric(server: &TestServer, name: &str, expected: &str) {
+    let started = Instant::now();
+    loop {
+        let body =
+            server.http().get(format!("{}/metrics", server.public_url)).send().await.unwrap().text().await.unwrap();
+        let value = body.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')));
+        if value == Some(expected) {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "{name} is {value:?}, not {expected:?}, in /metrics:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn mail_reaches_the_smtp_relay(db: Db) {
+    let Some(python) = aiosmtpd_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_loopback_port();
+    let smtp = SmtpServer::start(&python, port, dir.path()).await;
+    let Some(server) = TestServer::start_with(db, |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await
+    else {
+        return;
+    };
+
+    assert!(server.ca.enqueue_mail(&reminder("alice@example.test")).unwrap());
+    let messages = wait_for("the mail at the SMTP server", || Some(smtp.messages()).filter(|m| !m.is_empty())).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    let message = &messages[0];
+    assert_eq!(header(message, "x-rcptto"), "alice@example.test");
+    assert_eq!(header(message, "x-mailfrom"), "dualca@localhost");
+    assert_eq!(header(message, "to"), "alice@example.test");
+    assert_eq!(header(message, "from"), "dualca <dualca@localhost>");
+    assert_eq!(header(message, "subject"), "Your S/MIME certificate expires in 7 days");
+    assert_eq!(header(message, "auto-submitted"), "auto-generated");
+    let message_id = header(message, "message-id");
+    assert!(message_id.starts_with('<') && message_id.ends_with("@localhost>"), "{message_id}");
+    assert_eq!(message["content_type"], "multipart/alternative");
+    let text = message["parts"]["text/plain"].as_str().unwrap();
+    let html = message["parts"]["text/html"].as_str().unwrap();
+    assert!(text.contains("Hello <Alice> & co,"), "{text}");
+    assert!(html.contains("<p>Hello &lt;Alice&gt; &amp; co,</p>"), "{html}");
+    assert!(html.contains("<h1>Your S/MIME certificate expires in 7 days</h1>"), "{html}");
+
+    wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
+    assert!(server.ca.undelivered_mail(10).unwrap().is_empty());
+    expect_metric(&server, "dualca_outbox_backlog", "0").await;
+    server.stop().await;
+    smtp.stop().await;
+}
+on_both_databases!(mail_reaches_the_smtp_relay);
+
+/// .eml files in the outbox directory, named by their outbox ids.
+fn eml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|entries| entries.map(|e| e.unwrap().path()).collect()).unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+    files.sort();
+    files
+}
+
+async fn without_a_relay_mail_becomes_eml_files(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let outbox = server.settings.data_dir.join("outbox");
+    assert!(server.ca.enqueue_mail(&reminder("bob@example.test")).unwrap());
+    let files = wait_for("an .eml file", || Some(eml_files(&outbox)).filter(|f| !f.is_empty())).await;
+    assert_eq!(files.len(), 1, "{files:?}");
+    let eml = std::fs::read_to_string(&files[0]).unwrap();
+    for expected in [
+        "To: bob@example.test\r\n",
+        "Subject: Your S/MIME certificate expires in 7 days\r\n",
+        "Auto-Submitted: auto-generated\r\n",
+        "Content-Type: multipart/alternative;",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Type: text/html; charset=utf-8",
+    ] {
+        assert!(eml.contains(expected), "{expected:?} is not in\n{eml}");
+    }
+    let id = files[0].file_stem().unwrap().to_str().unwrap();
+    assert!(eml.contains(&format!("Message-ID: <{id}@localhost>\r\n")), "{eml}");
+    wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
+
+    // A recipient that is no address can never be sent to: it is given up at once, not retried.
+    assert!(server.ca.enqueue_mail(&reminder("not an address")).unwrap());
+    let given_up = wait_for("the mail given up", || {
+        server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS)
+    })
+    .await;
+    assert!(given_up.last_error.as_deref().is_some_and(|e| e.contains("not an address")), "{given_up:?}");
+    assert_eq!(server.ca.outbox_backlog().unwrap(), 0);
+    expect_metric(&server, "dualca_outbox_given_up", "1").await;
+    assert_eq!(eml_files(&outbox).len(), 1);
+    server.stop().await;
+}
+on_both_databases!(without_a_relay_mail_becomes_eml_files);
+
+async fn delivery_is_retried_until_the_relay_is_up(db: Db) {
+    let Some(python) = aiosmtpd_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_loopback_port();
+    let Some(server) = TestServer::start_with(db, |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await
+    else {
+        return;
+    };
+
+    assert!(server.ca.enqueue_mail(&reminder("carol@example.test")).unwrap());
+    let failed =
+        wait_for("a failed attempt", || server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts > 0))
+            .await;
+    assert_eq!(failed.recipient, "carol@example.test");
+    assert!(failed.last_error.is_some());
+    assert!(failed.next_attempt_at > server.ca.clock.unix(), "the retry waits: {failed:?}");
+    assert!(server.ca.due_mail(10).unwrap().is_empty());
+    assert_eq!(server.ca.outbox_backlog().unwrap(), 1);
+    expect_metric(&server, "dualca_outbox_backlog", "1").await;
+
+    let smtp = SmtpServer::start(&python, port, dir.path()).await;
+    // Past the first back-off (30 s), without waiting for it.
+    server.ca.clock.advance(time::Duration::minutes(2));
+    let messages = wait_for("the mail at the SMTP server", || Some(smtp.messages()).filter(|m| !m.is_empty())).await;
+    assert_eq!(header(&messages[0], "x-rcptto"), "carol@example.test");
+    wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
+    // A few more delivery rounds: the sent mail is not sent again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(smtp.messages().len(), 1);
+    assert!(server.ca.undelivered_mail(10).unwrap().is_empty());
+    expect_metric(&server, "dualca_outbox_backlog", "0").await;
+    server.stop().await;
+    smtp.stop().await;
+}
+on_both_databases!(delivery_is_retried_until_the_relay_is_up);
+
+async fn a_dedupe_key_enqueues_once(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let outbox = server.settings.data_dir.join("outbox");
+    let keyed = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:7d");
+    assert!(server.ca.enqueue_mail(&keyed).unwrap());
+    assert!(!server.ca.enqueue_mail(&keyed).unwrap());
+    let other_occasion = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:1d");
+    assert!(server.ca.enqueue_mail(&other_occasion).unwrap());
+    // Mail without a key is never deduplicated.
+    assert!(server.ca.enqueue_mail(&reminder("dave@example.test")).unwrap());
+    assert!(server.ca.enqueue_mail(&reminder("dave@example.test")).unwrap());
+    wait_for("four .eml files", || Some(eml_files(&outbox)).filter(|f| f.len() >= 4)).await;
+    wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
+
+    // The key holds after delivery and across a restart.
+    server.stop().await;
+    let TestServer { settings, dir, responder, .. } = server;
+    let server = TestServer::boot(settings, dir, responder).await;
+    assert!(!server.ca.enqueue_mail(&keyed).unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(eml_files(&outbox).len(), 4);
+    assert_eq!(server.ca.outbox_backlog().unwrap(), 0);
+    server.stop().await;
+}
+on_both_databases!(a_dedupe_key_enqueues_once);
