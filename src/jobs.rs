@@ -19,6 +19,8 @@ const JOB_OCSP_SIGNERS: i64 = 0x6475_616c_6361_1002;
 const JOB_NONCES: i64 = 0x6475_616c_6361_1003;
 /// The mail delivery loop's (`crate::mail`); it runs every second rather than on the scheduler.
 pub(crate) const JOB_MAIL: i64 = 0x6475_616c_6361_1004;
+const JOB_SCHEDULED_REVOCATIONS: i64 = 0x6475_616c_6361_1005;
+const JOB_RENEWAL_SAFETY_NET: i64 = 0x6475_616c_6361_1006;
 
 /// Regenerates a track's CRL shortly after each revocation there, coalescing bursts.
 pub fn spawn_crl_debouncer(ca: Arc<Ca>) {
@@ -78,6 +80,24 @@ pub async fn start_scheduler(ca: Arc<Ca>) -> Result<JobScheduler> {
     scheduler
         .add(Job::new_repeated_async(Duration::from_secs(6 * 3600), move |_, _| {
             run_blocking(c.clone(), "ocsp-signers", JOB_OCSP_SIGNERS, |ca| ca.refresh_ocsp_signers())
+        })?)
+        .await?;
+    let c = ca.clone();
+    scheduler
+        .add(Job::new_repeated_async(Duration::from_secs(60), move |_, _| {
+            run_blocking(c.clone(), "scheduled-revocations", JOB_SCHEDULED_REVOCATIONS, |ca| {
+                ca.run_due_revocations().map(|_| ())
+            })
+        })?)
+        .await?;
+    // The expiry safety net: a machine certificate past its ARI window and not renewed gets its
+    // owning team a mail, long before it expires.
+    let c = ca.clone();
+    scheduler
+        .add(Job::new_repeated_async(Duration::from_secs(600), move |_, _| {
+            run_blocking(c.clone(), "renewal-safety-net", JOB_RENEWAL_SAFETY_NET, |ca| {
+                ca.alert_overdue_renewals().map(|_| ())
+            })
         })?)
         .await?;
     let c = ca.clone();

@@ -386,6 +386,7 @@ async fn main() -> Result<()> {
             println!("  machine directory: {}/acme/machine/directory", app.public_url);
             println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
+            println!("  outgoing mail:     {}", app.mail_destination);
             app.run().await?;
             Ok(())
         }

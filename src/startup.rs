@@ -19,6 +19,8 @@ pub struct App {
     pub ca: Arc<Ca>,
     pub root_ca_path: PathBuf,
     pub outbox_dir: PathBuf,
+    /// Where notifications go, for the start-up banner: the relay, or the .eml directory.
+    pub mail_destination: String,
     server: Server,
     _scheduler: tokio_cron_scheduler::JobScheduler,
     /// Stops delivering mail when the server has stopped and the `App` is dropped.
@@ -82,6 +84,11 @@ impl App {
 
         let outbox_dir = settings.outbox_dir();
         std::fs::create_dir_all(&outbox_dir)?;
+        let mail_destination = if settings.mail.smtp_url.is_empty() {
+            format!(".eml files in {} (no SMTP relay configured)", outbox_dir.display())
+        } else {
+            format!("SMTP relay {}", redact_userinfo(&settings.mail.smtp_url))
+        };
         let root_ca_path = ca.hierarchy.root_path();
         let admin_auth = Arc::new(settings.admin_auth()?);
         let ca_for_server = ca.clone();
@@ -103,6 +110,7 @@ impl App {
             ca,
             root_ca_path,
             outbox_dir,
+            mail_destination,
             server,
             _scheduler: scheduler,
             _mail_delivery: mail_delivery,
@@ -135,4 +143,12 @@ fn url_host(url: &str) -> Result<String> {
         authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority)
     };
     Ok(host.to_string())
+}
+
+/// The relay URL without credentials, for printing.
+fn redact_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }

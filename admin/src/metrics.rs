@@ -34,6 +34,16 @@ static OUTBOX_BACKLOG: LazyLock<IntGauge> = LazyLock::new(|| {
     g
 });
 
+static RENEWALS_OVERDUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new(
+        "dualca_machine_renewals_overdue",
+        "Machine certificates past their ARI window that nothing has replaced",
+    )
+    .expect("valid metric");
+    REGISTRY.register(Box::new(g.clone())).expect("registered once");
+    g
+});
+
 static OUTBOX_GIVEN_UP: LazyLock<IntGauge> = LazyLock::new(|| {
     let g = IntGauge::new("dualca_outbox_given_up", "Mail that ran out of delivery attempts").expect("valid metric");
     REGISTRY.register(Box::new(g.clone())).expect("registered once");
@@ -55,6 +65,10 @@ pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
         web::block(move || Ok::<_, dualca_ca::Error>((ca.outbox_backlog()?, ca.outbox_given_up()?))).await
     {
         OUTBOX_BACKLOG.set(backlog);
+        let ca = state.ca.clone();
+        if let Ok(Ok(overdue)) = web::block(move || ca.overdue_renewals()).await {
+            RENEWALS_OVERDUE.set(overdue.len() as i64);
+        }
         OUTBOX_GIVEN_UP.set(given_up);
     }
     LazyLock::force(&REVOCATIONS);

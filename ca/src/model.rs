@@ -159,6 +159,8 @@ pub struct CertificateRecord {
     pub track: Track,
     pub account_id: Option<String>,
     pub order_id: Option<String>,
+    /// The machine-track asset it was issued to.
+    pub asset_id: Option<String>,
     pub profile: String,
     pub identifiers: Vec<Identifier>,
     pub spki_sha256: String,

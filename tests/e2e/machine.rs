@@ -542,3 +542,59 @@ async fn redeploy_supersedes_after_the_grace_period(db: Db) {
     server.stop().await;
 }
 on_both_databases!(redeploy_supersedes_after_the_grace_period);
+
+/// Waits (bounded) for an .eml file in the server's outbox directory that contains `needle`.
+async fn mail_containing(server: &TestServer, needle: &str) -> String {
+    let dir = server.settings.data_dir.join("outbox");
+    for _ in 0..100 {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.path().extension().is_some_and(|e| e == "eml") {
+                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    if text.contains(needle) {
+                        return text;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no mail containing {needle:?} in {}", dir.display());
+}
+
+async fn owners_are_told_and_overdue_renewals_alert(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let token = admin_token(&server, Role::Inventory);
+    let (kid, key) = asset_with_credentials(&server, "ledger", &["a.example.test"], json!({})).await;
+    // A change of owner mails both teams, through the outbox.
+    let mut moved = json!({"name": "ledger", "kind": "service", "owner_team": "finance", "owner_email": "finance@example.test",
+        "service": "checkout", "environment": "production", "identifiers": [{"type": "dns", "value": "a.example.test"}]});
+    let (status, body) = admin(&server, "PUT", "/admin/api/machine/assets/ledger", &token, moved.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let mail = mail_containing(&server, "To: finance@example.test").await;
+    assert!(mail.contains("changed owner") && mail.contains("Auto-Submitted: auto-generated"), "{mail}");
+    mail_containing(&server, "To: payments@example.test").await;
+    moved["owner_team"] = json!("finance");
+
+    // A certificate past its ARI window that nothing replaced alerts its team, once.
+    let account = bound_account(&server, &kid, &key).await;
+    let (chain, _) = issue(&server, &account, &["a.example.test"], None).await;
+    assert!(server.ca.overdue_renewals().unwrap().is_empty());
+    server.ca.clock.advance(time::Duration::hours(18));
+    let overdue = server.ca.overdue_renewals().unwrap();
+    assert_eq!(overdue.iter().map(|c| c.serial.clone()).collect::<Vec<_>>(), vec![serial_of(&chain)]);
+    assert_eq!(server.ca.alert_overdue_renewals().unwrap(), 1);
+    assert_eq!(server.ca.alert_overdue_renewals().unwrap(), 0, "each alert goes out once");
+    let mail = mail_containing(&server, "was not renewed").await;
+    assert!(mail.contains("finance@example.test") && mail.contains(&serial_of(&chain)), "{mail}");
+    let metrics = server.http().get(format!("{}/metrics", server.public_url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("dualca_machine_renewals_overdue 1"), "{metrics}");
+    let auditor = admin_token(&server, Role::Auditor);
+    let (_, audit) = admin(&server, "GET", "/admin/api/machine/audit?action=certificate.renewal-overdue", &auditor, json!(null)).await;
+    assert_eq!(audit["events"].as_array().unwrap().len(), 1);
+    // Renewed (here without `replaces`, as certbot does): no longer overdue.
+    issue(&server, &account, &["a.example.test"], None).await;
+    assert!(server.ca.overdue_renewals().unwrap().is_empty());
+    server.stop().await;
+}
+on_both_databases!(owners_are_told_and_overdue_renewals_alert);

@@ -180,6 +180,24 @@ impl Ca {
             store::update(conn, &row, &identifiers)?;
             let subject = format!("asset:{}", spec.name);
             if current.owner_team != spec.owner_team || current.owner_email != spec.owner_email {
+                // Both the team that hands over and the team that takes over are told.
+                let text = format!(
+                    "Asset {} ({}, service {}) moved from team {} <{}> to team {} <{}>. Its certificates and renewal alerts now go to the new owner.",
+                    spec.name, kind.as_str(), spec.service, current.owner_team, current.owner_email, spec.owner_team, spec.owner_email
+                );
+                let mut recipients = vec![current.owner_email.clone()];
+                if spec.owner_email != current.owner_email {
+                    recipients.push(spec.owner_email.clone());
+                }
+                for to in recipients {
+                    let mail = super::OutboundMail::notification(
+                        Track::Machine,
+                        to,
+                        format!("dualca: asset {} changed owner", spec.name),
+                        &[&text, &format!("Changed by {actor}.")],
+                    );
+                    super::outbox::enqueue(conn, &mail, now)?;
+                }
                 audit::append(
                     conn,
                     &AuditEvent::new(
@@ -626,5 +644,83 @@ impl Ca {
             }
         }
         Ok(revoked)
+    }
+}
+
+impl Ca {
+    /// Machine certificates past their ARI window that nothing has replaced: neither through
+    /// `replaces` nor by a newer certificate of the same asset for the same identifiers.
+    pub fn overdue_renewals(&self) -> Result<Vec<CertificateRecord>> {
+        let now = self.clock.unix();
+        let live = self.storage.read(|conn| certificates::live_asset_certificates(conn, Track::Machine, now))?;
+        let overdue = live
+            .iter()
+            .filter(|c| c.replaced_by.is_none())
+            .filter(|c| crate::ari::suggested_window(c.not_before, c.not_after, false, now).end < now)
+            .filter(|c| {
+                let mut ids = c.identifiers.clone();
+                ids.sort();
+                !live.iter().any(|newer| {
+                    let mut newer_ids = newer.identifiers.clone();
+                    newer_ids.sort();
+                    newer.asset_id == c.asset_id && newer.not_before > c.not_before && newer_ids == ids
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(overdue)
+    }
+
+    /// The expiry safety net: tells each overdue certificate's owning team by mail, once, before
+    /// it expires; audited with the mail in one transaction. Returns how many alerts went out.
+    pub fn alert_overdue_renewals(&self) -> Result<usize> {
+        let now = self.clock.unix();
+        let mut sent = 0;
+        for cert in self.overdue_renewals()? {
+            let Some(asset_id) = &cert.asset_id else { continue };
+            let asset = self.asset_by_id(asset_id)?;
+            let names: Vec<String> = cert.identifiers.iter().map(|i| i.value.clone()).collect();
+            let hours_left = (cert.not_after - now) / 3600;
+            let mail = super::OutboundMail::notification(
+                Track::Machine,
+                asset.owner_email.clone(),
+                format!("dualca: certificate for {} was not renewed", asset.name),
+                &[
+                    &format!(
+                        "The certificate {} of asset {} (service {}) for {} is past its renewal window and has not been renewed.",
+                        cert.serial,
+                        asset.name,
+                        asset.service,
+                        names.join(", ")
+                    ),
+                    &format!(
+                        "It expires at {} (in about {hours_left} h). Check the ACME client on the asset.",
+                        crate::clock::rfc3339(cert.not_after)
+                    ),
+                ],
+            )
+            .with_dedupe_key(format!("renewal-overdue:{}", cert.serial));
+            let alerted = self.storage.write(|conn| {
+                if !super::outbox::enqueue(conn, &mail, now)? {
+                    return Ok(false);
+                }
+                audit::append(
+                    conn,
+                    &AuditEvent::new(
+                        Track::Machine,
+                        now,
+                        "system",
+                        "certificate.renewal-overdue",
+                        format!("certificate:{}", cert.serial),
+                        json!({ "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service, "not_after": cert.not_after }),
+                    ),
+                )?;
+                Ok(true)
+            })?;
+            if alerted {
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 }

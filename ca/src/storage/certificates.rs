@@ -172,3 +172,17 @@ pub fn asset_of(conn: &mut DbConnection, serial: &str) -> Result<Option<String>>
         .optional()?
         .flatten())
 }
+
+/// Valid, unexpired certificates of a track that were issued to assets.
+pub fn live_asset_certificates(conn: &mut DbConnection, track: Track, now: i64) -> Result<Vec<CertificateRecord>> {
+    k::certificates
+        .filter(k::track.eq(track.as_str()))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .filter(k::asset_id.is_not_null())
+        .select(CertificateRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(CertificateRecord::try_from)
+        .collect()
+}
