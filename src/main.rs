@@ -185,6 +185,8 @@ enum AssetCommand {
         #[arg(long, default_value = "1h")]
         grace: String,
     },
+    /// Revoke EAB credentials by kid.
+    RevokeCredentials { kid: String },
     /// New EAB credentials (kid and HMAC key) for an asset's ACME client; shown once.
     Credentials {
         name: String,
@@ -314,6 +316,10 @@ async fn main() -> Result<()> {
                             out.push_str("dry run: nothing changed (add --apply)\n");
                         }
                         out
+                    }
+                    AssetCommand::RevokeCredentials { kid } => {
+                        ca.revoke_eab_key(&kid, &actor)?;
+                        format!("EAB credentials {kid} revoked\n")
                     }
                     AssetCommand::Redeploy { name, grace } => {
                         let grace = dualca::config::parse_duration(&grace)?;

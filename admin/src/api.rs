@@ -120,6 +120,12 @@ pub const ROUTES: &[RouteSpec] = &[
         permission: Some(Permission::ManageAssets),
         summary: "Redeploy: supersede the asset's current certificates after a grace period",
     },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/machine/eab/{kid}/revoke",
+        permission: Some(Permission::ManageAssets),
+        summary: "Revoke EAB credentials",
+    },
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

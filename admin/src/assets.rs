@@ -21,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/machine/assets/{name}", web::put().to(update))
         .route("/admin/api/machine/assets/{name}/decommission", web::post().to(decommission))
         .route("/admin/api/machine/assets/{name}/credentials", web::post().to(credentials))
-        .route("/admin/api/machine/assets/{name}/redeploy", web::post().to(redeploy));
+        .route("/admin/api/machine/assets/{name}/redeploy", web::post().to(redeploy))
+        .route("/admin/api/machine/eab/{kid}/revoke", web::post().to(revoke_credentials));
 }
 
 async fn blocking<T: Send + 'static>(
@@ -272,4 +273,13 @@ async fn redeploy(state: web::Data<AdminState>, principal: Principal, name: web:
     let superseded = blocking(move || ca.redeploy_asset(&name, grace, &actor)).await?;
     let due = state.ca.clock.unix() + grace;
     Ok(HttpResponse::Ok().json(json!({ "superseded": superseded, "revoked_at": rfc3339(due) })))
+}
+
+/// Revokes EAB credentials before they expire; accounts already bound keep their binding.
+async fn revoke_credentials(state: web::Data<AdminState>, principal: Principal, kid: web::Path<String>) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "revoke EAB credentials").await?;
+    let (ca, kid, actor) = (state.ca.clone(), kid.into_inner(), format!("admin:{}", principal.subject));
+    let kid_for_call = kid.clone();
+    blocking(move || ca.revoke_eab_key(&kid_for_call, &actor)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "kid": kid, "revoked": true })))
 }

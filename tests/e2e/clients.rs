@@ -308,6 +308,19 @@ async fn lego_obtains_renews_and_revokes(db: Db) {
     };
 
     run_step("lego-run", lego_command(&["run"]), work.path()).await;
+    // A name of another asset is refused, and lego reports the problem type.
+    register_foreign_asset(&server);
+    let mut foreign = client_command(&lego);
+    foreign
+        .args(["--server", &server.directory(Track::Machine)])
+        .args(["--email", ACCOUNT_EMAIL, "--accept-tos"])
+        .args(["--eab", "--kid", &eab_kid, "--hmac", &eab_hmac])
+        .arg("--path")
+        .arg(work.path().join("lego-foreign"))
+        .args(["--http", "--http.port", &listen, "--domains", FOREIGN, "run"])
+        .env("LEGO_CA_CERTIFICATES", &server.root_pem);
+    let output = run_failing_step("lego-foreign", foreign).await;
+    assert!(output.contains("rejectedIdentifier") && output.contains(FOREIGN), "{output}");
     let first = check_issued(&server, &chain_path, &key_path, NAME);
     assert_eq!(status_of(&server, &first), "valid");
 

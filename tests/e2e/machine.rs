@@ -141,6 +141,13 @@ async fn eab_binding_is_required_and_checked(db: Db) {
             fresh.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await;
         assert_eq!(res.status, expected, "attempt {attempt}: {}", res.text);
     }
+    // Revoked credentials bind no new account.
+    let (status, _) = admin(&server, "POST", &format!("/admin/api/machine/eab/{kid}/revoke"), &token, json!({})).await;
+    assert_eq!(status, 200);
+    let mut late = RawClient::bare(&server, Track::Machine);
+    late.eab = None;
+    let binding = eab_binding(&kid, &key, &jwk_of(&late.key), &url);
+    late.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await.assert_problem("unauthorized", 403);
     let _ = try_account;
     server.stop().await;
 }
@@ -192,9 +199,23 @@ async fn asset_policy_spiffe_and_profiles(db: Db) {
         (details["asset"].clone(), details["owner_team"].clone(), details["service"].clone()),
         (json!("checkout-api"), json!("payments"), json!("checkout"))
     );
-    // A client cannot ask for a URI of its own.
-    let mut raw = RawClient::bare(&server, Track::Machine);
-    raw.eab = Some((kid.clone(), key.clone()));
+    // A client cannot ask for a URI of its own: the CSR may name only the order's identifiers.
+    let mut order = account.new_order(&NewOrder::new(&[Identifier::Dns("a.example.test".into())])).await.unwrap();
+    let mut authzs = order.authorizations();
+    while let Some(authz) = authzs.next().await {
+        let mut authz = authz.unwrap();
+        let mut challenge = authz.challenge(instant_acme::ChallengeType::Http01).unwrap();
+        server.responder.serve(&challenge.token, challenge.key_authorization().as_str());
+        challenge.set_ready().await.unwrap();
+    }
+    let retry = instant_acme::RetryPolicy::new().initial_delay(Duration::from_millis(100)).timeout(Duration::from_secs(20));
+    order.poll_ready(&retry).await.unwrap();
+    let csr_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.example.test".to_string()]).unwrap();
+    params.subject_alt_names.push(rcgen::SanType::URI("spiffe://example.test/admin".try_into().unwrap()));
+    let csr = params.serialize_request(&csr_key).unwrap();
+    let err = order.finalize_csr(csr.der()).await.err().unwrap();
+    assert!(matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badCSR")), "{err:?}");
     let _ = b64(&[]);
     server.stop().await;
 }
@@ -364,6 +385,14 @@ async fn decommission_revokes_everything_at_once(db: Db) {
     raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})))
         .await
         .assert_problem("unauthorized", 403);
+    // A compromised asset's certificates are revoked for keyCompromise.
+    let (kid2, key2) = asset_with_credentials(&server, "leaky", &["www.example.test"], json!({})).await;
+    let leaky = bound_account(&server, &kid2, &key2).await;
+    let (leaked, _) = issue(&server, &leaky, &["www.example.test"], None).await;
+    let (status, _) = admin(&server, "POST", "/admin/api/machine/assets/leaky/decommission", &token, json!({"compromised": true})).await;
+    assert_eq!(status, 200);
+    assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&leaked)).unwrap().revocation_reason, Some(1));
+    assert!(server.ca.asset("leaky").unwrap().compromised);
     // Decommissioning twice is a conflict.
     assert_eq!(admin(&server, "POST", "/admin/api/machine/assets/edge-7/decommission", &token, json!({})).await.0, 409);
     // The audit chain holds the events in order, and verifies.
