@@ -234,7 +234,8 @@ async fn sync(
     body: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "sync the inventory").await?;
-    let csv = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
+    let csv =
+        req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
     let format = if csv { crate::sync::Format::Csv } else { crate::sync::Format::Json };
     let specs = crate::sync::parse_inventory(&body, format).map_err(AdminProblem::bad_request)?;
     let q = query.into_inner();
@@ -265,7 +266,12 @@ pub struct RedeployBody {
 }
 
 /// Supersedes the asset's current certificates after a grace period (default 1h).
-async fn redeploy(state: web::Data<AdminState>, principal: Principal, name: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminProblem> {
+async fn redeploy(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "redeploy assets").await?;
     let body: RedeployBody = crate::problem::optional_json(&body)?;
     let grace = crate::api::parse_within(body.grace.as_deref().unwrap_or("1h"))?;
@@ -276,7 +282,11 @@ async fn redeploy(state: web::Data<AdminState>, principal: Principal, name: web:
 }
 
 /// Revokes EAB credentials before they expire; accounts already bound keep their binding.
-async fn revoke_credentials(state: web::Data<AdminState>, principal: Principal, kid: web::Path<String>) -> Result<HttpResponse, AdminProblem> {
+async fn revoke_credentials(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    kid: web::Path<String>,
+) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "revoke EAB credentials").await?;
     let (ca, kid, actor) = (state.ca.clone(), kid.into_inner(), format!("admin:{}", principal.subject));
     let kid_for_call = kid.clone();

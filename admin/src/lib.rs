@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod metrics;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod public;
 pub mod sync;
@@ -30,5 +31,6 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig, ca: Arc<Ca>, auth: Arc<AdminAu
                 .error_handler(|err, _| problem::AdminProblem::bad_request(format!("query: {err}")).into()),
         )
         .route("/metrics", web::get().to(metrics::metrics))
-        .configure(api::configure);
+        .configure(api::configure)
+        .configure(pages::configure);
 }

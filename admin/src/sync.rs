@@ -116,11 +116,14 @@ mod tests {
         let csv = b"name,kind,owner_team,owner_email,service,environment,identifiers,spiffe_id,profile\n\
             web-1,host,web,web@example.org,shop,prod,\"web1.example.org; 10.0.0.7 dns:*.web.example.org\",,week\n";
         let specs = parse_inventory(csv, Format::Csv).unwrap();
-        assert_eq!(specs[0].identifiers, vec![
-            ("dns".to_string(), "web1.example.org".to_string()),
-            ("ip".to_string(), "10.0.0.7".to_string()),
-            ("dns".to_string(), "*.web.example.org".to_string()),
-        ]);
+        assert_eq!(
+            specs[0].identifiers,
+            vec![
+                ("dns".to_string(), "web1.example.org".to_string()),
+                ("ip".to_string(), "10.0.0.7".to_string()),
+                ("dns".to_string(), "*.web.example.org".to_string()),
+            ]
+        );
         assert_eq!(specs[0].profile.as_deref(), Some("week"));
         assert_eq!(specs[0].spiffe_id, None);
         assert!(parse_inventory(b"name,kind\nx,host\n", Format::Csv).unwrap_err().contains("owner_team"));

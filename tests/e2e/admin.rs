@@ -72,7 +72,8 @@ async fn role_matrix(db: Db) {
             .path
             .replace("{track}", "machine")
             .replace("{serial}", &serials[&Track::Machine])
-            .replace("{name}", "test-fleet").replace("{kid}", "eab-nothing");
+            .replace("{name}", "test-fleet")
+            .replace("{kid}", "eab-nothing");
         let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
         let status = server
             .http()
@@ -378,8 +379,11 @@ async fn certificates_openapi_and_metrics(db: Db) {
     // Every documented route is served: no fallback 404 (type about:blank) and no 405. Unknown
     // serials and names give the API's own notFound.
     for (method, path) in &routes {
-        let concrete =
-            path.replace("{track}", "machine").replace("{serial}", "00ff").replace("{name}", "no-such-asset").replace("{kid}", "eab-nothing");
+        let concrete = path
+            .replace("{track}", "machine")
+            .replace("{serial}", "00ff")
+            .replace("{name}", "no-such-asset")
+            .replace("{kid}", "eab-nothing");
         let res = server
             .http()
             .request(

@@ -99,7 +99,9 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     // A MAC of the wrong length is refused like any wrong MAC, and the server carries on.
     let mut short = eab_binding(&kid, &key, &jwk_of(&raw.key), &url);
     short["signature"] = json!(b64(&[1u8; 7]));
-    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": short}))).await.assert_problem("unauthorized", 403);
+    raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": short})))
+        .await
+        .assert_problem("unauthorized", 403);
     // An unknown kid.
     let unknown = eab_binding("eab-nobody", &key, &jwk_of(&raw.key), &url);
     raw.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": unknown})))
@@ -147,7 +149,9 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     let mut late = RawClient::bare(&server, Track::Machine);
     late.eab = None;
     let binding = eab_binding(&kid, &key, &jwk_of(&late.key), &url);
-    late.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await.assert_problem("unauthorized", 403);
+    late.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})))
+        .await
+        .assert_problem("unauthorized", 403);
     let _ = try_account;
     server.stop().await;
 }
@@ -208,14 +212,18 @@ async fn asset_policy_spiffe_and_profiles(db: Db) {
         server.responder.serve(&challenge.token, challenge.key_authorization().as_str());
         challenge.set_ready().await.unwrap();
     }
-    let retry = instant_acme::RetryPolicy::new().initial_delay(Duration::from_millis(100)).timeout(Duration::from_secs(20));
+    let retry =
+        instant_acme::RetryPolicy::new().initial_delay(Duration::from_millis(100)).timeout(Duration::from_secs(20));
     order.poll_ready(&retry).await.unwrap();
     let csr_key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["a.example.test".to_string()]).unwrap();
     params.subject_alt_names.push(rcgen::SanType::URI("spiffe://example.test/admin".try_into().unwrap()));
     let csr = params.serialize_request(&csr_key).unwrap();
     let err = order.finalize_csr(csr.der()).await.err().unwrap();
-    assert!(matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badCSR")), "{err:?}");
+    assert!(
+        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badCSR")),
+        "{err:?}"
+    );
     let _ = b64(&[]);
     server.stop().await;
 }
@@ -389,7 +397,9 @@ async fn decommission_revokes_everything_at_once(db: Db) {
     let (kid2, key2) = asset_with_credentials(&server, "leaky", &["www.example.test"], json!({})).await;
     let leaky = bound_account(&server, &kid2, &key2).await;
     let (leaked, _) = issue(&server, &leaky, &["www.example.test"], None).await;
-    let (status, _) = admin(&server, "POST", "/admin/api/machine/assets/leaky/decommission", &token, json!({"compromised": true})).await;
+    let (status, _) =
+        admin(&server, "POST", "/admin/api/machine/assets/leaky/decommission", &token, json!({"compromised": true}))
+            .await;
     assert_eq!(status, 200);
     assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&leaked)).unwrap().revocation_reason, Some(1));
     assert!(server.ca.asset("leaky").unwrap().compromised);
@@ -438,7 +448,8 @@ async fn inventory_validation_errors(db: Db) {
     let (status, problem) = admin(&server, "POST", "/admin/api/machine/assets", &token, with("name", json!("y"))).await;
     assert_eq!(status, 409, "an identifier belongs to one asset: {problem}");
     // A malformed body is refused, not read as "no body": the asset stays active.
-    let (status, _) = admin(&server, "POST", "/admin/api/machine/assets/x/decommission", &token, json!({"compromised": "yes"})).await;
+    let (status, _) =
+        admin(&server, "POST", "/admin/api/machine/assets/x/decommission", &token, json!({"compromised": "yes"})).await;
     assert_eq!(status, 400);
     assert_eq!(server.ca.asset("x").unwrap().status.as_str(), "active");
     // A change of owner is audited.
@@ -462,7 +473,8 @@ async fn inventory_sync_plans_applies_and_guards(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
     let token = admin_token(&server, Role::Inventory);
     for i in 0..10 {
-        let (status, _) = admin(&server, "POST", "/admin/api/machine/assets", &token, inventory_entry(&format!("h{i}"), "web")).await;
+        let (status, _) =
+            admin(&server, "POST", "/admin/api/machine/assets", &token, inventory_entry(&format!("h{i}"), "web")).await;
         assert_eq!(status, 201);
     }
     // The export: h0 moved service, h8 and h9 gone, n1 new.
@@ -473,18 +485,28 @@ async fn inventory_sync_plans_applies_and_guards(db: Db) {
     std::fs::write(&file, serde_json::to_vec(&export).unwrap()).unwrap();
     let sync = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
-        cmd.args(["asset", "sync"]).arg(&file).args(extra).arg("--data-dir").arg(&server.settings.data_dir).env("RUST_LOG", "warn");
+        cmd.args(["asset", "sync"])
+            .arg(&file)
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&server.settings.data_dir)
+            .env("RUST_LOG", "warn");
         if !server.settings.database_url.is_empty() {
             cmd.args(["--database-url", &server.settings.database_url]);
         }
         let out = cmd.output().unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     };
     let active = |name: &str| server.ca.asset(name).map(|a| a.status.as_str() == "active").unwrap_or(false);
     // Dry run: the plan, and nothing changes.
     let (ok, text) = sync(&[]);
     assert!(ok, "{text}");
-    for line in ["+ create        n1", "~ update        h0 (service)", "- decommission  h8", "- decommission  h9", "dry run"] {
+    for line in
+        ["+ create        n1", "~ update        h0 (service)", "- decommission  h8", "- decommission  h9", "dry run"]
+    {
         assert!(text.contains(line), "{line:?} in {text}");
     }
     assert!(active("h8") && active("h9") && !active("n1"));
@@ -500,7 +522,9 @@ async fn inventory_sync_plans_applies_and_guards(db: Db) {
 
     // The API takes CSV; one of nine is within the guard.
     let csv = "name,kind,owner_team,owner_email,service,environment,identifiers,spiffe_id,profile\n".to_string()
-        + &(1..8).map(|i| format!("h{i},host,fleet,fleet@example.test,web,production,h{i}.fleet.example.org,,\n")).collect::<String>()
+        + &(1..8)
+            .map(|i| format!("h{i},host,fleet,fleet@example.test,web,production,h{i}.fleet.example.org,,\n"))
+            .collect::<String>()
         + "h0,host,fleet,fleet@example.test,api,production,h0.fleet.example.org,,\n";
     let post = |query: &'static str| {
         let (server, token, csv) = (&server, token.clone(), csv.clone());
@@ -549,16 +573,26 @@ async fn redeploy_supersedes_after_the_grace_period(db: Db) {
     let account = bound_account(&server, &kid, &key).await;
     let (old, _) = issue(&server, &account, &["a.example.test"], None).await;
     let token = admin_token(&server, Role::Inventory);
-    let (status, body) = admin(&server, "POST", "/admin/api/machine/assets/batch-3/redeploy", &token, json!({"grace": "1h"})).await;
+    let (status, body) =
+        admin(&server, "POST", "/admin/api/machine/assets/batch-3/redeploy", &token, json!({"grace": "1h"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["superseded"], json!([serial_of(&old)]));
     // During the grace period the old certificate still works, ARI says renew now, and the new
     // deployment gets its certificate.
     assert_eq!(server.ca.run_due_revocations().unwrap(), 0);
     assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&old)).unwrap().status.as_str(), "valid");
-    let res = server.http().get(format!("{}/acme/machine/renewal-info/{}", server.public_url, cert_id(&old))).send().await.unwrap();
+    let res = server
+        .http()
+        .get(format!("{}/acme/machine/renewal-info/{}", server.public_url, cert_id(&old)))
+        .send()
+        .await
+        .unwrap();
     let window: Value = res.json().await.unwrap();
-    let end = time::OffsetDateTime::parse(window["suggestedWindow"]["end"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let end = time::OffsetDateTime::parse(
+        window["suggestedWindow"]["end"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
     assert!(end < time::OffsetDateTime::now_utc(), "{window}");
     let (new, _) = issue(&server, &account, &["a.example.test"], None).await;
     // After it, the scheduled job revokes the old one only, as superseded.
@@ -616,10 +650,13 @@ async fn owners_are_told_and_overdue_renewals_alert(db: Db) {
     assert_eq!(server.ca.alert_overdue_renewals().unwrap(), 0, "each alert goes out once");
     let mail = mail_containing(&server, "was not renewed").await;
     assert!(mail.contains("finance@example.test") && mail.contains(&serial_of(&chain)), "{mail}");
-    let metrics = server.http().get(format!("{}/metrics", server.public_url)).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        server.http().get(format!("{}/metrics", server.public_url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("dualca_machine_renewals_overdue 1"), "{metrics}");
     let auditor = admin_token(&server, Role::Auditor);
-    let (_, audit) = admin(&server, "GET", "/admin/api/machine/audit?action=certificate.renewal-overdue", &auditor, json!(null)).await;
+    let (_, audit) =
+        admin(&server, "GET", "/admin/api/machine/audit?action=certificate.renewal-overdue", &auditor, json!(null))
+            .await;
     assert_eq!(audit["events"].as_array().unwrap().len(), 1);
     // Renewed (here without `replaces`, as certbot does): no longer overdue.
     issue(&server, &account, &["a.example.test"], None).await;

@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod machine;
 mod mail;
+mod pages;
 mod protocol;
 mod revocation_status;
 mod schema;

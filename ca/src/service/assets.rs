@@ -526,8 +526,9 @@ impl Ca {
             if !seen.insert(spec.name.clone()) {
                 return Err(Error::malformed(format!("asset {:?} appears twice in the inventory", spec.name)));
             }
-            let (_, identifiers) =
-                self.validate_spec(spec).map_err(|e| Error::new(e.kind, format!("asset {:?}: {}", spec.name, e.detail)))?;
+            let (_, identifiers) = self
+                .validate_spec(spec)
+                .map_err(|e| Error::new(e.kind, format!("asset {:?}: {}", spec.name, e.detail)))?;
             match active.iter().find(|a| a.name == spec.name) {
                 None => plan.create.push(spec.clone()),
                 Some(current) => {
@@ -547,7 +548,13 @@ impl Ca {
     /// Carries out a plan. Refuses, changing nothing, when it would decommission more than
     /// `max_share` of the active assets and `force` is not given. Decommissions run first, so
     /// their identifiers are free for the assets created after them.
-    pub fn apply_inventory_sync(&self, plan: &SyncPlan, max_share: f64, force: bool, actor: &str) -> Result<SyncReport> {
+    pub fn apply_inventory_sync(
+        &self,
+        plan: &SyncPlan,
+        max_share: f64,
+        force: bool,
+        actor: &str,
+    ) -> Result<SyncReport> {
         if plan.decommission_share() > max_share && !force {
             return Err(Error::conflict(format!(
                 "the sync would decommission {} of {} active assets ({:.0}%, more than {:.0}%): refused without force",

@@ -125,7 +125,9 @@ pub struct CertificateCounts {
 pub fn counts(conn: &mut DbConnection, track: Track, now: i64, revoked_since: i64) -> Result<CertificateCounts> {
     // The CA's own service certificates (HTTPS, OCSP responder) are not subscribers'.
     let base = || {
-        k::certificates.filter(k::track.eq(track.as_str())).filter(k::profile.ne_all(["ca-server-tls", "ocsp-responder"]))
+        k::certificates
+            .filter(k::track.eq(track.as_str()))
+            .filter(k::profile.ne_all(["ca-server-tls", "ocsp-responder"]))
     };
     let valid = CertificateStatus::Valid.as_str();
     let revoked = CertificateStatus::Revoked.as_str();

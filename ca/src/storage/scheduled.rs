@@ -17,7 +17,15 @@ diesel::table! {
 
 use scheduled_revocations::dsl as s;
 
-pub fn schedule(conn: &mut DbConnection, serial: &str, track: Track, due_at: i64, reason: u8, by: &str, now: i64) -> Result<()> {
+pub fn schedule(
+    conn: &mut DbConnection,
+    serial: &str,
+    track: Track,
+    due_at: i64,
+    reason: u8,
+    by: &str,
+    now: i64,
+) -> Result<()> {
     let exists: i64 = s::scheduled_revocations.filter(s::serial.eq(serial)).count().get_result(conn)?;
     if exists == 0 {
         diesel::insert_into(s::scheduled_revocations)
@@ -46,11 +54,14 @@ pub fn due(conn: &mut DbConnection, now: i64, limit: i64) -> Result<Vec<(String,
 }
 
 pub fn mark_done(conn: &mut DbConnection, serial: &str, now: i64) -> Result<()> {
-    diesel::update(s::scheduled_revocations.filter(s::serial.eq(serial))).set(s::done_at.eq(Some(now))).execute(conn)?;
+    diesel::update(s::scheduled_revocations.filter(s::serial.eq(serial)))
+        .set(s::done_at.eq(Some(now)))
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn is_scheduled(conn: &mut DbConnection, serial: &str) -> Result<bool> {
-    let n: i64 = s::scheduled_revocations.filter(s::serial.eq(serial)).filter(s::done_at.is_null()).count().get_result(conn)?;
+    let n: i64 =
+        s::scheduled_revocations.filter(s::serial.eq(serial)).filter(s::done_at.is_null()).count().get_result(conn)?;
     Ok(n > 0)
 }

@@ -1,0 +1,174 @@
+//! The machine track's inventory pages: the asset list, one asset with its certificates, and
+//! the Decommission button (behind a confirm dialog and the CSRF check).
+
+use std::fmt::Write;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use dualca_ca::clock::rfc3339;
+use dualca_ca::model::{Asset, AssetStatus};
+use dualca_ca::{AssetQuery, CertificateFilter, Track};
+use serde::Deserialize;
+
+use super::html::{self, esc, link};
+use super::session::{blocking, form, state, CsrfForm, PageError, Session};
+use crate::auth::Permission;
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    status: String,
+}
+
+fn identifiers(asset: &Asset) -> String {
+    asset.identifiers.iter().map(|i| esc(&i.to_string())).collect::<Vec<_>>().join("<br>")
+}
+
+/// GET /admin/machine/assets
+pub async fn list(req: HttpRequest, session: Session) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    session.require(&state, Permission::ReadAssets, Track::Machine, "list assets").await?;
+    let q = web::Query::<ListQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let status = match q.status.as_str() {
+        "" => None,
+        s => Some(AssetStatus::parse(s).ok_or_else(|| PageError::bad_request(format!("Unknown status {s:?}.")))?),
+    };
+    let filter = AssetQuery { status, ..AssetQuery::default() };
+    let ca = state.ca.clone();
+    let assets = blocking(move || ca.assets(&filter)).await?;
+    let option = |value: &str, label: &str| {
+        let selected = if q.status == value { " selected" } else { "" };
+        format!("<option value=\"{}\"{selected}>{}</option>", esc(value), esc(label))
+    };
+    let mut body = format!(
+        "<form method=\"get\" action=\"/admin/machine/assets\" class=\"filters\"><label>Status \
+         <select name=\"status\">{}{}{}</select></label> <button type=\"submit\">Show</button></form>",
+        option("", "all"),
+        option("active", "active"),
+        option("decommissioned", "decommissioned")
+    );
+    if assets.is_empty() {
+        body.push_str("<p id=\"no-assets\">No assets.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"assets\"><thead><tr><th>Name</th><th>Kind</th><th>Status</th><th>Owner team</th>\
+             <th>Service</th><th>Environment</th><th>Identifiers</th></tr></thead><tbody>",
+        );
+        for a in &assets {
+            let _ = write!(
+                body,
+                "<tr><td class=\"name\">{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                link(&html::asset_href(&a.name), &a.name),
+                esc(a.kind.as_str()),
+                esc(a.status.as_str()),
+                esc(&a.owner_team),
+                esc(&a.service),
+                esc(&a.environment),
+                identifiers(a)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    Ok(html::ok("Assets", &session, &body))
+}
+
+#[derive(Deserialize, Default)]
+struct NoticeQuery {
+    decommissioned: Option<usize>,
+}
+
+/// GET /admin/machine/assets/{name}
+pub async fn show(req: HttpRequest, session: Session, name: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    session.require(&state, Permission::ReadAssets, Track::Machine, "read assets").await?;
+    let notice = web::Query::<NoticeQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let (ca, name) = (state.ca.clone(), name.into_inner());
+    let (asset, certs) = blocking(move || {
+        let asset = ca.asset(&name)?;
+        let filter = CertificateFilter { asset: Some(asset.id.clone()), ..CertificateFilter::default() };
+        let certs = ca.search_certificates(Track::Machine, &filter, None, 1000)?;
+        Ok((asset, certs))
+    })
+    .await?;
+    let mut body = String::new();
+    if let (Some(revoked), AssetStatus::Decommissioned) = (notice.decommissioned, asset.status) {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" id=\"notice\">Decommissioned: {revoked} certificate(s) revoked, its accounts and EAB keys deactivated.</p>"
+        );
+    }
+    let optional = |v: &Option<String>| esc(v.as_deref().unwrap_or("—"));
+    body.push_str(&html::facts(&[
+        ("Name", format!("<span id=\"asset-name\">{}</span>", esc(&asset.name))),
+        ("Kind", esc(asset.kind.as_str())),
+        ("Status", format!("<span id=\"status\">{}</span>", esc(asset.status.as_str()))),
+        ("Compromised", if asset.compromised { "yes".into() } else { "no".into() }),
+        ("Owner team", esc(&asset.owner_team)),
+        ("Owner email", esc(&asset.owner_email)),
+        ("Service", esc(&asset.service)),
+        ("Environment", esc(&asset.environment)),
+        ("Identifiers", identifiers(&asset)),
+        ("SPIFFE ID", optional(&asset.spiffe_id)),
+        ("Profile", optional(&asset.profile)),
+        ("Registered", esc(&rfc3339(asset.created_at))),
+        ("Updated", esc(&rfc3339(asset.updated_at))),
+        ("Decommissioned", esc(&asset.decommissioned_at.map(rfc3339).unwrap_or_else(|| "—".into()))),
+    ]));
+    if asset.status == AssetStatus::Active && session.may(Permission::ManageAssets, Track::Machine) {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"{}\" data-confirm=\"{}\">{}\
+             <button type=\"submit\" class=\"danger\" id=\"decommission\">Decommission</button></form>",
+            esc(&format!("{}/decommission", html::asset_href(&asset.name))),
+            esc(&format!(
+                "Decommission {}? Its {} live certificate(s) are revoked at once, and its accounts and EAB keys stop working.",
+                asset.name,
+                certs.iter().filter(|c| c.status == dualca_ca::model::CertificateStatus::Valid).count()
+            )),
+            html::csrf_field(&session.csrf)
+        );
+    }
+    body.push_str("<h2>Certificates</h2>");
+    if certs.is_empty() {
+        body.push_str("<p id=\"no-certificates\">None.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"certificates\"><thead><tr><th>Serial</th><th>Status</th><th>Identifiers</th>\
+             <th>Not after</th></tr></thead><tbody>",
+        );
+        let may_open = session.may(Permission::ReadCertificates, Track::Machine);
+        for c in &certs {
+            let serial = if may_open {
+                link(&html::certificate_href(Track::Machine, &c.serial), &c.serial)
+            } else {
+                esc(&c.serial)
+            };
+            let ids: Vec<String> = c.identifiers.iter().map(|i| esc(&i.to_string())).collect();
+            let _ = write!(
+                body,
+                "<tr><td class=\"serial\">{serial}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(c.status.as_str()),
+                ids.join("<br>"),
+                esc(&rfc3339(c.not_after))
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    Ok(html::ok(&format!("Asset {}", asset.name), &session, &body))
+}
+
+/// POST /admin/machine/assets/{name}/decommission
+pub async fn decommission(
+    req: HttpRequest,
+    session: Session,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    let form_data: CsrfForm = form(&body)?;
+    session.check_csrf(&state, form_data.csrf.as_deref(), Track::Machine, "decommission assets").await?;
+    session.require(&state, Permission::ManageAssets, Track::Machine, "decommission assets").await?;
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
+    let asset_name = name.clone();
+    let report = blocking(move || ca.decommission_asset(&asset_name, false, &actor)).await?;
+    Ok(html::see_other(&format!("{}?decommissioned={}", html::asset_href(&name), report.revoked_serials.len())))
+}

@@ -1,0 +1,671 @@
+//! The admin web pages: signing in with a token and the session cookie's flags, the CSRF token
+//! every form needs, what each role sees and may do, escaping of everything a page echoes, the
+//! audit log's filters and paging, and a real headless Chromium driven over WebDriver through
+//! sign-in, the audit logs, and an asset's Decommission button with its confirm dialog.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use dualca_admin::Role;
+use dualca_ca::model::{AssetStatus, CertificateStatus};
+use dualca_ca::{AuditFilter, Track};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::common::{first_cert, in_ci, Db, TestServer};
+use crate::on_both_databases;
+use crate::protocol::{account, issue};
+
+fn mint(server: &TestServer, role: Role) -> (String, dualca_admin::auth::Claims) {
+    let subject = format!("{}-pages", role.as_str());
+    server.settings.admin_auth().unwrap().mint(role, &subject, 3600, server.ca.clock.unix()).unwrap()
+}
+
+/// HTTPS to the server, trusting its root, without following redirects (the tests look at them).
+fn client(server: &TestServer) -> reqwest::Client {
+    let root = std::fs::read(&server.root_pem).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// The Set-Cookie line for `name`, if the response set it.
+fn set_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+fn cookie_value(line: &str) -> String {
+    line.split(';').next().unwrap().split_once('=').unwrap().1.to_string()
+}
+
+/// The value of the first hidden `csrf` field on a page.
+fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).unwrap_or_else(|| panic!("no CSRF field in {html}")) + marker.len();
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+struct Response {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Response {
+    let res = req.send().await.unwrap();
+    let (status, headers) = (res.status().as_u16(), res.headers().clone());
+    Response { status, headers, body: res.text().await.unwrap() }
+}
+
+/// A signed-in browser, as far as HTTP goes: the session cookie and the page's CSRF token.
+struct Session {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    async fn get(&self, path: &str) -> Response {
+        send(self.http.get(format!("{}{path}", self.base)).header(COOKIE, format!("dualca_admin={}", self.cookie)))
+            .await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header(COOKIE, format!("dualca_admin={}", self.cookie))
+                .form(form),
+        )
+        .await
+    }
+}
+
+/// Fetches the sign-in form, then posts `token` with the form's CSRF value and cookie.
+async fn post_login(server: &TestServer, token: &str) -> Response {
+    let http = client(server);
+    let form = send(http.get(format!("{}/admin/", server.public_url))).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let nonce = cookie_value(&set_cookie(&form.headers, "dualca_admin_login").expect("the form sets its cookie"));
+    let csrf = csrf_field(&form.body);
+    send(
+        http.post(format!("{}/admin/login", server.public_url))
+            .header(COOKIE, format!("dualca_admin_login={nonce}"))
+            .form(&[("token", token), ("csrf", &csrf)]),
+    )
+    .await
+}
+
+async fn sign_in_with(server: &TestServer, token: &str) -> Session {
+    let res = post_login(server, token).await;
+    assert_eq!(res.status, 303, "{}", res.body);
+    let cookie = cookie_value(&set_cookie(&res.headers, "dualca_admin").expect("session cookie"));
+    let mut session = Session { http: client(server), base: server.public_url.clone(), cookie, csrf: String::new() };
+    let page = session.get(res.headers[LOCATION].to_str().unwrap()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    session.csrf = csrf_field(&page.body);
+    session
+}
+
+async fn sign_in(server: &TestServer, role: Role) -> Session {
+    sign_in_with(server, &mint(server, role).0).await
+}
+
+async fn api_post(server: &TestServer, path: &str, body: serde_json::Value) -> (u16, String) {
+    let token = mint(server, Role::Admin).0;
+    let res =
+        server.http().post(format!("{}{path}", server.public_url)).bearer_auth(token).json(&body).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+fn serial_of(chain: &str) -> String {
+    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
+}
+
+fn actions(server: &TestServer, track: Track, action: &str) -> Vec<dualca_ca::AuditRecord> {
+    let filter = AuditFilter { action: Some(action.into()), ..AuditFilter::default() };
+    server.ca.audit_events(track, &filter, 0, 1000).unwrap()
+}
+
+async fn sign_in_sets_a_strict_session_cookie(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let http = client(&server);
+
+    let form = send(http.get(format!("{}/admin/", server.public_url))).await;
+    assert_eq!(form.status, 200);
+    assert_eq!(form.headers[CONTENT_TYPE], "text/html; charset=utf-8");
+    let csp = form.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(form.body.contains("name=\"token\""), "{}", form.body);
+
+    // The sign-in form is a form like any other: without its cookie and field it is refused.
+    let forged = send(
+        http.post(format!("{}/admin/login", server.public_url))
+            .form(&[("token", mint(&server, Role::Admin).0.as_str()), ("csrf", "guess")]),
+    )
+    .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(set_cookie(&forged.headers, "dualca_admin").is_none());
+
+    let refused = post_login(&server, "not-a-token").await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("The token was not accepted"), "{}", refused.body);
+    assert!(set_cookie(&refused.headers, "dualca_admin").is_none());
+
+    let (revoked, claims) = mint(&server, Role::Admin);
+    server.ca.revoke_admin_token(&claims.jti, &claims.sub, claims.exp, "test").unwrap();
+    let refused = post_login(&server, &revoked).await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.contains("revoked"), "{}", refused.body);
+
+    let (token, claims) = mint(&server, Role::Admin);
+    let accepted = post_login(&server, &token).await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    assert_eq!(accepted.headers[LOCATION], "/admin/machine");
+    let line = set_cookie(&accepted.headers, "dualca_admin").unwrap();
+    let attributes: Vec<&str> = line.split(';').map(str::trim).collect();
+    assert_eq!(attributes[0], format!("dualca_admin={token}"));
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/admin"] {
+        assert!(attributes.contains(&flag), "{flag} missing from {line}");
+    }
+    let max_age: i64 = attributes.iter().find_map(|a| a.strip_prefix("Max-Age=")).unwrap().parse().unwrap();
+    assert!((3590..=3600).contains(&max_age), "the cookie lives as long as the token: {line}");
+    // The one-off sign-in cookie is cleared.
+    assert!(set_cookie(&accepted.headers, "dualca_admin_login").unwrap().contains("Max-Age=0"));
+
+    // A help-desk operator lands on the human track, the one they may see.
+    assert_eq!(post_login(&server, &mint(&server, Role::Helpdesk).0).await.headers[LOCATION], "/admin/human");
+
+    let session =
+        Session { http: http.clone(), base: server.public_url.clone(), cookie: token.clone(), csrf: String::new() };
+    let dashboard = session.get("/admin/machine").await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.body);
+    assert!(dashboard.body.contains("id=\"active\""), "{}", dashboard.body);
+    assert!(dashboard.body.contains("signed in as admin-pages (admin)"), "{}", dashboard.body);
+
+    // Pages read only the cookie, the API only the Authorization header.
+    let anonymous = send(http.get(format!("{}/admin/machine", server.public_url))).await;
+    assert_eq!((anonymous.status, anonymous.headers[LOCATION].to_str().unwrap()), (303, "/admin/"));
+    let bearer = send(http.get(format!("{}/admin/machine", server.public_url)).bearer_auth(&token)).await;
+    assert_eq!(bearer.status, 303);
+    let api = send(
+        http.get(format!("{}/admin/api/whoami", server.public_url)).header(COOKIE, format!("dualca_admin={token}")),
+    )
+    .await;
+    assert_eq!(api.status, 401, "{}", api.body);
+
+    // Sign-out is a form too.
+    assert_eq!(session.post("/admin/logout", &[]).await.status, 403);
+    let csrf = csrf_field(&dashboard.body);
+    let out = session.post("/admin/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((out.status, out.headers[LOCATION].to_str().unwrap()), (303, "/admin/"));
+    assert!(set_cookie(&out.headers, "dualca_admin").unwrap().contains("Max-Age=0"));
+
+    // The deny-list is read on every page, not only at sign-in.
+    server.ca.revoke_admin_token(&claims.jti, &claims.sub, claims.exp, "test").unwrap();
+    let after = session.get("/admin/machine").await;
+    assert_eq!(after.status, 303);
+    assert!(set_cookie(&after.headers, "dualca_admin").unwrap().contains("Max-Age=0"));
+    server.stop().await;
+}
+on_both_databases!(sign_in_sets_a_strict_session_cookie);
+
+async fn forms_need_the_csrf_token(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (status, body) = api_post(
+        &server,
+        "/admin/api/machine/assets",
+        json!({"name": "csrf-target", "kind": "host", "owner_team": "ops", "owner_email": "ops@example.test",
+               "service": "web", "environment": "test", "identifiers": [{"type": "dns", "value": "csrf.example.test"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let session = sign_in(&server, Role::Admin).await;
+    let other = sign_in(&server, Role::Admin).await;
+    assert_ne!(session.csrf, other.csrf, "each token has its own CSRF value");
+
+    let path = "/admin/machine/assets/csrf-target/decommission";
+    for form in [vec![], vec![("csrf", "wrong")], vec![("csrf", other.csrf.as_str())]] {
+        let res = session.post(path, &form).await;
+        assert_eq!(res.status, 403, "{form:?}: {}", res.body);
+        assert!(res.headers[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        assert!(res.body.contains("CSRF token is missing or wrong"), "{}", res.body);
+    }
+    assert_eq!(server.ca.asset("csrf-target").unwrap().status, AssetStatus::Active);
+    let denials = actions(&server, Track::Machine, "admin.denied");
+    assert_eq!(denials.len(), 3);
+    assert!(denials[0].details["attempted"].as_str().unwrap().contains("CSRF"), "{:?}", denials[0].details);
+
+    let done = session.post(path, &[("csrf", &session.csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.headers[LOCATION], "/admin/machine/assets/csrf-target?decommissioned=0");
+    assert_eq!(server.ca.asset("csrf-target").unwrap().status, AssetStatus::Decommissioned);
+    let audited = actions(&server, Track::Machine, "asset.decommissioned");
+    assert_eq!(audited[0].actor, "admin:admin-pages");
+    let page = session.get(done.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.body.contains("id=\"notice\""), "{}", page.body);
+    assert!(!page.body.contains("id=\"decommission\""), "no button once decommissioned");
+
+    // The Revoke button's form, on the human track.
+    let human = account(&server, Track::Human).await;
+    let (chain, _) = issue(&server, &human, &["a.example.test"], None).await;
+    let serial = serial_of(&chain);
+    let revoke = format!("/admin/human/certificates/{serial}/revoke");
+    assert_eq!(session.post(&revoke, &[("reason", "superseded")]).await.status, 403);
+    assert_eq!(server.ca.certificate(Track::Human, &serial).unwrap().status, CertificateStatus::Valid);
+    let revoked = session.post(&revoke, &[("reason", "superseded"), ("csrf", &session.csrf)]).await;
+    assert_eq!(revoked.status, 303, "{}", revoked.body);
+    let cert = server.ca.certificate(Track::Human, &serial).unwrap();
+    assert_eq!((cert.status, cert.revocation_reason), (CertificateStatus::Revoked, Some(4)));
+    server.stop().await;
+}
+on_both_databases!(forms_need_the_csrf_token);
+
+async fn each_role_sees_only_what_it_may(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let machine = account(&server, Track::Machine).await;
+    let (chain, _) = issue(&server, &machine, &["a.example.test"], None).await;
+    let serial = serial_of(&chain);
+    let cert_page = format!("/admin/machine/certificates/{serial}");
+    // (path, roles that may open it), written out rather than derived from Role::may.
+    let pages: Vec<(String, &[Role])> = vec![
+        ("/admin/machine".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
+        ("/admin/human".into(), &[Role::Admin, Role::Helpdesk, Role::Auditor]),
+        ("/admin/machine/audit".into(), &[Role::Admin, Role::Auditor]),
+        ("/admin/human/audit".into(), &[Role::Admin, Role::Auditor]),
+        ("/admin/machine/assets".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
+        ("/admin/machine/assets/test-fleet".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
+        (cert_page.clone(), &[Role::Admin, Role::Inventory, Role::Auditor]),
+    ];
+    for role in Role::ALL {
+        let session = sign_in(&server, role).await;
+        for (path, allowed) in &pages {
+            let res = session.get(path).await;
+            let expected = if allowed.contains(&role) { 200 } else { 403 };
+            assert_eq!(res.status, expected, "{} {path}: {}", role.as_str(), res.body);
+            assert!(res.headers[CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+            if res.status == 403 {
+                assert!(res.body.contains(&format!("Your role ({}) may not", role.as_str())), "{}", res.body);
+            }
+        }
+        let buttons = |page: &Response, id: &str| page.status == 200 && page.body.contains(&format!("id=\"{id}\""));
+        let asset = session.get("/admin/machine/assets/test-fleet").await;
+        assert_eq!(buttons(&asset, "decommission"), matches!(role, Role::Admin | Role::Inventory), "{}", role.as_str());
+        let cert = session.get(&cert_page).await;
+        assert_eq!(buttons(&cert, "revoke"), role == Role::Admin, "{}", role.as_str());
+        let dashboard = session.get("/admin/machine").await;
+        assert_eq!(
+            dashboard.body.contains("href=\"/admin/machine/audit\""),
+            matches!(role, Role::Admin | Role::Auditor),
+            "{}",
+            role.as_str()
+        );
+    }
+    // Refusals are audited on the track they concern, as the API's are.
+    let denied = actions(&server, Track::Machine, "admin.denied");
+    assert!(
+        denied.iter().any(|e| e.actor == "admin:helpdesk-pages" && e.details["attempted"] == "list assets"),
+        "{denied:?}"
+    );
+
+    // An auditor with a good CSRF token is still refused the action, and it is audited.
+    let auditor = sign_in(&server, Role::Auditor).await;
+    let res = auditor.post("/admin/machine/assets/test-fleet/decommission", &[("csrf", &auditor.csrf)]).await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(server.ca.asset("test-fleet").unwrap().status, AssetStatus::Active);
+    let denied = actions(&server, Track::Machine, "admin.denied");
+    assert_eq!(denied.last().unwrap().details["attempted"], "decommission assets");
+    server.stop().await;
+}
+on_both_databases!(each_role_sees_only_what_it_may);
+
+async fn everything_a_page_echoes_is_escaped(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let session = sign_in(&server, Role::Admin).await;
+    let page = session
+        .get("/admin/machine/audit?actor=%3Cscript%3Ealert(1)%3C%2Fscript%3E&subject=%22%3E%3Cimg%20src%3Dx%3E")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""), "{}", page.body);
+    assert!(page.body.contains("value=\"&quot;&gt;&lt;img src=x&gt;\""), "{}", page.body);
+    assert!(!page.body.contains("<script>alert") && !page.body.contains("<img"), "{}", page.body);
+
+    let bad = session.get("/admin/machine/audit?from=%3Cb%3Eyesterday").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("not &quot;&lt;b&gt;yesterday&quot;"), "{}", bad.body);
+
+    // Asset fields are free text; every page that shows them escapes them.
+    let name = "<img src=x onerror=alert(3)>";
+    let team = "</td><script>alert(4)</script>";
+    let (status, body) = api_post(
+        &server,
+        "/admin/api/machine/assets",
+        json!({"name": name, "kind": "host", "owner_team": team, "owner_email": "ops@example.test",
+               "service": "web & \"friends\"", "environment": "test", "identifiers": [{"type": "dns", "value": "x.example.test"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let escaped_name = "&lt;img src=x onerror=alert(3)&gt;";
+    let escaped_team = "&lt;/td&gt;&lt;script&gt;alert(4)&lt;/script&gt;";
+    let href = "/admin/machine/assets/%3Cimg%20src%3Dx%20onerror%3Dalert%283%29%3E";
+    let list = session.get("/admin/machine/assets").await;
+    for expected in [escaped_name, escaped_team, "web &amp; &quot;friends&quot;", href] {
+        assert!(list.body.contains(expected), "{expected} missing: {}", list.body);
+    }
+    let detail = session.get(href).await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert!(detail.body.contains(&format!("<span id=\"asset-name\">{escaped_name}</span>")), "{}", detail.body);
+    assert!(detail.body.contains(&format!("data-confirm=\"Decommission {escaped_name}?")), "{}", detail.body);
+    let audit = session.get("/admin/machine/audit?action=asset.registered").await;
+    assert!(audit.body.contains(&format!("asset:{escaped_name}")), "{}", audit.body);
+    for page in [&list, &detail, &audit] {
+        assert!(!page.body.contains("<img") && !page.body.contains("<script>alert"), "{}", page.body);
+    }
+    server.stop().await;
+}
+on_both_databases!(everything_a_page_echoes_is_escaped);
+
+async fn audit_log_filters_and_pages(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let machine = account(&server, Track::Machine).await;
+    let mut serials = Vec::new();
+    for _ in 0..2 {
+        serials.push(serial_of(&issue(&server, &machine, &["a.example.test"], None).await.0));
+    }
+    let session = sign_in(&server, Role::Auditor).await;
+    let expected = actions(&server, Track::Machine, "certificate.issued");
+    assert!(expected.len() >= 3, "the server's own TLS certificate and two of ours");
+    // One event a page: follow "Next page" through every issuance.
+    let mut path = "/admin/machine/audit?action=certificate.issued&limit=1".to_string();
+    let mut seen = Vec::new();
+    for _ in 0..expected.len() {
+        let page = session.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert_eq!(page.body.matches("<td class=\"action\">").count(), 1, "{}", page.body);
+        assert!(page.body.contains("<td class=\"action\">certificate.issued</td>"), "{}", page.body);
+        let seq = page.body.split("<td class=\"seq\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+        seen.push(seq.parse::<i64>().unwrap());
+        let marker = "id=\"next-page\" href=\"";
+        let start = page.body.find(marker).expect("a full page has a next link") + marker.len();
+        path = page.body[start..].split('"').next().unwrap().replace("&amp;", "&");
+        assert!(path.ends_with(&format!("&cursor={seq}")), "{path}");
+    }
+    assert_eq!(seen, expected.iter().map(|e| e.seq).collect::<Vec<_>>());
+    let last = session.get(&path).await;
+    assert!(last.body.contains("id=\"no-events\"") && !last.body.contains("id=\"next-page\""), "{}", last.body);
+
+    // The serial filter finds the certificate's issuance, and the subject links to its page.
+    let page = session.get(&format!("/admin/machine/audit?serial={}", serials[1].to_uppercase())).await;
+    assert_eq!(page.body.matches("<td class=\"action\">").count(), 1, "{}", page.body);
+    assert!(page.body.contains(&format!("href=\"/admin/machine/certificates/{}\"", serials[1])), "{}", page.body);
+    // The other track's chain does not hold it.
+    let human = session.get(&format!("/admin/human/audit?serial={}", serials[1])).await;
+    assert!(human.body.contains("id=\"no-events\""), "{}", human.body);
+    server.stop().await;
+}
+on_both_databases!(audit_log_filters_and_pages);
+
+// ---------------------------------------------------------------------------------------------
+// A real browser: Debian's chromium and chromedriver, driven by fantoccini.
+
+/// `binary` from `env_var` or PATH. None means skip; where browsers are required (CI, or
+/// DUALCA_REQUIRE_CLIENTS=1) a missing one fails the test.
+fn find_tool(env_var: &str, binary: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{env_var}={} does not name a file", path.display());
+        return Some(path);
+    }
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(binary)).find(|c| c.is_file()));
+    if found.is_none() {
+        let required = in_ci() || std::env::var("DUALCA_REQUIRE_CLIENTS").is_ok_and(|v| v == "1");
+        assert!(!required, "{binary} is required here (CI or DUALCA_REQUIRE_CLIENTS=1) but was not found");
+        eprintln!("{binary} not found (set {env_var} or put it on PATH): skipping the browser test");
+    }
+    found
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Polls `check` every 100 ms until it yields a value or `limit` passes.
+async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One WebDriver command, bounded.
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = Result<T, fantoccini::error::CmdError>>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), fut).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => panic!("{what}: {e}"),
+        Err(_) => panic!("{what}: no answer within 10s"),
+    }
+}
+
+/// A Chromium profile whose NSS database trusts the test CA's root, so the browser checks the
+/// server's certificate as it would any other, instead of ignoring certificate errors.
+fn trusting_home(certutil: &Path, dir: &Path, root_pem: &Path) -> PathBuf {
+    let home = dir.join("home");
+    let nssdb = home.join(".pki").join("nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(certutil).args(args).output().expect("run certutil");
+        assert!(out.status.success(), "certutil {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["-N", "-d", &db, "--empty-password"]);
+    run(&["-A", "-d", &db, "-n", "dualca-test-root", "-t", "C,,", "-i", root_pem.to_str().unwrap()]);
+    home
+}
+
+struct Browser {
+    client: fantoccini::Client,
+    _driver: tokio::process::Child,
+}
+
+async fn start_browser(server: &TestServer, dir: &Path) -> Option<Browser> {
+    let chromium = find_tool("DUALCA_CHROMIUM", "chromium")?;
+    let chromedriver = find_tool("DUALCA_CHROMEDRIVER", "chromedriver")?;
+    let certutil = find_tool("DUALCA_CERTUTIL", "certutil")?;
+    let home = trusting_home(&certutil, dir, &server.root_pem);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let driver = tokio::process::Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", dir.join("chromedriver.log").display()))
+        .env("HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start chromedriver");
+    let webdriver = format!("http://127.0.0.1:{port}");
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    wait_for("chromedriver to listen", Duration::from_secs(10), || {
+        let req = plain.get(format!("{webdriver}/status")).timeout(Duration::from_secs(1)).send();
+        async move { req.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+    let profile = dir.join("profile");
+    let args = [
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        "--window-size=1280,900".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({
+        "browserName": "chrome",
+        // The test answers the confirm dialog itself.
+        "unhandledPromptBehavior": "ignore",
+        "goog:chromeOptions": { "binary": chromium, "args": args },
+    });
+    let mut builder = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(capabilities.as_object().unwrap().clone());
+    let client = match tokio::time::timeout(Duration::from_secs(30), builder.connect(&webdriver)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => panic!("start a Chromium session: {e}"),
+        Err(_) => panic!("Chromium did not start within 30s"),
+    };
+    let timeouts = fantoccini::wd::TimeoutConfiguration::new(
+        Some(Duration::from_secs(5)),
+        Some(Duration::from_secs(10)),
+        Some(Duration::from_secs(0)),
+    );
+    within("set timeouts", client.update_timeouts(timeouts)).await;
+    Some(Browser { client, _driver: driver })
+}
+
+async fn screenshot(client: &fantoccini::Client, name: &str) {
+    let png = within("screenshot", client.screenshot()).await;
+    std::fs::write(artifacts_dir().join(format!("pages-{name}.png")), png).unwrap();
+}
+
+async fn current_url(client: &fantoccini::Client) -> String {
+    within("current URL", client.current_url()).await.to_string()
+}
+
+async fn wait_for_url(client: &fantoccini::Client, part: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let url = current_url(client).await;
+        if url.contains(part) {
+            return url;
+        }
+        assert!(Instant::now() < deadline, "still at {url}, expected {part}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn texts(client: &fantoccini::Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in within(css, client.find_all(fantoccini::Locator::Css(css))).await {
+        out.push(within("text", element.text()).await);
+    }
+    out
+}
+
+async fn click(client: &fantoccini::Client, css: &str) {
+    let element = within(css, client.find(fantoccini::Locator::Css(css))).await;
+    within(&format!("click {css}"), element.click()).await;
+}
+
+async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec<(Track, String)>) {
+    let base = &server.public_url;
+    let token = mint(&server, Role::Admin).0;
+
+    within("open sign-in", client.goto(&format!("{base}/admin/"))).await;
+    // Before the token is typed: screenshots are artifacts, and a token does not belong in one.
+    screenshot(&client, "sign-in").await;
+    let field = within("token field", client.find(fantoccini::Locator::Id("token"))).await;
+    within("type the token", field.send_keys(&token)).await;
+    click(&client, "#sign-in").await;
+    wait_for_url(&client, "/admin/machine").await;
+    assert_eq!(texts(&client, "#active").await, vec!["1"], "one subscriber certificate on the machine track");
+    screenshot(&client, "machine-dashboard").await;
+
+    for (track, serial) in &serials {
+        within("open the audit log", client.goto(&format!("{base}/admin/{track}/audit"))).await;
+        let action = within("action field", client.find(fantoccini::Locator::Id("filter-action"))).await;
+        within("type the action", action.send_keys("certificate.issued")).await;
+        click(&client, "#apply-filter").await;
+        wait_for_url(&client, "action=certificate.issued").await;
+        let shown = texts(&client, "#events td.action").await;
+        let expected = actions(&server, *track, "certificate.issued");
+        assert_eq!(shown.len(), expected.len(), "{track}: {shown:?}");
+        assert!(shown.iter().all(|a| a == "certificate.issued"), "{track}: {shown:?}");
+        let subjects = texts(&client, "#events td.subject").await;
+        let wanted: Vec<String> = expected.iter().map(|e| e.subject.clone()).collect();
+        assert_eq!(subjects, wanted, "{track}");
+        assert!(subjects.contains(&format!("certificate:{serial}")), "{track}: {subjects:?}");
+        screenshot(&client, &format!("{track}-audit")).await;
+    }
+
+    within("open the assets", client.goto(&format!("{base}/admin/machine/assets"))).await;
+    assert_eq!(texts(&client, "#assets td.name").await, vec!["test-fleet"]);
+    screenshot(&client, "assets").await;
+
+    let (_, machine_serial) = serials.iter().find(|(t, _)| *t == Track::Machine).unwrap();
+    within("open the certificate", client.goto(&format!("{base}/admin/machine/certificates/{machine_serial}"))).await;
+    assert_eq!(texts(&client, "#status").await, vec!["valid"]);
+    screenshot(&client, "certificate").await;
+
+    within("open the asset", client.goto(&format!("{base}/admin/machine/assets/test-fleet"))).await;
+    assert_eq!(texts(&client, "#status").await, vec!["active"]);
+    screenshot(&client, "asset").await;
+    click(&client, "#decommission").await;
+    let question = wait_for("the confirm dialog", Duration::from_secs(5), || {
+        let client = client.clone();
+        async move { client.get_alert_text().await.ok() }
+    })
+    .await;
+    assert!(question.starts_with("Decommission test-fleet?"), "{question}");
+    within("accept the dialog", client.accept_alert()).await;
+    wait_for_url(&client, "decommissioned=1").await;
+    assert_eq!(texts(&client, "#status").await, vec!["decommissioned"]);
+    assert_eq!(texts(&client, "#certificates td.status").await, vec!["revoked"]);
+    screenshot(&client, "asset-decommissioned").await;
+
+    let asset = server.ca.asset("test-fleet").unwrap();
+    assert_eq!(asset.status, AssetStatus::Decommissioned);
+    let cert = server.ca.certificate(Track::Machine, machine_serial).unwrap();
+    assert_eq!(cert.status, CertificateStatus::Revoked);
+    assert_eq!(actions(&server, Track::Machine, "asset.decommissioned")[0].actor, "admin:admin-pages");
+}
+
+/// SQLite only: what the browser adds is the browser, not the database.
+#[actix_web::test]
+async fn browser_signs_in_filters_audit_logs_and_decommissions() {
+    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(browser) = start_browser(&server, dir.path()).await else { return };
+    let mut serials = Vec::new();
+    for track in Track::ALL {
+        let acct = account(&server, track).await;
+        let (chain, _) = issue(&server, &acct, &["a.example.test"], None).await;
+        serials.push((track, serial_of(&chain)));
+    }
+    let server = Rc::new(server);
+    // Run the scenario as its own task so that a failed assertion still closes the browser.
+    let outcome = tokio::task::spawn_local(browse(server.clone(), browser.client.clone(), serials)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), browser.client.close()).await;
+    if let Err(e) = outcome {
+        let log = std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default();
+        let tail: String =
+            log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        eprintln!("chromedriver log (last lines):\n{tail}");
+        std::panic::resume_unwind(e.into_panic());
+    }
+    server.stop().await;
+}
