@@ -126,6 +126,42 @@ pub const ROUTES: &[RouteSpec] = &[
         permission: Some(Permission::ManageAssets),
         summary: "Revoke EAB credentials",
     },
+    RouteSpec {
+        method: "GET",
+        path: "/admin/api/human/people",
+        permission: Some(Permission::ReadPeople),
+        summary: "List people (status)",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people",
+        permission: Some(Permission::ManagePeople),
+        summary: "Joiner: register a person and mail the enrollment invite",
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/admin/api/human/people/{email}",
+        permission: Some(Permission::ReadPeople),
+        summary: "One person with their proofing history",
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/admin/api/human/people/{email}",
+        permission: Some(Permission::ManagePeople),
+        summary: "Mover: a new address or manager",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people/{email}/leaver",
+        permission: Some(Permission::ManagePeople),
+        summary: "Leaver: revoke every certificate, deactivate accounts, mail person and manager",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people/{email}/proof",
+        permission: Some(Permission::ManagePeople),
+        summary: "Help-desk proofing: in-person, video or manager-callback, with evidence",
+    },
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -137,7 +173,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/{track}/certificates", web::get().to(certificates))
         .route("/admin/api/{track}/certificates/{serial}", web::get().to(certificate))
         .route("/admin/api/{track}/certificates/{serial}/revoke", web::post().to(revoke))
-        .configure(crate::assets::configure);
+        .configure(crate::assets::configure)
+        .configure(crate::people::configure);
 }
 
 fn track_of(text: &str) -> Result<Track, AdminProblem> {

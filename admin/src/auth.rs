@@ -56,6 +56,8 @@ pub enum Permission {
     ReadDashboard,
     ReadAssets,
     ManageAssets,
+    ReadPeople,
+    ManagePeople,
     /// Any valid token.
     Authenticated,
 }
@@ -68,6 +70,8 @@ impl Role {
             (Role::Admin, _) => true,
             (Role::Auditor, ReadAudit | ReadCertificates | ReadDashboard | ReadAssets) => true,
             (Role::Inventory, ReadAssets | ManageAssets) => track == Some(Track::Machine),
+            (Role::Auditor, ReadPeople) => true,
+            (Role::Helpdesk, ReadPeople | ManagePeople) => track == Some(Track::Human),
             (Role::Inventory, ReadCertificates | ReadDashboard) => track == Some(Track::Machine),
             (Role::Helpdesk, ReadCertificates | ReadDashboard) => track == Some(Track::Human),
             _ => false,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod people;
 pub mod problem;
 pub mod public;
 pub mod sync;

@@ -101,6 +101,8 @@ pub struct Account {
     pub eab_kid: Option<String>,
     /// The machine-track asset this account is bound to through its EAB credentials.
     pub asset_id: Option<String>,
+    /// The human-track person this account is bound to through its EAB credentials.
+    pub person_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -285,4 +287,50 @@ pub struct EabCredentials {
     pub hmac_key_b64: String,
     pub expires_at: i64,
     pub single_use: bool,
+}
+
+status_enum!(PersonStatus { Invited => "invited", Active => "active", Suspended => "suspended", Left => "left" });
+status_enum!(ProofingLevel { None => "none", Email => "email", Helpdesk => "helpdesk" });
+
+impl ProofingLevel {
+    pub fn rank(self) -> u8 {
+        match self {
+            ProofingLevel::None => 0,
+            ProofingLevel::Email => 1,
+            ProofingLevel::Helpdesk => 2,
+        }
+    }
+}
+
+/// A person on the human track: whose identity was proofed, and how far.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub employee_id: String,
+    pub manager_email: String,
+    pub status: PersonStatus,
+    pub proofing_level: ProofingLevel,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub left_at: Option<i64>,
+}
+
+/// A joiner as HR announces them.
+#[derive(Debug, Clone, Default)]
+pub struct JoinerSpec {
+    pub email: String,
+    pub display_name: String,
+    pub employee_id: String,
+    pub manager_email: String,
+}
+
+/// What an invite carries: the one-time link token and code, shown only in the invite mail.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    pub person: Person,
+    pub enrollment_url: String,
+    pub code: String,
+    pub expires_at: i64,
 }

@@ -9,6 +9,7 @@ mod crash;
 mod machine;
 mod mail;
 mod pages;
+mod people;
 mod protocol;
 mod revocation_status;
 mod schema;

@@ -4,7 +4,7 @@
 //! differs is how the caller is known (a session cookie, `session.rs`) and that every form that
 //! changes something carries a CSRF token.
 
-mod html;
+pub(crate) mod html;
 mod inventory;
 mod session;
 mod tracks;

@@ -82,9 +82,12 @@ impl Ca {
             if let Some(existing) = store::by_thumbprint(conn, track, &new.thumbprint)? {
                 return Ok((existing, false));
             }
-            let asset_id = match &new.eab {
-                Some(proof) => self.verify_eab(conn, track, proof, now)?,
-                None => None,
+            let (asset_id, person_id) = match &new.eab {
+                Some(proof) => {
+                    let binding = self.verify_eab(conn, track, proof, now)?;
+                    (binding.asset_id, binding.person_id)
+                }
+                None => (None, None),
             };
             let row = AccountRow {
                 id: ids::new_id(),
@@ -98,7 +101,7 @@ impl Ca {
                 created_at: now,
                 updated_at: now,
                 asset_id,
-                person_id: None,
+                person_id,
             };
             store::insert(conn, &row)?;
             audit::append(

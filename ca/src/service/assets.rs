@@ -21,6 +21,12 @@ pub struct Decommissioned {
     pub revoked_eab_keys: usize,
 }
 
+/// What verified EAB credentials bind a new account to.
+pub(super) struct EabBinding {
+    pub asset_id: Option<String>,
+    pub person_id: Option<String>,
+}
+
 /// A verified externalAccountBinding, ready to bind the new account.
 pub struct EabProof {
     pub kid: String,
@@ -320,7 +326,7 @@ impl Ca {
         Ok(report)
     }
 
-    fn seal(&self, key: &[u8]) -> Result<Vec<u8>> {
+    pub(super) fn seal(&self, key: &[u8]) -> Result<Vec<u8>> {
         let nonce = ids::random_bytes::<12>();
         let mut tag = [0u8; 16];
         let sealed = encrypt_aead(Cipher::aes_256_gcm(), &self.eab_kek, Some(&nonce), b"dualca-eab", key, &mut tag)
@@ -407,7 +413,7 @@ impl Ca {
         track: Track,
         proof: &EabProof,
         now: i64,
-    ) -> Result<Option<String>> {
+    ) -> Result<EabBinding> {
         let unauthorized =
             |why: &str| Error::new(ErrorKind::Unauthorized, format!("external account binding refused: {why}"));
         let row = store::eab(conn, &proof.kid)?.ok_or_else(|| unauthorized("unknown kid"))?;
@@ -445,8 +451,15 @@ impl Ca {
                 return Err(unauthorized("the asset is decommissioned"));
             }
         }
+        if let Some(person_id) = &row.person_id {
+            let person = crate::storage::people::by_id(conn, person_id)?
+                .ok_or_else(|| Error::internal("EAB key of a missing person"))?;
+            if person.status != PersonStatus::Active {
+                return Err(unauthorized("the person is not active"));
+            }
+        }
         store::mark_eab_used(conn, &proof.kid, now)?;
-        Ok(row.asset_id)
+        Ok(EabBinding { asset_id: row.asset_id, person_id: row.person_id })
     }
 }
 

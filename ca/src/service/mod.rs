@@ -8,6 +8,7 @@ mod assets;
 mod nonces;
 mod orders;
 mod outbox;
+mod people;
 mod revocation;
 mod revocation_status;
 mod server_tls;

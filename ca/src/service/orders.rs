@@ -83,6 +83,7 @@ impl Ca {
             (None, asked) => asked.map(str::to_string),
         };
         let profile = policy.profile(requested_profile.as_deref())?.name.clone();
+        self.check_person(account, &profile)?;
         if let Some(asset) = &asset {
             for id in &identifiers {
                 if !asset.identifiers.contains(id) {
@@ -333,6 +334,7 @@ impl Ca {
         }
         let policy = self.policy(track);
         let profile = policy.profile(Some(&order.profile))?;
+        self.check_person(account, &order.profile)?;
         let asset = self.bound_asset(account)?;
         if let Some(asset) = &asset {
             for id in &order.identifiers {
@@ -368,7 +370,7 @@ impl Ca {
                     account_id: Some(account.id.clone()),
                     order_id: Some(order_id.to_string()),
                     asset_id: asset.as_ref().map(|a| a.id.clone()),
-                    person_id: None,
+                    person_id: account.person_id.clone(),
                     profile: issued.profile.clone(),
                     identifiers: identifiers_to_text(&issued.identifiers),
                     spki_sha256: issued.spki_sha256.clone(),
@@ -542,5 +544,33 @@ impl Ca {
         let superseded = self.storage.read(|conn| crate::storage::scheduled::is_scheduled(conn, &serial))?;
         let replace_now = asset_gone || superseded || cert.status == CertificateStatus::Revoked;
         Ok(crate::ari::suggested_window(cert.not_before, cert.not_after, replace_now, self.clock.unix()))
+    }
+}
+
+impl Ca {
+    /// A person-bound account orders only while its person is active, and only profiles their
+    /// proofing level allows: smime needs email proofing, client-auth a help-desk check.
+    fn check_person(&self, account: &Account, profile: &str) -> Result<()> {
+        let Some(person_id) = &account.person_id else { return Ok(()) };
+        let person = self.person_by_id(person_id)?;
+        if person.status != PersonStatus::Active {
+            return Err(Error::unauthorized(format!("{} is {}", person.email, person.status.as_str())));
+        }
+        let needed = match profile {
+            "client-auth" => ProofingLevel::Helpdesk,
+            _ => ProofingLevel::Email,
+        };
+        if person.proofing_level.rank() < needed.rank() {
+            return Err(Error::new(
+                ErrorKind::UserActionRequired,
+                format!(
+                    "profile {profile} needs proofing level {}; {} has {}: ask the help desk",
+                    needed.as_str(),
+                    person.email,
+                    person.proofing_level.as_str()
+                ),
+            ));
+        }
+        Ok(())
     }
 }

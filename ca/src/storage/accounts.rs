@@ -65,3 +65,16 @@ pub fn deactivate_for_asset(conn: &mut DbConnection, asset_id: &str, now: i64) -
     }
     Ok(ids)
 }
+
+/// Deactivates every valid account bound to the person; returns their ids.
+pub fn deactivate_for_person(conn: &mut DbConnection, person_id: &str, now: i64) -> Result<Vec<String>> {
+    let ids: Vec<String> = a::accounts
+        .filter(a::person_id.eq(person_id))
+        .filter(a::status.eq(AccountStatus::Valid.as_str()))
+        .select(a::id)
+        .load(conn)?;
+    for id in &ids {
+        set_status(conn, id, AccountStatus::Deactivated, now)?;
+    }
+    Ok(ids)
+}

@@ -211,3 +211,9 @@ pub fn revoke_eab(conn: &mut DbConnection, kid: &str, now: i64) -> Result<bool> 
         .execute(conn)?
         == 1)
 }
+
+pub fn revoke_person_eab_keys(conn: &mut DbConnection, person_id: &str, now: i64) -> Result<usize> {
+    Ok(diesel::update(e::eab_keys.filter(e::person_id.eq(person_id)).filter(e::revoked_at.is_null()))
+        .set(e::revoked_at.eq(Some(now)))
+        .execute(conn)?)
+}

@@ -188,3 +188,13 @@ pub fn live_asset_certificates(conn: &mut DbConnection, track: Track, now: i64) 
         .map(CertificateRecord::try_from)
         .collect()
 }
+
+/// Valid, unexpired certificates of a person.
+pub fn live_for_person(conn: &mut DbConnection, person_id: &str, now: i64) -> Result<Vec<String>> {
+    Ok(k::certificates
+        .filter(k::person_id.eq(person_id))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .select(k::serial)
+        .load(conn)?)
+}

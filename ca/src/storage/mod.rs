@@ -10,6 +10,7 @@ pub(crate) mod crl;
 pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod outbox;
+pub(crate) mod people;
 pub(crate) mod rows;
 pub(crate) mod scheduled;
 mod schema;

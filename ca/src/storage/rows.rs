@@ -154,6 +154,7 @@ impl TryFrom<AccountRow> for Account {
             tos_agreed: r.tos_agreed,
             eab_kid: r.eab_kid,
             asset_id: r.asset_id,
+            person_id: r.person_id,
             created_at: r.created_at,
         })
     }

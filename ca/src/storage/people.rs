@@ -1,0 +1,208 @@
+//! People, proofing events and enrollments.
+
+use diesel::prelude::*;
+
+use super::DbConnection;
+use crate::model::{Person, PersonStatus, ProofingLevel};
+use crate::{Error, Result};
+
+diesel::table! {
+    people (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        employee_id -> Text,
+        manager_email -> Text,
+        status -> Text,
+        proofing_level -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        left_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    proofing_events (id) {
+        id -> Text,
+        person_id -> Text,
+        level -> Text,
+        method -> Text,
+        evidence -> Text,
+        operator -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    enrollments (token_hash) {
+        token_hash -> Text,
+        person_id -> Text,
+        code_hash -> Text,
+        attempts -> BigInt,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+use enrollments::dsl as en;
+use people::dsl as p;
+use proofing_events::dsl as pe;
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = people)]
+pub struct PersonRow {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub employee_id: String,
+    pub manager_email: String,
+    pub status: String,
+    pub proofing_level: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub left_at: Option<i64>,
+}
+
+impl TryFrom<PersonRow> for Person {
+    type Error = Error;
+    fn try_from(r: PersonRow) -> Result<Person> {
+        let bad = |w: &str| Error::internal(format!("stored person {w} is not valid"));
+        Ok(Person {
+            status: PersonStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            proofing_level: ProofingLevel::parse(&r.proofing_level).ok_or_else(|| bad("proofing level"))?,
+            id: r.id,
+            email: r.email,
+            display_name: r.display_name,
+            employee_id: r.employee_id,
+            manager_email: r.manager_email,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            left_at: r.left_at,
+        })
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, row: &PersonRow) -> Result<()> {
+    diesel::insert_into(p::people).values(row).execute(conn)?;
+    Ok(())
+}
+
+pub fn update(conn: &mut DbConnection, row: &PersonRow) -> Result<()> {
+    diesel::update(p::people.filter(p::id.eq(&row.id))).set(row).execute(conn)?;
+    Ok(())
+}
+
+fn one(conn: &mut DbConnection, q: people::BoxedQuery<'_, super::connection::MultiBackend>) -> Result<Option<Person>> {
+    q.select(PersonRow::as_select()).first(conn).optional()?.map(Person::try_from).transpose()
+}
+
+pub fn by_email(conn: &mut DbConnection, email: &str) -> Result<Option<Person>> {
+    one(conn, p::people.filter(p::email.eq(email.to_string())).into_boxed())
+}
+
+pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Person>> {
+    one(conn, p::people.filter(p::id.eq(id.to_string())).into_boxed())
+}
+
+pub fn by_employee_id(conn: &mut DbConnection, employee_id: &str) -> Result<Option<Person>> {
+    one(conn, p::people.filter(p::employee_id.eq(employee_id.to_string())).into_boxed())
+}
+
+pub fn list(conn: &mut DbConnection, status: Option<PersonStatus>) -> Result<Vec<Person>> {
+    let mut q = p::people.into_boxed();
+    if let Some(s) = status {
+        q = q.filter(p::status.eq(s.as_str()));
+    }
+    q.order(p::email.asc()).select(PersonRow::as_select()).load(conn)?.into_iter().map(Person::try_from).collect()
+}
+
+pub fn add_proofing(
+    conn: &mut DbConnection,
+    person_id: &str,
+    level: ProofingLevel,
+    method: &str,
+    evidence: &str,
+    operator: &str,
+    at: i64,
+) -> Result<()> {
+    diesel::insert_into(pe::proofing_events)
+        .values((
+            pe::id.eq(crate::ids::new_id()),
+            pe::person_id.eq(person_id),
+            pe::level.eq(level.as_str()),
+            pe::method.eq(method),
+            pe::evidence.eq(evidence),
+            pe::operator.eq(operator),
+            pe::at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// (level, method, evidence, operator, at), oldest first.
+pub fn proofing_history(
+    conn: &mut DbConnection,
+    person_id: &str,
+) -> Result<Vec<(String, String, String, String, i64)>> {
+    Ok(pe::proofing_events
+        .filter(pe::person_id.eq(person_id))
+        .order(pe::at.asc())
+        .select((pe::level, pe::method, pe::evidence, pe::operator, pe::at))
+        .load(conn)?)
+}
+
+pub fn insert_enrollment(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    person_id: &str,
+    code_hash: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    diesel::insert_into(en::enrollments)
+        .values((
+            en::token_hash.eq(token_hash),
+            en::person_id.eq(person_id),
+            en::code_hash.eq(code_hash),
+            en::attempts.eq(0i64),
+            en::created_at.eq(now),
+            en::expires_at.eq(expires_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// (person_id, code_hash, attempts, expires_at, used_at)
+pub fn enrollment(
+    conn: &mut DbConnection,
+    token_hash: &str,
+) -> Result<Option<(String, String, i64, i64, Option<i64>)>> {
+    Ok(en::enrollments
+        .filter(en::token_hash.eq(token_hash))
+        .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at))
+        .first(conn)
+        .optional()?)
+}
+
+pub fn count_attempt(conn: &mut DbConnection, token_hash: &str) -> Result<()> {
+    diesel::update(en::enrollments.filter(en::token_hash.eq(token_hash)))
+        .set(en::attempts.eq(en::attempts + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn mark_enrollment_used(conn: &mut DbConnection, token_hash: &str, now: i64) -> Result<bool> {
+    Ok(diesel::update(en::enrollments.filter(en::token_hash.eq(token_hash)).filter(en::used_at.is_null()))
+        .set(en::used_at.eq(Some(now)))
+        .execute(conn)?
+        == 1)
+}
+
+/// Closes every open enrollment of a person (a leaver's link must not work).
+pub fn close_enrollments(conn: &mut DbConnection, person_id: &str, now: i64) -> Result<()> {
+    diesel::update(en::enrollments.filter(en::person_id.eq(person_id)).filter(en::used_at.is_null()))
+        .set(en::used_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! The human track's people: a joiner's invite and enrollment, help-desk proofing, issuance
+//! bound to the person, a mover, and a leaver whose certificates are revoked and whose manager
+//! is told.
+
+use std::time::Duration;
+
+use dualca_admin::Role;
+use dualca_ca::Track;
+use instant_acme::{Account, ExternalAccountKey, NewAccount};
+use serde_json::{json, Value};
+
+use crate::common::{first_cert, Db, TestServer};
+use crate::on_both_databases;
+use crate::protocol::issue;
+
+fn token(server: &TestServer, role: Role) -> String {
+    server.settings.admin_auth().unwrap().mint(role, "people-tests", 3600, server.ca.clock.unix()).unwrap().0
+}
+
+async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let res = server
+        .http()
+        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", server.public_url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The newest .eml in the outbox addressed to `to` and containing `needle` (bounded wait).
+async fn mail_to(server: &TestServer, to: &str, needle: &str) -> String {
+    let dir = server.settings.data_dir.join("outbox");
+    for _ in 0..100 {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let text = decode_quoted_printable(&text);
+            if text.contains(&format!("To: {to}")) && text.contains(needle) {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no mail to {to} containing {needle:?}");
+}
+
+/// Undoes quoted-printable (soft line breaks and =XX), as a mail reader would.
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let helpdesk = token(&server, Role::Helpdesk);
+    let (status, body) = call(&server, "POST", "/admin/api/human/people", &helpdesk, json!({
+        "email": "ann@example.test", "display_name": "Ann Example", "employee_id": "E-1001", "manager_email": "boss@example.test"
+    }))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["status"].clone(), body["proofing_level"].clone()), (json!("invited"), json!("none")));
+    // Inventory may not touch people; a duplicate joiner is a conflict.
+    assert_eq!(
+        call(&server, "GET", "/admin/api/human/people", &token(&server, Role::Inventory), json!(null)).await.0,
+        403
+    );
+    let (status, _) = call(&server, "POST", "/admin/api/human/people", &helpdesk, json!({
+        "email": "ann@example.test", "display_name": "Ann Again", "employee_id": "E-1002", "manager_email": "boss@example.test"
+    }))
+    .await;
+    assert_eq!(status, 409);
+
+    // The invite carries a one-time link and code.
+    let invite = mail_to(&server, "ann@example.test", "enroll").await;
+    let link =
+        invite.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']).to_string();
+    let code: String = invite
+        .split_whitespace()
+        .skip_while(|w| *w != "code")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(code.len(), 8, "{invite}");
+    let http = server.http();
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    let wrong = http.post(&link).form(&[("code", "00000000")]).send().await.unwrap();
+    assert_eq!(wrong.status(), 403);
+    let page = http.post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let field =
+        |id: &str| html.split(&format!("<code id={id}>")).nth(1).unwrap().split('<').next().unwrap().to_string();
+    let (kid, hmac) = (field("kid"), field("hmac"));
+    assert_eq!(
+        http.post(&link).form(&[("code", code.as_str())]).send().await.unwrap().status(),
+        403,
+        "the link works once"
+    );
+    let person = server.ca.person("ann@example.test").unwrap();
+    assert_eq!((person.status.as_str(), person.proofing_level.as_str()), ("active", "email"));
+    mail_to(&server, "ann@example.test", "enrollment completed").await;
+
+    // Her account is bound to her; client-auth needs a help-desk check first.
+    let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hmac).unwrap();
+    let eab = ExternalAccountKey::new(kid.clone(), &key);
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    let (account, _) = Account::builder_with_root(&server.root_pem)
+        .unwrap()
+        .create(&new, server.directory(Track::Human), Some(&eab))
+        .await
+        .unwrap();
+    let err = account
+        .new_order(&instant_acme::NewOrder::new(&[instant_acme::Identifier::Dns("b.example.test".into())]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:userActionRequired")),
+        "{err:?}"
+    );
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/admin/api/human/people/ann@example.test/proof",
+        &helpdesk,
+        json!({"method": "video", "evidence": "passport shown on video call, matched HR photo"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["proofing_level"], "helpdesk");
+    let (status, _) = call(
+        &server,
+        "POST",
+        "/admin/api/human/people/ann@example.test/proof",
+        &helpdesk,
+        json!({"method": "telepathy", "evidence": "trust me"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (chain, _) = issue(&server, &account, &["b.example.test"], None).await;
+    let serial = dualca_ca::ids::hex(&first_cert(&chain).serial_number().to_bn().unwrap().to_vec());
+    let filter = dualca_ca::CertificateFilter { person: Some(person.id.clone()), ..Default::default() };
+    let hers = server.ca.search_certificates(Track::Human, &filter, None, 10).unwrap();
+    assert_eq!(hers.iter().map(|c| c.serial.clone()).collect::<Vec<_>>(), vec![serial.clone()]);
+
+    // A mover changes manager, audited.
+    let (status, _) = call(
+        &server,
+        "PUT",
+        "/admin/api/human/people/ann@example.test",
+        &helpdesk,
+        json!({"manager_email": "newboss@example.test"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let auditor = token(&server, Role::Auditor);
+    let (_, audit) = call(&server, "GET", "/admin/api/human/audit?action=person.moved", &auditor, json!(null)).await;
+    assert_eq!(audit["events"][0]["details"]["to"]["manager"], "newboss@example.test");
+
+    // A leaver: certificates revoked (affiliationChanged), account dead, manager told.
+    let (status, body) =
+        call(&server, "POST", "/admin/api/human/people/ann@example.test/leaver", &helpdesk, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked_certificates"], json!([serial.clone()]));
+    let record = server.ca.certificate(Track::Human, &serial).unwrap();
+    assert_eq!((record.status.as_str(), record.revocation_reason), ("revoked", Some(3)));
+    mail_to(&server, "newboss@example.test", "has left").await;
+    mail_to(&server, "ann@example.test", "were revoked").await;
+    let err = account
+        .new_order(&instant_acme::NewOrder::new(&[instant_acme::Identifier::Dns("b.example.test".into())]))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:unauthorized")),
+        "{err:?}"
+    );
+    let eab = ExternalAccountKey::new(kid, &key);
+    let again = Account::builder_with_root(&server.root_pem)
+        .unwrap()
+        .create(&new, server.directory(Track::Human), Some(&eab))
+        .await;
+    assert!(again.is_err(), "a leaver's EAB credentials bind nothing");
+    let (_, audit) =
+        call(&server, "GET", "/admin/api/human/audit?subject=person:ann@example.test", &auditor, json!(null)).await;
+    let actions: Vec<&str> =
+        audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for expected in ["person.joined", "person.proofed", "person.moved", "person.left"] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+    // The machine track's chain saw none of it.
+    let (_, machine) =
+        call(&server, "GET", "/admin/api/machine/audit?subject=person:ann@example.test", &auditor, json!(null)).await;
+    assert_eq!(machine["events"], json!([]));
+    server.stop().await;
+}
+on_both_databases!(joiner_enrolls_is_proofed_and_leaves);
