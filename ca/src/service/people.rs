@@ -409,7 +409,7 @@ impl Ca {
     }
 
     /// (level, method, evidence, operator, at), oldest first.
-    pub fn proofing_history(&self, email: &str) -> Result<Vec<(String, String, String, String, i64)>> {
+    pub fn proofing_history(&self, email: &str) -> Result<Vec<crate::storage::people::ProofingRecord>> {
         let person = self.person(email)?;
         self.storage.read(|conn| store::proofing_history(conn, &person.id))
     }

@@ -140,11 +140,17 @@ pub fn add_proofing(
     Ok(())
 }
 
-/// (level, method, evidence, operator, at), oldest first.
+/// A proofing event: (level, method, evidence, operator, at).
+pub type ProofingRecord = (String, String, String, String, i64);
+
+/// An enrollment: (person_id, code_hash, attempts, expires_at, used_at).
+pub type EnrollmentRecord = (String, String, i64, i64, Option<i64>);
+
+/// A person's proofing events, oldest first.
 pub fn proofing_history(
     conn: &mut DbConnection,
     person_id: &str,
-) -> Result<Vec<(String, String, String, String, i64)>> {
+) -> Result<Vec<ProofingRecord>> {
     Ok(pe::proofing_events
         .filter(pe::person_id.eq(person_id))
         .order(pe::at.asc())
@@ -177,7 +183,7 @@ pub fn insert_enrollment(
 pub fn enrollment(
     conn: &mut DbConnection,
     token_hash: &str,
-) -> Result<Option<(String, String, i64, i64, Option<i64>)>> {
+) -> Result<Option<EnrollmentRecord>> {
     Ok(en::enrollments
         .filter(en::token_hash.eq(token_hash))
         .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at))
