@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: AssetCommand,
     },
+    /// The human track's people: HR events and help-desk proofing.
+    Person {
+        #[command(subcommand)]
+        command: PersonCommand,
+    },
     /// The per-track audit chains.
     Audit {
         #[command(subcommand)]
@@ -198,6 +203,43 @@ enum AssetCommand {
 }
 
 #[derive(Subcommand)]
+enum PersonCommand {
+    /// Joiner: register a person and mail them a one-time enrollment link and code.
+    Join {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        employee_id: String,
+        #[arg(long)]
+        manager: String,
+    },
+    /// Mover: a new address and/or manager.
+    Move {
+        email: String,
+        #[arg(long)]
+        new_email: Option<String>,
+        #[arg(long)]
+        manager: Option<String>,
+    },
+    /// Leaver: revoke every certificate, deactivate accounts and keys, mail person and manager.
+    Leave { email: String },
+    /// Help-desk proofing after a check out of band.
+    Proof {
+        email: String,
+        /// in-person, video or manager-callback.
+        #[arg(long)]
+        method: String,
+        /// What was checked, for the audit log.
+        #[arg(long)]
+        evidence: String,
+    },
+    /// List people.
+    List,
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute each chain from its first event; name the first broken link. Exits 1 if any
     /// chain is broken.
@@ -339,6 +381,58 @@ async fn main() -> Result<()> {
                             creds.hmac_key_b64
                         )
                     }
+                })
+            })
+            .await??;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Person { command } => {
+            let public_url = settings.public_url_for_port(settings.listen.port());
+            let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;
+            let actor = format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+            let describe_person = |p: &dualca_ca::model::Person| {
+                format!(
+                    "{}  {}  {}  proofing={}  employee={}  manager={}\n",
+                    p.email,
+                    p.display_name,
+                    p.status.as_str(),
+                    p.proofing_level.as_str(),
+                    p.employee_id,
+                    p.manager_email
+                )
+            };
+            let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+                Ok(match command {
+                    PersonCommand::Join { email, name, employee_id, manager } => {
+                        let spec = dualca_ca::model::JoinerSpec {
+                            email,
+                            display_name: name,
+                            employee_id,
+                            manager_email: manager,
+                        };
+                        let invitation = ca.person_joins(&spec, &actor)?;
+                        format!(
+                            "{}invite queued in the outbox; the server delivers it (link and code expire {})\n",
+                            describe_person(&invitation.person),
+                            dualca_ca::clock::rfc3339(invitation.expires_at)
+                        )
+                    }
+                    PersonCommand::Move { email, new_email, manager } => {
+                        describe_person(&ca.person_moves(&email, new_email.as_deref(), manager.as_deref(), &actor)?)
+                    }
+                    PersonCommand::Leave { email } => {
+                        let revoked = ca.person_leaves(&email, &actor)?;
+                        ca.regenerate_crl(dualca_ca::Track::Human)?;
+                        format!(
+                            "{email} has left: {} certificates revoked; mail to person and manager queued\n",
+                            revoked.len()
+                        )
+                    }
+                    PersonCommand::Proof { email, method, evidence } => {
+                        describe_person(&ca.proof_by_helpdesk(&email, &method, &evidence, &actor)?)
+                    }
+                    PersonCommand::List => ca.people(None)?.iter().map(describe_person).collect(),
                 })
             })
             .await??;
