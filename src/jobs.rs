@@ -21,6 +21,7 @@ const JOB_NONCES: i64 = 0x6475_616c_6361_1003;
 pub(crate) const JOB_MAIL: i64 = 0x6475_616c_6361_1004;
 const JOB_SCHEDULED_REVOCATIONS: i64 = 0x6475_616c_6361_1005;
 const JOB_RENEWAL_SAFETY_NET: i64 = 0x6475_616c_6361_1006;
+const JOB_EXPIRY_REMINDERS: i64 = 0x6475_616c_6361_1007;
 
 /// Regenerates a track's CRL shortly after each revocation there, coalescing bursts.
 pub fn spawn_crl_debouncer(ca: Arc<Ca>) {
@@ -97,6 +98,15 @@ pub async fn start_scheduler(ca: Arc<Ca>) -> Result<JobScheduler> {
         .add(Job::new_repeated_async(Duration::from_secs(600), move |_, _| {
             run_blocking(c.clone(), "renewal-safety-net", JOB_RENEWAL_SAFETY_NET, |ca| {
                 ca.alert_overdue_renewals().map(|_| ())
+            })
+        })?)
+        .await?;
+    // People hear 30, 7 and 1 days before their certificates expire, each once.
+    let c = ca.clone();
+    scheduler
+        .add(Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
+            run_blocking(c.clone(), "expiry-reminders", JOB_EXPIRY_REMINDERS, |ca| {
+                ca.send_expiry_reminders().map(|_| ())
             })
         })?)
         .await?;

@@ -163,6 +163,8 @@ pub struct CertificateRecord {
     pub order_id: Option<String>,
     /// The machine-track asset it was issued to.
     pub asset_id: Option<String>,
+    /// The human-track person it was issued to.
+    pub person_id: Option<String>,
     pub profile: String,
     pub identifiers: Vec<Identifier>,
     pub spki_sha256: String,

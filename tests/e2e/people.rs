@@ -214,3 +214,81 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     server.stop().await;
 }
 on_both_databases!(joiner_enrolls_is_proofed_and_leaves);
+
+/// A joiner who enrolled through the invite and passed a help-desk check; returns the EAB kid
+/// and key from the enrollment page.
+async fn proofed_person(server: &TestServer, email: &str, employee_id: &str) -> (String, Vec<u8>) {
+    let helpdesk = token(server, Role::Helpdesk);
+    let joiner =
+        json!({"email": email, "display_name": "Bo", "employee_id": employee_id, "manager_email": "boss@example.test"});
+    assert_eq!(call(server, "POST", "/admin/api/human/people", &helpdesk, joiner).await.0, 201);
+    let invite = mail_to(server, email, "enroll").await;
+    let link =
+        invite.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']).to_string();
+    let code: String = invite
+        .split_whitespace()
+        .skip_while(|w| *w != "code")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let html = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap().text().await.unwrap();
+    let field =
+        |id: &str| html.split(&format!("<code id={id}>")).nth(1).unwrap().split('<').next().unwrap().to_string();
+    let proof = json!({"method": "in-person", "evidence": "badge and passport at the desk"});
+    assert_eq!(call(server, "POST", &format!("/admin/api/human/people/{email}/proof"), &helpdesk, proof).await.0, 200);
+    let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, field("hmac")).unwrap();
+    (field("kid"), key)
+}
+
+/// How many delivered mails (.eml files) carry `subject`, once the outbox has drained.
+async fn reminders_in_outbox(server: &TestServer, subject: &str) -> usize {
+    for _ in 0..100 {
+        if server.ca.undelivered_mail(1000).unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::read_dir(server.settings.data_dir.join("outbox"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| decode_quoted_printable(&std::fs::read_to_string(e.path()).unwrap_or_default()).contains(subject))
+        .count()
+}
+
+async fn issuance_mail_and_expiry_reminders_once_across_restarts(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = proofed_person(&server, "bo@example.test", "E-2001").await;
+    let eab = ExternalAccountKey::new(kid, &key);
+    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
+    let (account, _) = Account::builder_with_root(&server.root_pem)
+        .unwrap()
+        .create(&new, server.directory(Track::Human), Some(&eab))
+        .await
+        .unwrap();
+    issue(&server, &account, &["b.example.test"], None).await;
+    mail_to(&server, "bo@example.test", "a certificate was issued for you").await;
+
+    // 90-day client-auth certificate: 61 days on, the 30-day reminder goes out once.
+    server.ca.clock.advance(time::Duration::days(61));
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 1);
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 0);
+    // Across a restart (a fresh process, its own clock), still once.
+    let (settings, dir, responder) = (server.settings.clone(), server.dir.clone(), server.responder.clone());
+    server.stop().await;
+    let server = TestServer::boot(settings, dir, responder).await;
+    server.ca.clock.advance(time::Duration::days(61));
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 0, "the 30-day reminder is not sent twice");
+    server.ca.clock.advance(time::Duration::days(23));
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 1, "the 7-day reminder");
+    server.ca.clock.advance(time::Duration::hours(5 * 24 + 12));
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 1, "the 1-day reminder");
+    assert_eq!(server.ca.send_expiry_reminders().unwrap(), 0);
+    for subject in ["certificate expires in 30 days", "certificate expires in 7 days", "certificate expires in 1 day"] {
+        assert_eq!(reminders_in_outbox(&server, subject).await, 1, "{subject}");
+    }
+    server.stop().await;
+}
+on_both_databases!(issuance_mail_and_expiry_reminders_once_across_restarts);

@@ -358,7 +358,28 @@ impl Ca {
             now_time,
         )?;
         let issued = issuance::issue(prepared, issuer)?;
+        let person = account.person_id.as_ref().map(|id| self.person_by_id(id)).transpose()?;
         self.storage.write(|conn| {
+            if let Some(person) = &person {
+                // So that misuse of a person's address is noticed: they hear of every issuance.
+                let names: Vec<String> = issued.identifiers.iter().map(|i| i.value.clone()).collect();
+                let mail = super::OutboundMail::notification(
+                    Track::Human,
+                    person.email.clone(),
+                    "dualca: a certificate was issued for you",
+                    &[
+                        &format!(
+                            "A {} certificate for {} was issued (serial {}), valid until {}.",
+                            issued.profile,
+                            names.join(", "),
+                            issued.serial_hex,
+                            crate::clock::rfc3339(issued.not_after)
+                        ),
+                        "If you did not request it, tell the help desk at once.",
+                    ],
+                );
+                super::outbox::enqueue(conn, &mail, now)?;
+            }
             if !store::set_order_valid(conn, order_id, OrderStatus::Pending, &issued.serial_hex)? {
                 return Err(Error::order_not_ready("the order was finalized meanwhile"));
             }

@@ -429,3 +429,51 @@ fn person_row(person: &Person, now: i64) -> PersonRow {
         left_at: person.left_at,
     }
 }
+
+/// Days before notAfter at which a person is reminded, most distant first.
+const REMINDER_DAYS: [i64; 3] = [30, 7, 1];
+
+impl Ca {
+    /// Expiry reminders for people's certificates, 30, 7 and 1 days before notAfter. Each is
+    /// sent once, even across restarts (a dedupe key per certificate and threshold); when a run
+    /// comes late, only the nearest threshold is sent. Returns how many went out.
+    pub fn send_expiry_reminders(&self) -> Result<usize> {
+        let now = self.clock.unix();
+        let live = self.storage.read(|conn| certificates::live_person_certificates(conn, now))?;
+        let mut sent = 0;
+        for cert in live {
+            let Some(person_id) = &cert.person_id else { continue };
+            let left = cert.not_after - now;
+            let Some(days) = REMINDER_DAYS.iter().rev().find(|d| left <= *d * 86400).copied() else { continue };
+            let person = self.person_by_id(person_id)?;
+            if person.status != PersonStatus::Active {
+                continue;
+            }
+            let names: Vec<String> = cert.identifiers.iter().map(|i| i.value.clone()).collect();
+            let mail = OutboundMail::notification(
+                Track::Human,
+                person.email.clone(),
+                format!(
+                    "dualca: your {} certificate expires in {days} day{}",
+                    cert.profile,
+                    if days == 1 { "" } else { "s" }
+                ),
+                &[
+                    &format!(
+                        "Your {} certificate for {} (serial {}) expires at {}.",
+                        cert.profile,
+                        names.join(", "),
+                        cert.serial,
+                        crate::clock::rfc3339(cert.not_after)
+                    ),
+                    "Renew it before then, e.g. with dualca enroll.",
+                ],
+            )
+            .with_dedupe_key(format!("expiry:{}:{days}d", cert.serial));
+            if self.storage.write(|conn| super::outbox::enqueue(conn, &mail, now))? {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}

@@ -198,3 +198,17 @@ pub fn live_for_person(conn: &mut DbConnection, person_id: &str, now: i64) -> Re
         .select(k::serial)
         .load(conn)?)
 }
+
+/// Valid, unexpired human-track certificates issued to people.
+pub fn live_person_certificates(conn: &mut DbConnection, now: i64) -> Result<Vec<CertificateRecord>> {
+    k::certificates
+        .filter(k::track.eq(Track::Human.as_str()))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .filter(k::person_id.is_not_null())
+        .select(CertificateRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(CertificateRecord::try_from)
+        .collect()
+}

@@ -147,10 +147,7 @@ pub type ProofingRecord = (String, String, String, String, i64);
 pub type EnrollmentRecord = (String, String, i64, i64, Option<i64>);
 
 /// A person's proofing events, oldest first.
-pub fn proofing_history(
-    conn: &mut DbConnection,
-    person_id: &str,
-) -> Result<Vec<ProofingRecord>> {
+pub fn proofing_history(conn: &mut DbConnection, person_id: &str) -> Result<Vec<ProofingRecord>> {
     Ok(pe::proofing_events
         .filter(pe::person_id.eq(person_id))
         .order(pe::at.asc())
@@ -180,10 +177,7 @@ pub fn insert_enrollment(
 }
 
 /// (person_id, code_hash, attempts, expires_at, used_at)
-pub fn enrollment(
-    conn: &mut DbConnection,
-    token_hash: &str,
-) -> Result<Option<EnrollmentRecord>> {
+pub fn enrollment(conn: &mut DbConnection, token_hash: &str) -> Result<Option<EnrollmentRecord>> {
     Ok(en::enrollments
         .filter(en::token_hash.eq(token_hash))
         .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at))

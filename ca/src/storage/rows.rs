@@ -223,6 +223,7 @@ impl TryFrom<CertificateRow> for CertificateRecord {
             account_id: r.account_id,
             order_id: r.order_id,
             asset_id: r.asset_id,
+            person_id: r.person_id,
             profile: r.profile,
             spki_sha256: r.spki_sha256,
             not_before: r.not_before,
