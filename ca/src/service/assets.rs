@@ -41,6 +41,26 @@ fn asset_subject(asset: &Asset) -> String {
     format!("asset:{}", asset.name)
 }
 
+/// The row of an active asset as `spec` describes it.
+fn active_asset_row(id: String, spec: &AssetSpec, kind: AssetKind, created_at: i64, now: i64) -> AssetRow {
+    AssetRow {
+        id,
+        name: spec.name.clone(),
+        kind: kind.as_str().into(),
+        owner_team: spec.owner_team.clone(),
+        owner_email: spec.owner_email.clone(),
+        service: spec.service.clone(),
+        environment: spec.environment.clone(),
+        spiffe_id: spec.spiffe_id.clone(),
+        profile: spec.profile.clone(),
+        status: AssetStatus::Active.as_str().into(),
+        compromised: false,
+        created_at,
+        updated_at: now,
+        decommissioned_at: None,
+    }
+}
+
 fn check_spiffe(id: &str) -> Result<()> {
     let rest = id
         .strip_prefix("spiffe://")
@@ -117,22 +137,7 @@ impl Ca {
                 return Err(Error::conflict(format!("asset {:?} already exists", spec.name)));
             }
             Self::ensure_unheld(conn, &identifiers, None)?;
-            let row = AssetRow {
-                id: ids::new_id(),
-                name: spec.name.clone(),
-                kind: kind.as_str().into(),
-                owner_team: spec.owner_team.clone(),
-                owner_email: spec.owner_email.clone(),
-                service: spec.service.clone(),
-                environment: spec.environment.clone(),
-                spiffe_id: spec.spiffe_id.clone(),
-                profile: spec.profile.clone(),
-                status: AssetStatus::Active.as_str().into(),
-                compromised: false,
-                created_at: now,
-                updated_at: now,
-                decommissioned_at: None,
-            };
+            let row = active_asset_row(ids::new_id(), spec, kind, now, now);
             store::insert(conn, &row, &identifiers)?;
             audit::append(
                 conn,
@@ -167,22 +172,7 @@ impl Ca {
                 return Err(Error::conflict(format!("asset {:?} already exists", spec.name)));
             }
             Self::ensure_unheld(conn, &identifiers, Some(&current.id))?;
-            let row = AssetRow {
-                id: current.id.clone(),
-                name: spec.name.clone(),
-                kind: kind.as_str().into(),
-                owner_team: spec.owner_team.clone(),
-                owner_email: spec.owner_email.clone(),
-                service: spec.service.clone(),
-                environment: spec.environment.clone(),
-                spiffe_id: spec.spiffe_id.clone(),
-                profile: spec.profile.clone(),
-                status: AssetStatus::Active.as_str().into(),
-                compromised: false,
-                created_at: current.created_at,
-                updated_at: now,
-                decommissioned_at: None,
-            };
+            let row = active_asset_row(current.id.clone(), spec, kind, current.created_at, now);
             store::update(conn, &row, &identifiers)?;
             let subject = format!("asset:{}", spec.name);
             if current.owner_team != spec.owner_team || current.owner_email != spec.owner_email {

@@ -10,7 +10,7 @@ use crate::csr::check_csr;
 use crate::jwk::PublicJwk;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
-use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, OrderRow};
+use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, Holder, OrderRow};
 use crate::storage::{certificates, orders as store, DbConnection};
 use crate::{ids, issuance, Error, ErrorKind, Result, Track};
 
@@ -385,25 +385,16 @@ impl Ca {
             }
             certificates::insert(
                 conn,
-                &CertificateRow {
-                    serial: issued.serial_hex.clone(),
-                    track: track.as_str().into(),
-                    account_id: Some(account.id.clone()),
-                    order_id: Some(order_id.to_string()),
-                    asset_id: asset.as_ref().map(|a| a.id.clone()),
-                    person_id: account.person_id.clone(),
-                    profile: issued.profile.clone(),
-                    identifiers: identifiers_to_text(&issued.identifiers),
-                    spki_sha256: issued.spki_sha256.clone(),
-                    not_before: issued.not_before,
-                    not_after: issued.not_after,
-                    der: issued.der.clone(),
-                    status: CertificateStatus::Valid.as_str().into(),
-                    revocation_reason: None,
-                    revoked_at: None,
-                    replaced_by: None,
-                    created_at: now,
-                },
+                &CertificateRow::issued(
+                    &issued,
+                    Holder {
+                        account_id: Some(account.id.clone()),
+                        order_id: Some(order_id.to_string()),
+                        asset_id: asset.as_ref().map(|a| a.id.clone()),
+                        person_id: account.person_id.clone(),
+                    },
+                    now,
+                ),
             )?;
             audit::append(
                 conn,

@@ -9,9 +9,8 @@ use serde_json::json;
 use super::Ca;
 use crate::audit::{self, AuditEvent};
 use crate::hierarchy::{der_to_pem, write_secret};
-use crate::model::CertificateStatus;
 use crate::storage::certificates;
-use crate::storage::rows::{identifiers_to_text, CertificateRow};
+use crate::storage::rows::{CertificateRow, Holder};
 use crate::{issuance, Error, Result, Track};
 
 const LIFETIME_DAYS: i64 = 30;
@@ -79,28 +78,7 @@ impl Ca {
     ) -> Result<()> {
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            certificates::insert(
-                conn,
-                &CertificateRow {
-                    serial: issued.serial_hex.clone(),
-                    track: issued.track.as_str().into(),
-                    account_id: None,
-                    order_id: None,
-                    asset_id: None,
-                    person_id: None,
-                    profile: issued.profile.clone(),
-                    identifiers: identifiers_to_text(&issued.identifiers),
-                    spki_sha256: issued.spki_sha256.clone(),
-                    not_before: issued.not_before,
-                    not_after: issued.not_after,
-                    der: issued.der.clone(),
-                    status: CertificateStatus::Valid.as_str().into(),
-                    revocation_reason: None,
-                    revoked_at: None,
-                    replaced_by: None,
-                    created_at: now,
-                },
-            )?;
+            certificates::insert(conn, &CertificateRow::issued(issued, Holder::default(), now))?;
             let mut details = details;
             details["profile"] = json!(issued.profile);
             details["not_after"] = json!(issued.not_after);

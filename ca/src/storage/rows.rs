@@ -234,3 +234,37 @@ impl TryFrom<CertificateRow> for CertificateRecord {
         })
     }
 }
+
+/// Who a newly issued certificate belongs to, as its row records it.
+#[derive(Default)]
+pub struct Holder {
+    pub account_id: Option<String>,
+    pub order_id: Option<String>,
+    pub asset_id: Option<String>,
+    pub person_id: Option<String>,
+}
+
+impl CertificateRow {
+    /// The row of a certificate just issued: valid, not revoked, not replaced.
+    pub fn issued(issued: &crate::issuance::Issued, holder: Holder, now: i64) -> CertificateRow {
+        CertificateRow {
+            serial: issued.serial_hex.clone(),
+            track: issued.track.as_str().into(),
+            account_id: holder.account_id,
+            order_id: holder.order_id,
+            asset_id: holder.asset_id,
+            person_id: holder.person_id,
+            profile: issued.profile.clone(),
+            identifiers: identifiers_to_text(&issued.identifiers),
+            spki_sha256: issued.spki_sha256.clone(),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            der: issued.der.clone(),
+            status: CertificateStatus::Valid.as_str().into(),
+            revocation_reason: None,
+            revoked_at: None,
+            replaced_by: None,
+            created_at: now,
+        }
+    }
+}
