@@ -21,6 +21,13 @@ struct Cli {
     /// postgres://… or a SQLite file path.
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Address the server listens on; give the one-shot commands the same value as `serve` so
+    /// the URLs they put in CRLs and invites match the server's.
+    #[arg(long, global = true)]
+    listen: Option<std::net::SocketAddr>,
+    /// Base URL clients use to reach the server (the same for `serve` and every other command).
+    #[arg(long, global = true)]
+    public_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,14 +41,7 @@ enum LogFormatArg {
 #[derive(Subcommand)]
 enum Command {
     /// Serve both ACME directories over HTTPS.
-    Serve {
-        /// Address to listen on.
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// Base URL clients use to reach this server.
-        #[arg(long)]
-        public_url: Option<String>,
-    },
+    Serve,
     /// Create the data directory, the database and the CA hierarchy, then exit.
     Init,
     /// Admin tokens for the admin API and pages.
@@ -265,6 +265,12 @@ async fn main() -> Result<()> {
     if let Some(url) = cli.database_url {
         settings.database_url = url;
     }
+    if let Some(listen) = cli.listen {
+        settings.listen = listen;
+    }
+    if let Some(url) = cli.public_url {
+        settings.public_url = url;
+    }
     telemetry::init(settings.log_format);
     for name in Settings::ignored_environment() {
         tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
@@ -360,7 +366,7 @@ async fn main() -> Result<()> {
                         out
                     }
                     AssetCommand::RevokeCredentials { kid } => {
-                        ca.revoke_eab_key(&kid, &actor)?;
+                        ca.revoke_eab_key(dualca_ca::Track::Machine, &kid, &actor)?;
                         format!("EAB credentials {kid} revoked\n")
                     }
                     AssetCommand::Redeploy { name, grace } => {
@@ -474,13 +480,7 @@ async fn main() -> Result<()> {
             println!("revoked on the {track} track ({}); CRL number {number} published", reason.name());
             Ok(())
         }
-        Command::Serve { listen, public_url } => {
-            if let Some(listen) = listen {
-                settings.listen = listen;
-            }
-            if let Some(url) = public_url {
-                settings.public_url = url;
-            }
+        Command::Serve => {
             let app = App::build(settings).await?;
             println!("dualca is serving on {}", app.public_url);
             println!("  machine directory: {}/acme/machine/directory", app.public_url);

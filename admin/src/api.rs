@@ -423,12 +423,12 @@ async fn revoke(
     state: web::Data<AdminState>,
     principal: Principal,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
-    let body: RevokeBody = crate::problem::optional_json(&body)?;
     let (track, serial) = path.into_inner();
     let track = track_of(&track)?;
     principal.require(&state, Permission::RevokeCertificates, Some(track), "revoke certificates").await?;
+    let body: RevokeBody = crate::problem::optional_json(&raw)?;
     let reason_text = body.reason.unwrap_or_else(|| "unspecified".into());
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| AdminProblem::bad_request(format!("unknown revocation reason {reason_text:?}")))?;

@@ -172,10 +172,10 @@ async fn decommission(
     state: web::Data<AdminState>,
     principal: Principal,
     name: web::Path<String>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
-    let body: DecommissionBody = crate::problem::optional_json(&body)?;
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "decommission assets").await?;
+    let body: DecommissionBody = crate::problem::optional_json(&raw)?;
     let compromised = body.compromised;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
     let report = blocking(move || ca.decommission_asset(&name, compromised, &actor)).await?;
@@ -199,10 +199,10 @@ async fn credentials(
     state: web::Data<AdminState>,
     principal: Principal,
     name: web::Path<String>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
-    let body: CredentialsBody = crate::problem::optional_json(&body)?;
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "issue EAB credentials").await?;
+    let body: CredentialsBody = crate::problem::optional_json(&raw)?;
     let ttl = crate::api::parse_within(body.ttl.as_deref().unwrap_or("7d"))?;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
     let creds = blocking(move || ca.create_asset_eab(&name, ttl, body.single_use, &actor)).await?;
@@ -231,13 +231,13 @@ async fn sync(
     principal: Principal,
     req: actix_web::HttpRequest,
     query: web::Query<SyncQuery>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "sync the inventory").await?;
     let csv =
         req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/csv"));
     let format = if csv { crate::sync::Format::Csv } else { crate::sync::Format::Json };
-    let specs = crate::sync::parse_inventory(&body, format).map_err(AdminProblem::bad_request)?;
+    let specs = crate::sync::parse_inventory(&raw, format).map_err(AdminProblem::bad_request)?;
     let q = query.into_inner();
     let max_share = q.max_share.unwrap_or(DEFAULT_MAX_DECOMMISSION_SHARE);
     let (ca, actor) = (state.ca.clone(), format!("admin:{}", principal.subject));
@@ -270,10 +270,10 @@ async fn redeploy(
     state: web::Data<AdminState>,
     principal: Principal,
     name: web::Path<String>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "redeploy assets").await?;
-    let body: RedeployBody = crate::problem::optional_json(&body)?;
+    let body: RedeployBody = crate::problem::optional_json(&raw)?;
     let grace = crate::api::parse_within(body.grace.as_deref().unwrap_or("1h"))?;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
     let superseded = blocking(move || ca.redeploy_asset(&name, grace, &actor)).await?;
@@ -290,6 +290,6 @@ async fn revoke_credentials(
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "revoke EAB credentials").await?;
     let (ca, kid, actor) = (state.ca.clone(), kid.into_inner(), format!("admin:{}", principal.subject));
     let kid_for_call = kid.clone();
-    blocking(move || ca.revoke_eab_key(&kid_for_call, &actor)).await?;
+    blocking(move || ca.revoke_eab_key(Track::Machine, &kid_for_call, &actor)).await?;
     Ok(HttpResponse::Ok().json(json!({ "kid": kid, "revoked": true })))
 }

@@ -62,7 +62,7 @@ async fn crl(ca: web::Data<Ca>, track: web::Path<String>) -> HttpResponse {
 fn ocsp_reply(der: Vec<u8>) -> HttpResponse {
     // A successful response carries responseBytes ([0] after the status); errors must not be
     // cached, or a passing failure would outlive its cause.
-    let successful = der.len() > 5 && der.get(2..5) == Some(&[0x0a, 0x01, 0x00][..]);
+    let successful = ocsp::is_successful(&der);
     let cache = if successful { "public, max-age=300, no-transform" } else { "no-store" };
     HttpResponse::Ok().content_type("application/ocsp-response").insert_header((header::CACHE_CONTROL, cache)).body(der)
 }

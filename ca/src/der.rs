@@ -60,18 +60,6 @@ pub fn authority_info_access(ocsp: Option<&str>, ca_issuers: &str) -> Vec<u8> {
     sequence(&descriptions)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_oids_and_long_lengths() {
-        assert_eq!(oid(&[1, 2, 840, 113549]), vec![0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]);
-        let long = tlv(0x04, &[0u8; 300]);
-        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
-    }
-}
-
 /// A DER reader for the few structures this crate parses itself (OCSP requests). Definite
 /// lengths only; every read is bounds-checked and returns None on malformed input.
 pub struct Reader<'a> {
@@ -175,4 +163,16 @@ pub fn bit_string(content: &[u8]) -> Vec<u8> {
 /// Context-specific constructed tag `[n]`, EXPLICIT.
 pub fn explicit(n: u8, content: &[u8]) -> Vec<u8> {
     tlv(0xa0 | n, content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_oids_and_long_lengths() {
+        assert_eq!(oid(&[1, 2, 840, 113549]), vec![0x06, 0x06, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]);
+        let long = tlv(0x04, &[0u8; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+    }
 }

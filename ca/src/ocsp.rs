@@ -25,6 +25,13 @@ pub enum ErrorStatus {
     Unauthorized = 6,
 }
 
+/// Whether a DER OCSPResponse says `successful` (status 0); error responses must not be cached.
+pub fn is_successful(response: &[u8]) -> bool {
+    let mut outer = Reader::new(response);
+    let Some(content) = outer.read(0x30) else { return false };
+    Reader::new(content).read(0x0a) == Some(&[0][..])
+}
+
 pub fn error_response(status: ErrorStatus) -> Vec<u8> {
     der::sequence(&[der::enumerated(status as u8)])
 }
@@ -233,6 +240,14 @@ mod tests {
             tbs.push(der::tlv(0xa2, &der::sequence(&[ext])));
         }
         der::sequence(&[der::sequence(&tbs)])
+    }
+
+    #[test]
+    fn success_is_read_past_long_form_lengths() {
+        assert!(!is_successful(&error_response(ErrorStatus::MalformedRequest)));
+        let long = der::sequence(&[der::enumerated(0), der::explicit(0, &[0u8; 300])]);
+        assert_eq!(long[1], 0x82, "a long-form length");
+        assert!(is_successful(&long));
     }
 
     #[test]

@@ -117,6 +117,12 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     );
     let person = server.ca.person("ann@example.test").unwrap();
     assert_eq!((person.status.as_str(), person.proofing_level.as_str()), ("active", "email"));
+    // The machine track's inventory role cannot revoke a person's credentials.
+    let inventory = token(&server, Role::Inventory);
+    assert_eq!(
+        call(&server, "POST", &format!("/admin/api/machine/eab/{kid}/revoke"), &inventory, json!({})).await.0,
+        404
+    );
     mail_to(&server, "ann@example.test", "enrollment completed").await;
 
     // Her account is bound to her; client-auth needs a help-desk check first.

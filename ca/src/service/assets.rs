@@ -382,10 +382,12 @@ impl Ca {
         Ok(EabCredentials { kid, hmac_key_b64: ids::b64url(&key), expires_at: now + ttl_seconds, single_use })
     }
 
-    pub fn revoke_eab_key(&self, kid: &str, actor: &str) -> Result<()> {
+    pub fn revoke_eab_key(&self, track: Track, kid: &str, actor: &str) -> Result<()> {
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            let row = store::eab(conn, kid)?.ok_or_else(|| Error::not_found(format!("no EAB key {kid:?}")))?;
+            let row = store::eab(conn, kid)?
+                .filter(|r| r.track == track.as_str())
+                .ok_or_else(|| Error::not_found(format!("no EAB key {kid:?} on the {track} track")))?;
             if !store::revoke_eab(conn, kid, now)? {
                 return Err(Error::conflict(format!("EAB key {kid:?} is already revoked")));
             }
@@ -533,6 +535,12 @@ impl Ca {
                 .validate_spec(spec)
                 .map_err(|e| Error::new(e.kind, format!("asset {:?}: {}", spec.name, e.detail)))?;
             match active.iter().find(|a| a.name == spec.name) {
+                None if self.storage.read(|conn| store::by_name(conn, &spec.name))?.is_some() => {
+                    return Err(Error::conflict(format!(
+                        "asset {:?} was decommissioned; a returning machine needs a new name",
+                        spec.name
+                    )));
+                }
                 None => plan.create.push(spec.clone()),
                 Some(current) => {
                     let diff = differences(current, spec, &identifiers);

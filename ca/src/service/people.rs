@@ -466,7 +466,7 @@ impl Ca {
                         cert.serial,
                         crate::clock::rfc3339(cert.not_after)
                     ),
-                    "Renew it before then, e.g. with dualca enroll.",
+                    "Renew it before then with your ACME client.",
                 ],
             )
             .with_dedupe_key(format!("expiry:{}:{days}d", cert.serial));
