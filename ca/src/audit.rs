@@ -70,6 +70,19 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
     store::append(conn, event)
 }
 
+/// Appends one event built from its parts; what most state changes write.
+pub fn record(
+    conn: &mut DbConnection,
+    track: Track,
+    at: i64,
+    actor: impl Into<String>,
+    action: &str,
+    subject: impl Into<String>,
+    details: Value,
+) -> Result<i64> {
+    store::append(conn, &AuditEvent::new(track, at, actor, action, subject, details))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainCheck {
     /// The whole chain recomputes; `events` is its length.

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::Ca;
-use crate::audit::{self, AuditEvent};
+use crate::audit;
 use crate::model::{Account, AccountStatus};
 use crate::storage::{accounts as store, rows::AccountRow};
 use crate::{ids, Error, Result, Track};
@@ -104,17 +104,12 @@ impl Ca {
                 person_id,
             };
             store::insert(conn, &row)?;
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    track,
+            audit::record(conn, track,
                     now,
                     account_actor(&row.id),
                     "account.created",
                     account_actor(&row.id),
-                    json!({ "key_thumbprint": row.key_thumbprint, "contact": new.contact, "eab_kid": row.eab_kid, "asset_id": row.asset_id }),
-                ),
-            )?;
+                    json!({ "key_thumbprint": row.key_thumbprint, "contact": new.contact, "eab_kid": row.eab_kid, "asset_id": row.asset_id }))?;
             Ok((Account::try_from(row)?, true))
         })
     }
@@ -124,16 +119,14 @@ impl Ca {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             store::set_contact(conn, &account.id, &contact, now)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    account.track,
-                    now,
-                    account_actor(&account.id),
-                    "account.contact-updated",
-                    account_actor(&account.id),
-                    json!({ "contact": contact }),
-                ),
+                account.track,
+                now,
+                account_actor(&account.id),
+                "account.contact-updated",
+                account_actor(&account.id),
+                json!({ "contact": contact }),
             )?;
             store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
         })
@@ -144,16 +137,14 @@ impl Ca {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             store::set_status(conn, &account.id, AccountStatus::Deactivated, now)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    account.track,
-                    now,
-                    account_actor(&account.id),
-                    "account.deactivated",
-                    account_actor(&account.id),
-                    json!({}),
-                ),
+                account.track,
+                now,
+                account_actor(&account.id),
+                "account.deactivated",
+                account_actor(&account.id),
+                json!({}),
             )?;
             store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
         })
@@ -170,16 +161,14 @@ impl Ca {
                 return Err(err);
             }
             store::set_key(conn, &account.id, new_jwk, new_thumbprint, now)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    account.track,
-                    now,
-                    account_actor(&account.id),
-                    "account.key-changed",
-                    account_actor(&account.id),
-                    json!({ "old_thumbprint": account.key_thumbprint, "new_thumbprint": new_thumbprint }),
-                ),
+                account.track,
+                now,
+                account_actor(&account.id),
+                "account.key-changed",
+                account_actor(&account.id),
+                json!({ "old_thumbprint": account.key_thumbprint, "new_thumbprint": new_thumbprint }),
             )?;
             store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
         })

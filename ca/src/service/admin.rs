@@ -96,16 +96,14 @@ impl Ca {
             let added = tokens::revoke(conn, jti, subject, now, expires_at)?;
             if added {
                 for track in Track::ALL {
-                    audit::append(
+                    audit::record(
                         conn,
-                        &AuditEvent::new(
-                            track,
-                            now,
-                            format!("operator:{operator}"),
-                            "admin.token-revoked",
-                            format!("token:{jti}"),
-                            json!({ "token_subject": subject }),
-                        ),
+                        track,
+                        now,
+                        format!("operator:{operator}"),
+                        "admin.token-revoked",
+                        format!("token:{jti}"),
+                        json!({ "token_subject": subject }),
                     )?;
                 }
             }

@@ -139,21 +139,19 @@ impl Ca {
             Self::ensure_unheld(conn, &identifiers, None)?;
             let row = active_asset_row(ids::new_id(), spec, kind, now, now);
             store::insert(conn, &row, &identifiers)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    Track::Machine,
-                    now,
-                    actor,
-                    "asset.registered",
-                    format!("asset:{}", spec.name),
-                    json!({
-                        "kind": kind.as_str(), "owner_team": spec.owner_team, "owner_email": spec.owner_email,
-                        "service": spec.service, "environment": spec.environment,
-                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "spiffe_id": spec.spiffe_id, "profile": spec.profile,
-                    }),
-                ),
+                Track::Machine,
+                now,
+                actor,
+                "asset.registered",
+                format!("asset:{}", spec.name),
+                json!({
+                    "kind": kind.as_str(), "owner_team": spec.owner_team, "owner_email": spec.owner_email,
+                    "service": spec.service, "environment": spec.environment,
+                    "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "spiffe_id": spec.spiffe_id, "profile": spec.profile,
+                }),
             )?;
             store::by_id(conn, &row.id)?.ok_or_else(|| Error::internal("asset vanished"))
         })
@@ -194,10 +192,7 @@ impl Ca {
                     );
                     super::outbox::enqueue(conn, &mail, now)?;
                 }
-                audit::append(
-                    conn,
-                    &AuditEvent::new(
-                        Track::Machine,
+                audit::record(conn, Track::Machine,
                         now,
                         actor,
                         "asset.owner-changed",
@@ -205,14 +200,9 @@ impl Ca {
                         json!({
                             "from": {"team": current.owner_team, "email": current.owner_email},
                             "to": {"team": spec.owner_team, "email": spec.owner_email},
-                        }),
-                    ),
-                )?;
+                        }))?;
             }
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    Track::Machine,
+            audit::record(conn, Track::Machine,
                     now,
                     actor,
                     "asset.updated",
@@ -221,9 +211,7 @@ impl Ca {
                         "previous_name": name, "kind": kind.as_str(), "service": spec.service, "environment": spec.environment,
                         "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "spiffe_id": spec.spiffe_id, "profile": spec.profile,
-                    }),
-                ),
-            )?;
+                    }))?;
             store::by_id(conn, &current.id)?.ok_or_else(|| Error::internal("asset vanished"))
         })
     }
@@ -256,52 +244,34 @@ impl Ca {
                 return Err(Error::conflict(format!("asset {name:?} is already decommissioned")));
             }
             let subject = asset_subject(&asset);
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    Track::Machine,
+            audit::record(conn, Track::Machine,
                     now,
                     actor,
                     if compromised { "asset.compromised" } else { "asset.decommissioned" },
                     subject.clone(),
-                    json!({ "owner_team": asset.owner_team, "service": asset.service }),
-                ),
-            )?;
+                    json!({ "owner_team": asset.owner_team, "service": asset.service }))?;
             let serials = certificates::live_for_asset(conn, &asset.id, now)?;
             for serial in &serials {
                 certificates::revoke(conn, serial, reason as u8, now)?;
-                audit::append(
-                    conn,
-                    &AuditEvent::new(
-                        Track::Machine,
+                audit::record(conn, Track::Machine,
                         now,
                         actor,
                         "certificate.revoked",
                         format!("certificate:{serial}"),
-                        json!({ "reason": reason.name(), "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service }),
-                    ),
-                )?;
+                        json!({ "reason": reason.name(), "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service }))?;
             }
             let deactivated = accounts::deactivate_for_asset(conn, &asset.id, now)?;
             for account in &deactivated {
-                audit::append(
-                    conn,
-                    &AuditEvent::new(
-                        Track::Machine,
+                audit::record(conn, Track::Machine,
                         now,
                         actor,
                         "account.deactivated",
                         format!("account:{account}"),
-                        json!({ "asset": asset.name, "because": "asset decommissioned" }),
-                    ),
-                )?;
+                        json!({ "asset": asset.name, "because": "asset decommissioned" }))?;
             }
             let keys = store::revoke_asset_eab_keys(conn, &asset.id, now)?;
             if keys > 0 {
-                audit::append(
-                    conn,
-                    &AuditEvent::new(Track::Machine, now, actor, "eab.revoked", subject, json!({ "keys": keys })),
-                )?;
+                audit::record(conn, Track::Machine, now, actor, "eab.revoked", subject, json!({ "keys": keys }))?;
             }
             Ok(Decommissioned {
                 asset: asset.name,
@@ -392,7 +362,7 @@ impl Ca {
                 return Err(Error::conflict(format!("EAB key {kid:?} is already revoked")));
             }
             let track: Track = row.track.parse().map_err(Error::internal)?;
-            audit::append(conn, &AuditEvent::new(track, now, actor, "eab.revoked", format!("eab:{kid}"), json!({})))?;
+            audit::record(conn, track, now, actor, "eab.revoked", format!("eab:{kid}"), json!({}))?;
             Ok(())
         })
     }
@@ -614,17 +584,12 @@ impl Ca {
                     now,
                 )?;
             }
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    Track::Machine,
+            audit::record(conn, Track::Machine,
                     now,
                     actor,
                     "asset.redeployed",
                     asset_subject(&asset),
-                    json!({ "grace_seconds": grace_seconds, "superseded": serials, "owner_team": asset.owner_team, "service": asset.service }),
-                ),
-            )?;
+                    json!({ "grace_seconds": grace_seconds, "superseded": serials, "owner_team": asset.owner_team, "service": asset.service }))?;
             Ok(serials)
         })
     }
@@ -643,16 +608,14 @@ impl Ca {
                 if !certificates::revoke(conn, &serial, reason as u8, now)? {
                     return Ok(false);
                 }
-                audit::append(
+                audit::record(
                     conn,
-                    &AuditEvent::new(
-                        track,
-                        now,
-                        by.clone(),
-                        "certificate.revoked",
-                        format!("certificate:{serial}"),
-                        json!({ "reason": reason.name(), "scheduled": true }),
-                    ),
+                    track,
+                    now,
+                    by.clone(),
+                    "certificate.revoked",
+                    format!("certificate:{serial}"),
+                    json!({ "reason": reason.name(), "scheduled": true }),
                 )?;
                 Ok(true)
             })?;
@@ -722,17 +685,12 @@ impl Ca {
                 if !super::outbox::enqueue(conn, &mail, now)? {
                     return Ok(false);
                 }
-                audit::append(
-                    conn,
-                    &AuditEvent::new(
-                        Track::Machine,
+                audit::record(conn, Track::Machine,
                         now,
                         "system",
                         "certificate.renewal-overdue",
                         format!("certificate:{}", cert.serial),
-                        json!({ "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service, "not_after": cert.not_after }),
-                    ),
-                )?;
+                        json!({ "asset": asset.name, "owner_team": asset.owner_team, "service": asset.service, "not_after": cert.not_after }))?;
                 Ok(true)
             })?;
             if alerted {

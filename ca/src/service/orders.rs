@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::Ca;
-use crate::audit::{self, AuditEvent};
+use crate::audit;
 use crate::csr::check_csr;
 use crate::jwk::PublicJwk;
 use crate::model::*;
@@ -153,17 +153,12 @@ impl Ca {
                     .collect();
                 store::insert_challenges(conn, &challenges)?;
             }
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    track,
+            audit::record(conn, track,
                     now,
                     actor(&account.id),
                     "order.created",
                     format!("order:{order_id}"),
-                    json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }),
-                ),
-            )?;
+                    json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }))?;
             load_order(conn, track, &order_id, now)
         })
     }
@@ -213,16 +208,14 @@ impl Ca {
                 )));
             }
             store::set_authorization_status(conn, id, AuthzStatus::Deactivated)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    track,
-                    now,
-                    actor(&account.id),
-                    "authorization.deactivated",
-                    format!("authorization:{id}"),
-                    json!({ "identifier": authz.identifier.to_string() }),
-                ),
+                track,
+                now,
+                actor(&account.id),
+                "authorization.deactivated",
+                format!("authorization:{id}"),
+                json!({ "identifier": authz.identifier.to_string() }),
             )?;
             load_authorization(conn, track, id, now)
         })
@@ -299,7 +292,7 @@ impl Ca {
                 Some(p) => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail }),
             };
             let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
-            audit::append(conn, &AuditEvent::new(track, now, "system", action, format!("challenge:{challenge_id}"), details))?;
+            audit::record(conn, track, now, "system", action, format!("challenge:{challenge_id}"), details)?;
             Ok(())
         })
     }
@@ -396,26 +389,24 @@ impl Ca {
                     now,
                 ),
             )?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    track,
-                    now,
-                    actor(&account.id),
-                    "certificate.issued",
-                    format!("certificate:{}", issued.serial_hex),
-                    json!({
-                        "order": order_id,
-                        "profile": issued.profile,
-                        "identifiers": issued.identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "not_before": issued.not_before,
-                        "not_after": issued.not_after,
-                        "asset": asset.as_ref().map(|a| a.name.clone()),
-                        "owner_team": asset.as_ref().map(|a| a.owner_team.clone()),
-                        "service": asset.as_ref().map(|a| a.service.clone()),
-                        "replaces": order.replaces,
-                    }),
-                ),
+                track,
+                now,
+                actor(&account.id),
+                "certificate.issued",
+                format!("certificate:{}", issued.serial_hex),
+                json!({
+                    "order": order_id,
+                    "profile": issued.profile,
+                    "identifiers": issued.identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "not_before": issued.not_before,
+                    "not_after": issued.not_after,
+                    "asset": asset.as_ref().map(|a| a.name.clone()),
+                    "owner_team": asset.as_ref().map(|a| a.owner_team.clone()),
+                    "service": asset.as_ref().map(|a| a.service.clone()),
+                    "replaces": order.replaces,
+                }),
             )?;
             if let Some(old) = &order.replaces {
                 if !certificates::set_replaced_by(conn, old, &issued.serial_hex)? {

@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::{Ca, OutboundMail};
-use crate::audit::{self, AuditEvent};
+use crate::audit;
 use crate::model::*;
 use crate::storage::assets::{self as eab_store, EabKeyRow};
 use crate::storage::people::{self as store, PersonRow};
@@ -66,17 +66,12 @@ impl Ca {
             };
             store::insert(conn, &row)?;
             store::insert_enrollment(conn, &hash(&token), &row.id, &hash(&code), now, now + ENROLLMENT_LIFETIME)?;
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    Track::Human,
+            audit::record(conn, Track::Human,
                     now,
                     actor,
                     "person.joined",
                     person_subject(&spec.email),
-                    json!({ "display_name": spec.display_name, "employee_id": spec.employee_id, "manager": spec.manager_email }),
-                ),
-            )?;
+                    json!({ "display_name": spec.display_name, "employee_id": spec.employee_id, "manager": spec.manager_email }))?;
             let invite = OutboundMail::notification(
                 Track::Human,
                 spec.email.clone(),
@@ -164,27 +159,23 @@ impl Ca {
                 },
             )?;
             let subject = person_subject(&person.email);
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    Track::Human,
-                    now,
-                    subject.clone(),
-                    "person.proofed",
-                    subject.clone(),
-                    json!({ "level": "email", "method": "email-link" }),
-                ),
+                Track::Human,
+                now,
+                subject.clone(),
+                "person.proofed",
+                subject.clone(),
+                json!({ "level": "email", "method": "email-link" }),
             )?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    Track::Human,
-                    now,
-                    subject,
-                    "eab.created",
-                    person_subject(&person.email),
-                    json!({ "kid": kid }),
-                ),
+                Track::Human,
+                now,
+                subject,
+                "eab.created",
+                person_subject(&person.email),
+                json!({ "kid": kid }),
             )?;
             let done = OutboundMail::notification(
                 Track::Human,
@@ -229,16 +220,14 @@ impl Ca {
             row.proofing_level = ProofingLevel::Helpdesk.as_str().into();
             store::update(conn, &row)?;
             store::add_proofing(conn, &person.id, ProofingLevel::Helpdesk, method, evidence, operator, now)?;
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    Track::Human,
-                    now,
-                    operator,
-                    "person.proofed",
-                    person_subject(email),
-                    json!({ "level": "helpdesk", "method": method, "evidence": evidence }),
-                ),
+                Track::Human,
+                now,
+                operator,
+                "person.proofed",
+                person_subject(email),
+                json!({ "level": "helpdesk", "method": method, "evidence": evidence }),
             )?;
             let mail = OutboundMail::notification(
                 Track::Human,
@@ -287,17 +276,12 @@ impl Ca {
                 row.manager_email = m.to_string();
             }
             store::update(conn, &row)?;
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    Track::Human,
+            audit::record(conn, Track::Human,
                     now,
                     actor,
                     "person.moved",
                     person_subject(&row.email),
-                    json!({ "from": {"email": person.email, "manager": person.manager_email}, "to": {"email": row.email, "manager": row.manager_email} }),
-                ),
-            )?;
+                    json!({ "from": {"email": person.email, "manager": person.manager_email}, "to": {"email": row.email, "manager": row.manager_email} }))?;
             Person::try_from(row)
         })
     }
@@ -320,51 +304,42 @@ impl Ca {
             store::update(conn, &row)?;
             store::close_enrollments(conn, &person.id, now)?;
             let subject = person_subject(email);
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    Track::Human,
-                    now,
-                    actor,
-                    "person.left",
-                    subject.clone(),
-                    json!({ "manager": person.manager_email }),
-                ),
+                Track::Human,
+                now,
+                actor,
+                "person.left",
+                subject.clone(),
+                json!({ "manager": person.manager_email }),
             )?;
             let serials = certificates::live_for_person(conn, &person.id, now)?;
             for serial in &serials {
                 certificates::revoke(conn, serial, reason as u8, now)?;
-                audit::append(
+                audit::record(
                     conn,
-                    &AuditEvent::new(
-                        Track::Human,
-                        now,
-                        actor,
-                        "certificate.revoked",
-                        format!("certificate:{serial}"),
-                        json!({ "reason": reason.name(), "person": email }),
-                    ),
+                    Track::Human,
+                    now,
+                    actor,
+                    "certificate.revoked",
+                    format!("certificate:{serial}"),
+                    json!({ "reason": reason.name(), "person": email }),
                 )?;
             }
             for account in accounts::deactivate_for_person(conn, &person.id, now)? {
-                audit::append(
+                audit::record(
                     conn,
-                    &AuditEvent::new(
-                        Track::Human,
-                        now,
-                        actor,
-                        "account.deactivated",
-                        format!("account:{account}"),
-                        json!({ "person": email, "because": "leaver" }),
-                    ),
+                    Track::Human,
+                    now,
+                    actor,
+                    "account.deactivated",
+                    format!("account:{account}"),
+                    json!({ "person": email, "because": "leaver" }),
                 )?;
             }
             let keys = eab_store::revoke_person_eab_keys(conn, &person.id, now)?;
             if keys > 0 {
-                audit::append(
-                    conn,
-                    &AuditEvent::new(Track::Human, now, actor, "eab.revoked", subject, json!({ "keys": keys })),
-                )?;
+                audit::record(conn, Track::Human, now, actor, "eab.revoked", subject, json!({ "keys": keys }))?;
             }
             let to_person = OutboundMail::notification(
                 Track::Human,

@@ -4,7 +4,7 @@ use serde_json::json;
 use x509_parser::prelude::FromDer;
 
 use super::Ca;
-use crate::audit::{self, AuditEvent};
+use crate::audit;
 use crate::jwk::PublicJwk;
 use crate::model::{Account, CertificateRecord, CertificateStatus, IdentifierKind, RevocationReason};
 use crate::storage::{certificates, orders};
@@ -67,17 +67,12 @@ impl Ca {
             if cert.status == CertificateStatus::Revoked || !certificates::revoke(conn, &serial, reason as u8, now)? {
                 return Err(Error::already_revoked(format!("certificate {serial} is already revoked")));
             }
-            audit::append(
-                conn,
-                &AuditEvent::new(
-                    track,
+            audit::record(conn, track,
                     now,
                     actor.clone(),
                     "certificate.revoked",
                     format!("certificate:{serial}"),
-                    json!({ "reason": reason.name(), "by_account": revoker_account.map(|a| a.id.clone()) }),
-                ),
-            )?;
+                    json!({ "reason": reason.name(), "by_account": revoker_account.map(|a| a.id.clone()) }))?;
             Ok(())
         });
         if result.is_ok() {
@@ -115,16 +110,14 @@ impl Ca {
             if !certificates::revoke(conn, &serial, reason as u8, now)? {
                 return Err(Error::already_revoked(format!("certificate {serial} is already revoked")));
             }
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    track,
-                    now,
-                    format!("operator:{operator}"),
-                    "certificate.revoked",
-                    format!("certificate:{serial}"),
-                    json!({ "reason": reason.name() }),
-                ),
+                track,
+                now,
+                format!("operator:{operator}"),
+                "certificate.revoked",
+                format!("certificate:{serial}"),
+                json!({ "reason": reason.name() }),
             )?;
             Ok(track)
         })?;

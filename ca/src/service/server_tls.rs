@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Ca;
-use crate::audit::{self, AuditEvent};
+use crate::audit;
 use crate::hierarchy::{der_to_pem, write_secret};
 use crate::storage::certificates;
 use crate::storage::rows::{CertificateRow, Holder};
@@ -82,16 +82,14 @@ impl Ca {
             let mut details = details;
             details["profile"] = json!(issued.profile);
             details["not_after"] = json!(issued.not_after);
-            audit::append(
+            audit::record(
                 conn,
-                &AuditEvent::new(
-                    issued.track,
-                    now,
-                    "system",
-                    "certificate.issued",
-                    format!("certificate:{}", issued.serial_hex),
-                    details,
-                ),
+                issued.track,
+                now,
+                "system",
+                "certificate.issued",
+                format!("certificate:{}", issued.serial_hex),
+                details,
             )?;
             Ok(())
         })
