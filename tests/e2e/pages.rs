@@ -1,14 +1,15 @@
 //! The admin web pages: signing in with a token and the session cookie's flags, the CSRF token
 //! every form needs, what each role sees and may do, escaping of everything a page echoes, the
-//! audit log's filters and paging, and a real headless Chromium driven over WebDriver through
-//! sign-in, the audit logs, and an asset's Decommission button with its confirm dialog.
+//! audit log's filters and paging, the people pages' help-desk forms, and a real headless
+//! Chromium driven over WebDriver through sign-in, the audit logs, an asset's Decommission
+//! button with its confirm dialog, and a person's page.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use dualca_admin::Role;
-use dualca_ca::model::{AssetStatus, CertificateStatus};
+use dualca_ca::model::{AssetStatus, CertificateStatus, JoinerSpec, PersonStatus};
 use dualca_ca::{AuditFilter, Track};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
@@ -277,6 +278,8 @@ async fn each_role_sees_only_what_it_may(db: Db) {
     let (chain, _) = issue(&server, &machine, &["a.example.test"], None).await;
     let serial = serial_of(&chain);
     let cert_page = format!("/admin/machine/certificates/{serial}");
+    server.ca.person_joins(&joiner("cy@example.test", "Cy", "E-3001"), "test").unwrap();
+    let person_page = "/admin/human/people/cy%40example.test";
     // (path, roles that may open it), written out rather than derived from Role::may.
     let pages: Vec<(String, &[Role])> = vec![
         ("/admin/machine".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
@@ -286,6 +289,8 @@ async fn each_role_sees_only_what_it_may(db: Db) {
         ("/admin/machine/assets".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
         ("/admin/machine/assets/test-fleet".into(), &[Role::Admin, Role::Inventory, Role::Auditor]),
         (cert_page.clone(), &[Role::Admin, Role::Inventory, Role::Auditor]),
+        ("/admin/human/people".into(), &[Role::Admin, Role::Helpdesk, Role::Auditor]),
+        (person_page.into(), &[Role::Admin, Role::Helpdesk, Role::Auditor]),
     ];
     for role in Role::ALL {
         let session = sign_in(&server, role).await;
@@ -303,6 +308,12 @@ async fn each_role_sees_only_what_it_may(db: Db) {
         assert_eq!(buttons(&asset, "decommission"), matches!(role, Role::Admin | Role::Inventory), "{}", role.as_str());
         let cert = session.get(&cert_page).await;
         assert_eq!(buttons(&cert, "revoke"), role == Role::Admin, "{}", role.as_str());
+        let people = session.get("/admin/human/people").await;
+        let manages_people = matches!(role, Role::Admin | Role::Helpdesk);
+        assert_eq!(buttons(&people, "register-joiner"), manages_people, "{}", role.as_str());
+        let person = session.get(person_page).await;
+        assert_eq!(buttons(&person, "record-leaver"), manages_people, "{}", role.as_str());
+        assert_eq!(buttons(&person, "record-move"), manages_people, "{}", role.as_str());
         let dashboard = session.get("/admin/machine").await;
         assert_eq!(
             dashboard.body.contains("href=\"/admin/machine/audit\""),
@@ -318,6 +329,12 @@ async fn each_role_sees_only_what_it_may(db: Db) {
         "{denied:?}"
     );
 
+    let denied = actions(&server, Track::Human, "admin.denied");
+    assert!(
+        denied.iter().any(|e| e.actor == "admin:inventory-pages" && e.details["attempted"] == "list people"),
+        "{denied:?}"
+    );
+
     // An auditor with a good CSRF token is still refused the action, and it is audited.
     let auditor = sign_in(&server, Role::Auditor).await;
     let res = auditor.post("/admin/machine/assets/test-fleet/decommission", &[("csrf", &auditor.csrf)]).await;
@@ -325,6 +342,11 @@ async fn each_role_sees_only_what_it_may(db: Db) {
     assert_eq!(server.ca.asset("test-fleet").unwrap().status, AssetStatus::Active);
     let denied = actions(&server, Track::Machine, "admin.denied");
     assert_eq!(denied.last().unwrap().details["attempted"], "decommission assets");
+    let res = auditor.post(&format!("{person_page}/leaver"), &[("csrf", &auditor.csrf)]).await;
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(server.ca.person("cy@example.test").unwrap().status, PersonStatus::Invited);
+    let denied = actions(&server, Track::Human, "admin.denied");
+    assert_eq!(denied.last().unwrap().details["attempted"], "record leavers");
     server.stop().await;
 }
 on_both_databases!(each_role_sees_only_what_it_may);
@@ -371,9 +393,217 @@ async fn everything_a_page_echoes_is_escaped(db: Db) {
     for page in [&list, &detail, &audit] {
         assert!(!page.body.contains("<img") && !page.body.contains("<script>alert"), "{}", page.body);
     }
+
+    // So is a person's name, in the list, on their page, and in the Leaver's question.
+    let spec = JoinerSpec {
+        display_name: "<script>alert(5)</script> & \"Eve\"".into(),
+        ..joiner("eve@example.test", "", "E-666")
+    };
+    server.ca.person_joins(&spec, "test").unwrap();
+    let escaped = "&lt;script&gt;alert(5)&lt;/script&gt; &amp; &quot;Eve&quot;";
+    let people = session.get("/admin/human/people").await;
+    assert!(people.body.contains(&format!("<td class=\"name\">{escaped}</td>")), "{}", people.body);
+    let person = session.get("/admin/human/people/eve%40example.test").await;
+    assert_eq!(person.status, 200, "{}", person.body);
+    assert!(person.body.contains(&format!("<span id=\"display-name\">{escaped}</span>")), "{}", person.body);
+    assert!(
+        person.body.contains(&format!("data-confirm=\"Record {escaped} &lt;eve@example.test&gt; as a leaver?")),
+        "{}",
+        person.body
+    );
+    for page in [&people, &person] {
+        assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    }
     server.stop().await;
 }
 on_both_databases!(everything_a_page_echoes_is_escaped);
+
+fn joiner(email: &str, name: &str, employee_id: &str) -> JoinerSpec {
+    JoinerSpec {
+        email: email.into(),
+        display_name: name.into(),
+        employee_id: employee_id.into(),
+        manager_email: "boss@example.test".into(),
+    }
+}
+
+/// The link and code of the newest invite to `to`, read from the .eml files in the outbox
+/// (quoted-printable, so soft line breaks and =XX are undone first).
+async fn invite_for(server: &TestServer, to: &str) -> (String, String) {
+    let dir = server.settings.data_dir.join("outbox");
+    for _ in 0..100 {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text =
+                std::fs::read_to_string(entry.path()).unwrap_or_default().replace("=\r\n", "").replace("=\n", "");
+            let text = text.replace("=3D", "=");
+            if !text.contains(&format!("To: {to}")) || !text.contains("/enroll/") {
+                continue;
+            }
+            let link = text.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']);
+            let code: String = text
+                .split_whitespace()
+                .skip_while(|w| *w != "code")
+                .nth(1)
+                .unwrap()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            assert_eq!(code.len(), 8, "{text}");
+            return (link.to_string(), code);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no invite to {to} in {}", dir.display());
+}
+
+async fn people_pages_register_proof_move_and_leave(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let session = sign_in(&server, Role::Helpdesk).await;
+    let empty = session.get("/admin/human/people").await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert!(empty.body.contains("id=\"no-people\"") && empty.body.contains("id=\"joiner\""), "{}", empty.body);
+
+    // The joiner form, without and then with its CSRF token.
+    let form = [
+        ("email", "ann@example.test"),
+        ("display_name", "Ann Example"),
+        ("employee_id", "E-1001"),
+        ("manager_email", "boss@example.test"),
+    ];
+    let forged = session.post("/admin/human/people", &form).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(forged.body.contains("CSRF token is missing or wrong"), "{}", forged.body);
+    assert!(server.ca.person("ann@example.test").is_err(), "nothing registered without the token");
+    let with_csrf = |extra: &[(&'static str, &'static str)]| {
+        let mut fields: Vec<(&str, &str)> =
+            form.iter().copied().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).collect();
+        fields.extend_from_slice(extra);
+        fields.push(("csrf", session.csrf.as_str()));
+        fields
+    };
+    let done = session.post("/admin/human/people", &with_csrf(&[])).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.headers[LOCATION], "/admin/human/people?joined=ann%40example.test");
+    let person = server.ca.person("ann@example.test").unwrap();
+    assert_eq!(
+        (person.status, person.proofing_level.as_str(), person.display_name.as_str()),
+        (PersonStatus::Invited, "none", "Ann Example")
+    );
+    assert_eq!(actions(&server, Track::Human, "person.joined")[0].actor, "admin:helpdesk-pages");
+    let list = session.get(done.headers[LOCATION].to_str().unwrap()).await;
+    assert!(
+        list.body
+            .contains("id=\"notice\">Registered <a href=\"/admin/human/people/ann%40example.test\">Ann Example</a>"),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("<td class=\"status\">invited</td><td class=\"level\">none</td>"), "{}", list.body);
+    let filtered = session.get("/admin/human/people?status=active").await;
+    assert!(
+        filtered.body.contains("id=\"no-people\"") && filtered.body.contains("<option value=\"active\" selected>"),
+        "{}",
+        filtered.body
+    );
+    let dashboard = session.get("/admin/human").await;
+    assert!(dashboard.body.contains("<span id=\"people\">1</span> people, 0 active."), "{}", dashboard.body);
+
+    // The CA's refusals come back as the form again, with the reason: a conflict, bad input.
+    let again = session.post("/admin/human/people", &with_csrf(&[("employee_id", "E-1002")])).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(again.body.contains("id=\"form-error\">ann@example.test is already registered</p>"), "{}", again.body);
+    assert!(again.body.contains("value=\"E-1002\""), "the form keeps what was typed: {}", again.body);
+    let bad = session
+        .post(
+            "/admin/human/people",
+            &with_csrf(&[("email", "bo@example.test"), ("employee_id", "E-1003"), ("manager_email", "nobody")]),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("manager_email &quot;nobody&quot; is not an email address"), "{}", bad.body);
+    assert!(server.ca.person("bo@example.test").is_err());
+
+    // An invited person cannot be proofed by the help desk yet; the page says so.
+    let page_path = "/admin/human/people/ann%40example.test";
+    let page = session.get(page_path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"no-check\"") && !page.body.contains("id=\"record-check\""), "{}", page.body);
+    assert!(page.body.contains("<p id=\"recovery\">Recovery: not built yet.</p>"), "{}", page.body);
+    let early = session
+        .post(
+            &format!("{page_path}/proof"),
+            &[("method", "video"), ("evidence", "passport on video"), ("csrf", &session.csrf)],
+        )
+        .await;
+    assert_eq!(early.status, 409, "{}", early.body);
+    assert!(early.body.contains("ann@example.test is invited, not active"), "{}", early.body);
+
+    // Ann enrolls with the link and code from her invite.
+    let (link, code) = invite_for(&server, "ann@example.test").await;
+    let enrolled = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
+    assert_eq!(enrolled.status(), 200);
+    assert_eq!(server.ca.person("ann@example.test").unwrap().proofing_level.as_str(), "email");
+
+    // The help-desk check: a too-short evidence note is refused, a real one raises the level.
+    let short = session
+        .post(&format!("{page_path}/proof"), &[("method", "video"), ("evidence", "ok"), ("csrf", &session.csrf)])
+        .await;
+    assert_eq!(short.status, 400, "{}", short.body);
+    assert!(short.body.contains("needs an evidence note"), "{}", short.body);
+    assert!(short.body.contains("<option value=\"video\" selected>"), "{}", short.body);
+    let evidence = "passport shown on a video call, matched the HR photo";
+    let proofed = session
+        .post(&format!("{page_path}/proof"), &[("method", "video"), ("evidence", evidence), ("csrf", &session.csrf)])
+        .await;
+    assert_eq!(proofed.status, 303, "{}", proofed.body);
+    assert_eq!(proofed.headers[LOCATION], format!("{page_path}?done=proofed"));
+    assert_eq!(server.ca.person("ann@example.test").unwrap().proofing_level.as_str(), "helpdesk");
+    let page = session.get(proofed.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.body.contains("id=\"notice\""), "{}", page.body);
+    assert!(page.body.contains("<span id=\"level\">helpdesk</span>"), "{}", page.body);
+    assert!(page.body.contains("<td class=\"method\">email-link</td>"), "{}", page.body);
+    assert!(page.body.contains(&format!("<td class=\"method\">video</td><td class=\"details\">{evidence}</td><td class=\"operator\">admin:helpdesk-pages</td>")), "{}", page.body);
+
+    // A mover: a new manager; an empty form is a readable refusal.
+    let empty_move = session
+        .post(&format!("{page_path}/move"), &[("email", ""), ("manager_email", ""), ("csrf", &session.csrf)])
+        .await;
+    assert_eq!(empty_move.status, 400, "{}", empty_move.body);
+    let moved = session
+        .post(
+            &format!("{page_path}/move"),
+            &[("email", ""), ("manager_email", "newboss@example.test"), ("csrf", &session.csrf)],
+        )
+        .await;
+    assert_eq!(moved.status, 303, "{}", moved.body);
+    assert_eq!(moved.headers[LOCATION], format!("{page_path}?done=moved"));
+    assert_eq!(server.ca.person("ann@example.test").unwrap().manager_email, "newboss@example.test");
+
+    // The leaver, behind its confirm dialog and the CSRF check.
+    let page = session.get(page_path).await;
+    assert!(
+        page.body.contains("data-confirm=\"Record Ann Example &lt;ann@example.test&gt; as a leaver?"),
+        "{}",
+        page.body
+    );
+    assert_eq!(session.post(&format!("{page_path}/leaver"), &[]).await.status, 403);
+    assert_eq!(server.ca.person("ann@example.test").unwrap().status, PersonStatus::Active);
+    let left = session.post(&format!("{page_path}/leaver"), &[("csrf", &session.csrf)]).await;
+    assert_eq!(left.status, 303, "{}", left.body);
+    assert_eq!(left.headers[LOCATION], format!("{page_path}?done=left&revoked=0"));
+    let person = server.ca.person("ann@example.test").unwrap();
+    assert_eq!(person.status.as_str(), "left");
+    assert_eq!(actions(&server, Track::Human, "person.left")[0].actor, "admin:helpdesk-pages");
+    let page = session.get(left.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.body.contains("id=\"notice\">Recorded as a leaver: 0 certificate(s) revoked"), "{}", page.body);
+    assert!(!page.body.contains("id=\"record-leaver\"") && page.body.contains("id=\"no-actions\""), "{}", page.body);
+    let twice = session.post(&format!("{page_path}/leaver"), &[("csrf", &session.csrf)]).await;
+    assert_eq!(twice.status, 409, "{}", twice.body);
+    assert!(twice.body.contains("ann@example.test has already left"), "{}", twice.body);
+    let gone = session.get("/admin/human/people/nobody%40example.test").await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    server.stop().await;
+}
+on_both_databases!(people_pages_register_proof_move_and_leave);
 
 async fn audit_log_filters_and_pages(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
@@ -642,6 +872,12 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
     let cert = server.ca.certificate(Track::Machine, machine_serial).unwrap();
     assert_eq!(cert.status, CertificateStatus::Revoked);
     assert_eq!(actions(&server, Track::Machine, "asset.decommissioned")[0].actor, "admin:admin-pages");
+
+    server.ca.person_joins(&joiner("dee@example.test", "Dee Example", "E-4001"), "test").unwrap();
+    within("open the person", client.goto(&format!("{base}/admin/human/people/dee%40example.test"))).await;
+    assert_eq!(texts(&client, "#status").await, vec!["invited"]);
+    assert_eq!(texts(&client, "#recovery").await, vec!["Recovery: not built yet."]);
+    screenshot(&client, "person").await;
 }
 
 /// SQLite only: what the browser adds is the browser, not the database.

@@ -63,6 +63,10 @@ pub fn asset_href(name: &str) -> String {
     format!("/admin/machine/assets/{}", url_part(name))
 }
 
+pub fn person_href(email: &str) -> String {
+    format!("/admin/human/people/{}", url_part(email))
+}
+
 pub fn certificate_href(track: Track, serial: &str) -> String {
     format!("/admin/{track}/certificates/{}", url_part(serial))
 }

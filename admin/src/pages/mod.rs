@@ -6,6 +6,7 @@
 
 pub(crate) mod html;
 mod inventory;
+mod people;
 mod session;
 mod tracks;
 
@@ -22,6 +23,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/machine/assets", web::get().to(inventory::list))
         .route("/admin/machine/assets/{name}", web::get().to(inventory::show))
         .route("/admin/machine/assets/{name}/decommission", web::post().to(inventory::decommission))
+        .route("/admin/human/people", web::get().to(people::list))
+        .route("/admin/human/people", web::post().to(people::join))
+        .route("/admin/human/people/{email}", web::get().to(people::show))
+        .route("/admin/human/people/{email}/proof", web::post().to(people::proof))
+        .route("/admin/human/people/{email}/move", web::post().to(people::mover))
+        .route("/admin/human/people/{email}/leaver", web::post().to(people::leaver))
         .route("/admin/{track}", web::get().to(tracks::dashboard))
         .route("/admin/{track}/audit", web::get().to(tracks::audit))
         .route("/admin/{track}/certificates", web::get().to(tracks::find_certificate))

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use dualca_ca::clock::rfc3339;
-use dualca_ca::model::{AssetStatus, CertificateStatus, RevocationReason};
+use dualca_ca::model::{AssetStatus, CertificateStatus, PersonStatus, RevocationReason};
 use dualca_ca::{AssetQuery, AuditFilter, AuditRecord, Track};
 use serde::Deserialize;
 
@@ -46,8 +46,18 @@ pub async fn dashboard(
                 link("/admin/machine/assets", "All assets")
             );
         }
-        Track::Machine => {}
-        Track::Human => body.push_str("<h2>People</h2><p id=\"people\">People: not built yet.</p>"),
+        Track::Human if session.may(Permission::ReadPeople, track) => {
+            let ca = state.ca.clone();
+            let people = blocking(move || ca.people(None)).await?;
+            let active = people.iter().filter(|p| p.status == PersonStatus::Active).count();
+            let _ = write!(
+                body,
+                "<h2>People</h2><p><span id=\"people\">{}</span> people, {active} active. {}</p>",
+                people.len(),
+                link("/admin/human/people", "All people")
+            );
+        }
+        Track::Machine | Track::Human => {}
     }
     let mut links = Vec::new();
     if session.may(Permission::ReadAudit, track) {
@@ -55,6 +65,9 @@ pub async fn dashboard(
     }
     if track == Track::Machine && session.may(Permission::ReadAssets, track) {
         links.push(link("/admin/machine/assets", "Assets"));
+    }
+    if track == Track::Human && session.may(Permission::ReadPeople, track) {
+        links.push(link("/admin/human/people", "People"));
     }
     if !links.is_empty() {
         let _ = write!(
@@ -225,6 +238,11 @@ fn subject_cell(session: &Session, track: Track, subject: &str) -> String {
     if let Some(name) = subject.strip_prefix("asset:") {
         if track == Track::Machine && session.may(Permission::ReadAssets, track) {
             return link(&html::asset_href(name), subject);
+        }
+    }
+    if let Some(email) = subject.strip_prefix("person:") {
+        if track == Track::Human && session.may(Permission::ReadPeople, track) {
+            return link(&html::person_href(email), subject);
         }
     }
     esc(subject)

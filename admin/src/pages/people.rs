@@ -1,0 +1,481 @@
+//! The human track's people pages: the list with its status filter and the joiner form, and one
+//! person with their proofing history, their certificates and the help-desk actions (a
+//! help-desk check, a mover, a leaver behind a confirm dialog). Each action calls the same `Ca`
+//! method as the API and redirects back; when the CA refuses it (bad input, a conflict), the
+//! page it came from is shown again with the reason and the form as it was filled in.
+
+use std::fmt::Write;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use dualca_ca::clock::rfc3339;
+use dualca_ca::model::{CertificateRecord, CertificateStatus, JoinerSpec, Person, PersonStatus};
+use dualca_ca::{CertificateFilter, Track};
+use serde::Deserialize;
+
+use super::html::{self, esc, link};
+use super::session::{blocking, form, state, PageError, Session};
+use crate::auth::{AdminState, Permission};
+
+const LIST: &str = "/admin/human/people";
+
+const STATUSES: [PersonStatus; 4] =
+    [PersonStatus::Invited, PersonStatus::Active, PersonStatus::Suspended, PersonStatus::Left];
+
+/// The help-desk checks `Ca::proof_by_helpdesk` accepts, with their labels.
+const METHODS: [(&str, &str); 3] =
+    [("in-person", "In person"), ("video", "Video call"), ("manager-callback", "Call back to the manager")];
+
+/// A refusal the operator can act on (bad input or a conflict), as (status, reason); anything
+/// else (a missing person, an internal error) ends the request as usual.
+fn refusal(e: PageError) -> Result<(StatusCode, String), PageError> {
+    match e {
+        PageError::Message(status, why) if matches!(status, StatusCode::BAD_REQUEST | StatusCode::CONFLICT) => {
+            Ok((status, why))
+        }
+        other => Err(other),
+    }
+}
+
+fn error_box(error: Option<&str>) -> String {
+    error.map(|why| format!("<p class=\"error\" id=\"form-error\">{}</p>", esc(why))).unwrap_or_default()
+}
+
+fn input(name: &str, label: &str, value: &str, kind: &str, required: bool) -> String {
+    format!(
+        "<label>{} <input type=\"{kind}\" name=\"{name}\" id=\"{name}\" value=\"{}\"{}></label> ",
+        esc(label),
+        esc(value),
+        if required { " required" } else { "" }
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    #[serde(default)]
+    status: String,
+    /// Set by the joiner form's redirect.
+    joined: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct JoinForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    employee_id: String,
+    #[serde(default)]
+    manager_email: String,
+}
+
+fn list_body(
+    session: &Session,
+    people: &[Person],
+    status: &str,
+    joined: Option<&Person>,
+    error: Option<&str>,
+    joiner: &JoinForm,
+) -> String {
+    let option = |value: &str, label: &str| {
+        let selected = if status == value { " selected" } else { "" };
+        format!("<option value=\"{}\"{selected}>{}</option>", esc(value), esc(label))
+    };
+    let options: String =
+        std::iter::once(option("", "all")).chain(STATUSES.iter().map(|s| option(s.as_str(), s.as_str()))).collect();
+    let mut body = format!(
+        "<form method=\"get\" action=\"{LIST}\" class=\"filters\"><label>Status \
+         <select name=\"status\" id=\"filter-status\">{options}</select></label> \
+         <button type=\"submit\" id=\"apply-filter\">Show</button></form>"
+    );
+    if let Some(p) = joined {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" id=\"notice\">Registered {}: the invite with the enrollment link and code went to {}.</p>",
+            link(&html::person_href(&p.email), &p.display_name),
+            esc(&p.email)
+        );
+    }
+    if people.is_empty() {
+        body.push_str("<p id=\"no-people\">No people.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"people\"><thead><tr><th>Email</th><th>Name</th><th>Status</th><th>Proofing level</th>\
+             <th>Manager</th></tr></thead><tbody>",
+        );
+        for p in people {
+            let _ = write!(
+                body,
+                "<tr><td class=\"email\">{}</td><td class=\"name\">{}</td><td class=\"status\">{}</td>\
+                 <td class=\"level\">{}</td><td>{}</td></tr>",
+                link(&html::person_href(&p.email), &p.email),
+                esc(&p.display_name),
+                esc(p.status.as_str()),
+                esc(p.proofing_level.as_str()),
+                esc(&p.manager_email)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if session.may(Permission::ManagePeople, Track::Human) {
+        let _ = write!(
+            body,
+            "<h2 id=\"register\">Register a joiner</h2>{}<p>They get a mail with a one-time link and code to enroll.</p>\
+             <form method=\"post\" action=\"{LIST}\" id=\"joiner\">{}<p>{}{}{}{}</p>\
+             <p><button type=\"submit\" id=\"register-joiner\">Register</button></p></form>",
+            error_box(error),
+            html::csrf_field(&session.csrf),
+            input("email", "Email", &joiner.email, "email", true),
+            input("display_name", "Name", &joiner.display_name, "text", true),
+            input("employee_id", "Employee id", &joiner.employee_id, "text", true),
+            input("manager_email", "Manager email", &joiner.manager_email, "email", true),
+        );
+    }
+    body
+}
+
+/// GET /admin/human/people
+pub async fn list(req: HttpRequest, session: Session) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    session.require(&state, Permission::ReadPeople, Track::Human, "list people").await?;
+    let q = web::Query::<ListQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let status = match q.status.as_str() {
+        "" => None,
+        s => Some(PersonStatus::parse(s).ok_or_else(|| PageError::bad_request(format!("Unknown status {s:?}.")))?),
+    };
+    let ca = state.ca.clone();
+    let people = blocking(move || ca.people(status)).await?;
+    // Only a person who is there is announced, so the link cannot put words on the page.
+    let joined = q.joined.as_deref().and_then(|e| people.iter().find(|p| p.email == e));
+    let body = list_body(&session, &people, &q.status, joined, None, &JoinForm::default());
+    Ok(html::ok("People", &session, &body))
+}
+
+/// POST /admin/human/people: the joiner form.
+pub async fn join(req: HttpRequest, session: Session, body: web::Bytes) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    let f: JoinForm = form(&body)?;
+    session.check_csrf(&state, f.csrf.as_deref(), Track::Human, "register joiners").await?;
+    session.require(&state, Permission::ManagePeople, Track::Human, "register joiners").await?;
+    let spec = JoinerSpec {
+        email: f.email.trim().to_string(),
+        display_name: f.display_name.trim().to_string(),
+        employee_id: f.employee_id.trim().to_string(),
+        manager_email: f.manager_email.trim().to_string(),
+    };
+    let (ca, actor) = (state.ca.clone(), format!("admin:{}", session.subject));
+    match blocking(move || ca.person_joins(&spec, &actor)).await {
+        Ok(invitation) => {
+            Ok(html::see_other(&format!("{LIST}{}", html::query_string(&[("joined", &invitation.person.email)]))))
+        }
+        Err(e) => {
+            let (status, why) = refusal(e)?;
+            let ca = state.ca.clone();
+            let people = blocking(move || ca.people(None)).await?;
+            let body = list_body(&session, &people, "", None, Some(&why), &f);
+            Ok(html::respond(status, html::document("People", Some(&session), &body)))
+        }
+    }
+}
+
+/// One person as the detail page shows them.
+struct PersonView {
+    person: Person,
+    /// (level, method, evidence, operator, at), oldest first.
+    proofing: Vec<(String, String, String, String, i64)>,
+    certificates: Vec<CertificateRecord>,
+}
+
+async fn load(state: &AdminState, email: String) -> Result<PersonView, PageError> {
+    let ca = state.ca.clone();
+    blocking(move || {
+        let person = ca.person(&email)?;
+        let proofing = ca.proofing_history(&email)?;
+        let filter = CertificateFilter { person: Some(person.id.clone()), ..CertificateFilter::default() };
+        let certificates = ca.search_certificates(Track::Human, &filter, None, 1000)?;
+        Ok(PersonView { person, proofing, certificates })
+    })
+    .await
+}
+
+fn title(person: &Person) -> String {
+    format!("Person {}", person.email)
+}
+
+#[derive(Deserialize, Default)]
+struct NoticeQuery {
+    done: Option<String>,
+    revoked: Option<usize>,
+}
+
+/// What a redirect after an action announces: fixed texts, picked by a keyword, and only when
+/// the person's state agrees.
+fn notice(q: &NoticeQuery, person: &Person) -> Option<String> {
+    let text = match (q.done.as_deref()?, person.status) {
+        ("proofed", _) => "The help-desk check was recorded, and the person was told by mail.".to_string(),
+        ("moved", _) => "The move was recorded.".to_string(),
+        ("left", PersonStatus::Left) => format!(
+            "Recorded as a leaver: {} certificate(s) revoked, their ACME accounts and EAB keys deactivated, \
+             and they and their manager were told by mail.",
+            q.revoked.unwrap_or(0)
+        ),
+        _ => return None,
+    };
+    Some(format!("<p class=\"notice\" id=\"notice\">{}</p>", esc(&text)))
+}
+
+#[derive(Deserialize, Default)]
+struct ActionForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    evidence: String,
+    /// The mover's new address.
+    #[serde(default)]
+    email: String,
+    /// The mover's new manager.
+    #[serde(default)]
+    manager_email: String,
+}
+
+fn detail_body(
+    session: &Session,
+    view: &PersonView,
+    notice: Option<String>,
+    error: Option<&str>,
+    filled: &ActionForm,
+) -> String {
+    let p = &view.person;
+    let mut body = notice.unwrap_or_default();
+    body.push_str(&error_box(error));
+    body.push_str(&html::facts(&[
+        ("Email", format!("<span id=\"email\">{}</span>", esc(&p.email))),
+        ("Name", format!("<span id=\"display-name\">{}</span>", esc(&p.display_name))),
+        ("Employee id", esc(&p.employee_id)),
+        ("Manager", esc(&p.manager_email)),
+        ("Status", format!("<span id=\"status\">{}</span>", esc(p.status.as_str()))),
+        ("Proofing level", format!("<span id=\"level\">{}</span>", esc(p.proofing_level.as_str()))),
+        ("Registered", esc(&rfc3339(p.created_at))),
+        ("Updated", esc(&rfc3339(p.updated_at))),
+        ("Left", esc(&p.left_at.map(rfc3339).unwrap_or_else(|| "—".into()))),
+    ]));
+
+    body.push_str("<h2>Proofing history</h2>");
+    if view.proofing.is_empty() {
+        body.push_str("<p id=\"no-proofing\">None yet: the person has not enrolled.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"proofing\"><thead><tr><th>Time (UTC)</th><th>Level</th><th>Method</th><th>Evidence</th>\
+             <th>Operator</th></tr></thead><tbody>",
+        );
+        for (level, method, evidence, operator, at) in &view.proofing {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td class=\"level\">{}</td><td class=\"method\">{}</td><td class=\"details\">{}</td>\
+                 <td class=\"operator\">{}</td></tr>",
+                esc(&rfc3339(*at)),
+                esc(level),
+                esc(method),
+                esc(evidence),
+                esc(operator)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+
+    body.push_str("<h2>Certificates</h2>");
+    if view.certificates.is_empty() {
+        body.push_str("<p id=\"no-certificates\">None.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"certificates\"><thead><tr><th>Serial</th><th>Status</th><th>Profile</th><th>Identifiers</th>\
+             <th>Not after</th></tr></thead><tbody>",
+        );
+        let may_open = session.may(Permission::ReadCertificates, Track::Human);
+        for c in &view.certificates {
+            let serial = if may_open {
+                link(&html::certificate_href(Track::Human, &c.serial), &c.serial)
+            } else {
+                esc(&c.serial)
+            };
+            let ids: Vec<String> = c.identifiers.iter().map(|i| esc(&i.to_string())).collect();
+            let _ = write!(
+                body,
+                "<tr><td class=\"serial\">{serial}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(c.status.as_str()),
+                esc(&c.profile),
+                ids.join("<br>"),
+                esc(&rfc3339(c.not_after))
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+
+    if session.may(Permission::ManagePeople, Track::Human) {
+        body.push_str(&actions(session, view, filled));
+    }
+    body
+}
+
+/// The help-desk actions, for roles that may take them.
+fn actions(session: &Session, view: &PersonView, filled: &ActionForm) -> String {
+    let p = &view.person;
+    let href = html::person_href(&p.email);
+    let csrf = html::csrf_field(&session.csrf);
+    let mut out = String::from("<h2>Help desk</h2>");
+    if p.status == PersonStatus::Left {
+        out.push_str("<p id=\"no-actions\">This person has left; there is nothing more to do here.</p>");
+        return out;
+    }
+
+    out.push_str("<h3>Record a help-desk check</h3>");
+    if p.status == PersonStatus::Active {
+        let options: String = METHODS
+            .iter()
+            .map(|(value, label)| {
+                let selected = if filled.method == *value { " selected" } else { "" };
+                format!("<option value=\"{}\"{selected}>{}</option>", esc(value), esc(label))
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"{}\" id=\"proof\">{csrf}\
+             <p><label>Method <select name=\"method\" id=\"method\">{options}</select></label></p>\
+             <p><label for=\"evidence\">Evidence (what was checked, and how)</label><br>\
+             <textarea name=\"evidence\" id=\"evidence\" rows=\"3\" required minlength=\"5\">{}</textarea></p>\
+             <p><button type=\"submit\" id=\"record-check\">Record the check</button></p></form>",
+            esc(&format!("{href}/proof")),
+            esc(&filled.evidence)
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<p id=\"no-check\">A help-desk check needs an active person; this one is {} (an invited person enrolls first).</p>",
+            esc(p.status.as_str())
+        );
+    }
+
+    let _ = write!(
+        out,
+        "<h3>Mover</h3><p>A new address, a new manager, or both; empty fields stay as they are.</p>\
+         <form method=\"post\" action=\"{}\" id=\"mover\">{csrf}<p>{}{}</p>\
+         <p><button type=\"submit\" id=\"record-move\">Record the move</button></p></form>",
+        esc(&format!("{href}/move")),
+        input("email", "New email", &filled.email, "email", false),
+        input("manager_email", "New manager email", &filled.manager_email, "email", false),
+    );
+
+    let live = view.certificates.iter().filter(|c| c.status == CertificateStatus::Valid).count();
+    let _ = write!(
+        out,
+        "<h3>Leaver</h3><form method=\"post\" action=\"{}\" data-confirm=\"{}\" id=\"leaver\">{csrf}\
+         <button type=\"submit\" class=\"danger\" id=\"record-leaver\">Leaver</button></form>",
+        esc(&format!("{href}/leaver")),
+        esc(&format!(
+            "Record {} <{}> as a leaver? Their {live} live certificate(s) are revoked at once, and their ACME \
+             accounts and EAB keys stop working.",
+            p.display_name, p.email
+        )),
+    );
+
+    out.push_str("<h3>Recovery</h3><p id=\"recovery\">Recovery: not built yet.</p>");
+    out
+}
+
+/// GET /admin/human/people/{email}
+pub async fn show(req: HttpRequest, session: Session, email: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    session.require(&state, Permission::ReadPeople, Track::Human, "read people").await?;
+    let q = web::Query::<NoticeQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let view = load(&state, email.into_inner()).await?;
+    let body = detail_body(&session, &view, notice(&q, &view.person), None, &ActionForm::default());
+    Ok(html::ok(&title(&view.person), &session, &body))
+}
+
+/// Checks the form's CSRF token and the role, the same way for every action on a person.
+async fn allowed(req: &HttpRequest, session: &Session, body: &[u8], action: &str) -> Result<ActionForm, PageError> {
+    let state = state(req)?;
+    let f: ActionForm = form(body)?;
+    session.check_csrf(&state, f.csrf.as_deref(), Track::Human, action).await?;
+    session.require(&state, Permission::ManagePeople, Track::Human, action).await?;
+    Ok(f)
+}
+
+/// Where an action ends: the redirect it asked for, or its person's page again with the reason
+/// the CA gave and the form as filled in.
+async fn finish(
+    req: &HttpRequest,
+    session: &Session,
+    email: String,
+    outcome: Result<String, PageError>,
+    filled: &ActionForm,
+) -> Result<HttpResponse, PageError> {
+    match outcome {
+        Ok(location) => Ok(html::see_other(&location)),
+        Err(e) => {
+            let (status, why) = refusal(e)?;
+            let state = state(req)?;
+            let view = load(&state, email).await?;
+            let body = detail_body(session, &view, None, Some(&why), filled);
+            Ok(html::respond(status, html::document(&title(&view.person), Some(session), &body)))
+        }
+    }
+}
+
+/// POST /admin/human/people/{email}/proof: a help-desk check.
+pub async fn proof(
+    req: HttpRequest,
+    session: Session,
+    email: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "proof identities").await?;
+    let email = email.into_inner();
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (method, evidence) = (f.method.clone(), f.evidence.trim().to_string());
+    let outcome = blocking(move || ca.proof_by_helpdesk(&who, &method, &evidence, &operator))
+        .await
+        .map(|p| format!("{}?done=proofed", html::person_href(&p.email)));
+    finish(&req, &session, email, outcome, &f).await
+}
+
+/// POST /admin/human/people/{email}/move: a new address or manager.
+pub async fn mover(
+    req: HttpRequest,
+    session: Session,
+    email: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "record movers").await?;
+    let email = email.into_inner();
+    let new_email = Some(f.email.trim().to_string()).filter(|e| !e.is_empty());
+    let new_manager = Some(f.manager_email.trim().to_string()).filter(|m| !m.is_empty());
+    let outcome = if new_email.is_none() && new_manager.is_none() {
+        Err(PageError::bad_request("Give a new email, a new manager email, or both."))
+    } else {
+        let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+        blocking(move || ca.person_moves(&who, new_email.as_deref(), new_manager.as_deref(), &actor))
+            .await
+            .map(|p| format!("{}?done=moved", html::person_href(&p.email)))
+    };
+    finish(&req, &session, email, outcome, &f).await
+}
+
+/// POST /admin/human/people/{email}/leaver
+pub async fn leaver(
+    req: HttpRequest,
+    session: Session,
+    email: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "record leavers").await?;
+    let email = email.into_inner();
+    let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let outcome = blocking(move || ca.person_leaves(&who, &actor))
+        .await
+        .map(|revoked| format!("{}?done=left&revoked={}", html::person_href(&email), revoked.len()));
+    finish(&req, &session, email, outcome, &f).await
+}
