@@ -94,6 +94,8 @@ enum AdminCommand {
     },
     /// Put a token on the deny-list, by the token itself or by its jti.
     RevokeToken {
+        /// A jti is base64url and may start with '-', which must not be read as a flag.
+        #[arg(allow_hyphen_values = true)]
         token_or_jti: String,
         #[arg(long, env = "USER", default_value = "cli")]
         operator: String,
