@@ -15,20 +15,11 @@ use crate::on_both_databases;
 use crate::protocol::issue;
 
 fn admin_token(server: &TestServer, role: Role) -> String {
-    server.settings.admin_auth().unwrap().mint(role, "machine-tests", 3600, server.ca.clock.unix()).unwrap().0
+    server.admin_token(role)
 }
 
 async fn admin(server: &TestServer, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let res = server
-        .http()
-        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", server.public_url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    server.admin_call(method, path, token, body).await
 }
 
 /// Registers an asset through the admin API and returns fresh EAB credentials for it.

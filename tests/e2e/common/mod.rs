@@ -219,3 +219,30 @@ pub fn openssl_csr(key: &openssl::pkey::PKey<openssl::pkey::Private>, names: &[&
 pub fn first_cert(pem: &str) -> openssl::x509::X509 {
     openssl::x509::X509::stack_from_pem(pem.as_bytes()).unwrap().remove(0)
 }
+
+impl TestServer {
+    /// A Bearer token for the admin API, minted with the server's own admin key.
+    pub fn admin_token(&self, role: dualca_admin::Role) -> String {
+        self.settings.admin_auth().unwrap().mint(role, "e2e-tests", 3600, self.ca.clock.unix()).unwrap().0
+    }
+
+    /// One admin API request with a JSON body; the status and the JSON answer (Null if none).
+    pub async fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = self
+            .http()
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.public_url))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
