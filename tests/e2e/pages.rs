@@ -427,33 +427,8 @@ fn joiner(email: &str, name: &str, employee_id: &str) -> JoinerSpec {
     }
 }
 
-/// The link and code of the newest invite to `to`, read from the .eml files in the outbox
-/// (quoted-printable, so soft line breaks and =XX are undone first).
 async fn invite_for(server: &TestServer, to: &str) -> (String, String) {
-    let dir = server.settings.data_dir.join("outbox");
-    for _ in 0..100 {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let text =
-                std::fs::read_to_string(entry.path()).unwrap_or_default().replace("=\r\n", "").replace("=\n", "");
-            let text = text.replace("=3D", "=");
-            if !text.contains(&format!("To: {to}")) || !text.contains("/enroll/") {
-                continue;
-            }
-            let link = text.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']);
-            let code: String = text
-                .split_whitespace()
-                .skip_while(|w| *w != "code")
-                .nth(1)
-                .unwrap()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            assert_eq!(code.len(), 8, "{text}");
-            return (link.to_string(), code);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no invite to {to} in {}", dir.display());
+    crate::common::mail::invite(server, to).await
 }
 
 async fn people_pages_register_proof_move_and_leave(db: Db) {

@@ -9,6 +9,7 @@ use dualca_ca::Track;
 use instant_acme::{Account, ExternalAccountKey, NewAccount};
 use serde_json::{json, Value};
 
+use crate::common::mail::{decode_quoted_printable, invite, mail_to};
 use crate::common::{first_cert, Db, TestServer};
 use crate::on_both_databases;
 use crate::protocol::issue;
@@ -19,43 +20,6 @@ fn token(server: &TestServer, role: Role) -> String {
 
 async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     server.admin_call(method, path, token, body).await
-}
-
-/// The newest .eml in the outbox addressed to `to` and containing `needle` (bounded wait).
-async fn mail_to(server: &TestServer, to: &str, needle: &str) -> String {
-    let dir = server.settings.data_dir.join("outbox");
-    for _ in 0..100 {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let text = decode_quoted_printable(&text);
-            if text.contains(&format!("To: {to}")) && text.contains(needle) {
-                return text;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no mail to {to} containing {needle:?}");
-}
-
-/// Undoes quoted-printable (soft line breaks and =XX), as a mail reader would.
-fn decode_quoted_printable(text: &str) -> String {
-    let joined = text.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
@@ -79,18 +43,7 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     assert_eq!(status, 409);
 
     // The invite carries a one-time link and code.
-    let invite = mail_to(&server, "ann@example.test", "enroll").await;
-    let link =
-        invite.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']).to_string();
-    let code: String = invite
-        .split_whitespace()
-        .skip_while(|w| *w != "code")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    assert_eq!(code.len(), 8, "{invite}");
+    let (link, code) = invite(&server, "ann@example.test").await;
     let http = server.http();
     assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
     let wrong = http.post(&link).form(&[("code", "00000000")]).send().await.unwrap();
@@ -219,17 +172,7 @@ async fn proofed_person(server: &TestServer, email: &str, employee_id: &str) -> 
     let joiner =
         json!({"email": email, "display_name": "Bo", "employee_id": employee_id, "manager_email": "boss@example.test"});
     assert_eq!(call(server, "POST", "/admin/api/human/people", &helpdesk, joiner).await.0, 201);
-    let invite = mail_to(server, email, "enroll").await;
-    let link =
-        invite.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']).to_string();
-    let code: String = invite
-        .split_whitespace()
-        .skip_while(|w| *w != "code")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
+    let (link, code) = invite(server, email).await;
     let html = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap().text().await.unwrap();
     let field =
         |id: &str| html.split(&format!("<code id={id}>")).nth(1).unwrap().split('<').next().unwrap().to_string();

@@ -8,6 +8,7 @@
 pub mod alpn;
 pub mod dns;
 pub mod jws;
+pub mod mail;
 pub mod responder;
 
 use std::collections::BTreeMap;
