@@ -34,6 +34,7 @@ pub struct Settings {
     pub revocation: RevocationConfig,
     pub admin: AdminConfig,
     pub mail: MailConfig,
+    pub email_reply: EmailReplyConfig,
     pub machine: TrackSettings,
     pub human: TrackSettings,
 }
@@ -99,6 +100,40 @@ impl Default for MailConfig {
     }
 }
 
+/// RFC 8823 email-reply-00: the SMTP intake that takes people's replies to challenge mails.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailReplyConfig {
+    /// Where the SMTP intake listens (`ip:port`). Empty: no intake, so email-reply-00
+    /// challenges cannot be answered.
+    pub listen: String,
+    /// The address challenge mails come from and replies are sent to. Empty: `[mail] from`'s.
+    pub address: String,
+    /// authserv-ids (RFC 8601) of the relays whose Authentication-Results headers are believed:
+    /// a `dkim=pass` for the From domain from one of them authenticates a reply.
+    pub trusted_authserv_ids: Vec<String>,
+    /// The only peers the intake takes connections from: the trusted relays.
+    pub allowed_peers: Vec<IpAddr>,
+    /// A PEM file of CA certificates whose S/MIME signatures authenticate a reply, besides
+    /// dualca's own root (whose human-track S/MIME certificates always count while valid).
+    pub smime_trust_anchors: String,
+    /// Development only: count unauthenticated replies. Logged loudly at start-up.
+    pub accept_unauthenticated: bool,
+}
+
+impl Default for EmailReplyConfig {
+    fn default() -> Self {
+        EmailReplyConfig {
+            listen: "127.0.0.1:2525".into(),
+            address: String::new(),
+            trusted_authserv_ids: Vec::new(),
+            allowed_peers: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)],
+            smime_trust_anchors: String::new(),
+            accept_unauthenticated: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RevocationConfig {
@@ -155,6 +190,8 @@ pub struct TrackSettings {
     pub order_lifetime: Option<String>,
     pub authorization_lifetime: Option<String>,
     pub orders_page_size: Option<usize>,
+    /// Replaces the track's identifier types (`dns`, `ip`, `email`) when given.
+    pub identifier_types: Option<Vec<String>>,
     /// Replaces the track's profiles when given.
     pub profiles: Option<BTreeMap<String, ProfileSettings>>,
 }
@@ -184,6 +221,7 @@ impl Default for Settings {
             revocation: RevocationConfig::default(),
             admin: AdminConfig::default(),
             mail: MailConfig::default(),
+            email_reply: EmailReplyConfig::default(),
             machine: TrackSettings::default(),
             human: TrackSettings::default(),
         }
@@ -216,6 +254,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "revocation",
     "admin",
     "mail",
+    "email_reply",
     "machine",
     "human",
 ];
@@ -282,6 +321,14 @@ impl Settings {
     pub fn admin_auth(&self) -> Result<dualca_admin::AdminAuth> {
         dualca_admin::AdminAuth::load_or_create(&self.admin_key_dir(), self.admin.token_algorithm)
             .map_err(anyhow::Error::msg)
+    }
+
+    /// The bare address replies to challenge mails go to.
+    pub fn email_reply_address(&self) -> Result<String> {
+        let text = if self.email_reply.address.is_empty() { &self.mail.from } else { &self.email_reply.address };
+        let mailbox: lettre::message::Mailbox =
+            text.parse().map_err(|e| anyhow!("[email_reply] address {text:?} is not an address: {e}"))?;
+        Ok(mailbox.email.to_string())
     }
 
     pub fn outbox_dir(&self) -> PathBuf {
@@ -364,6 +411,15 @@ impl Settings {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+        }
+        if let Some(types) = &overrides.identifier_types {
+            policy.identifier_kinds = types
+                .iter()
+                .map(|t| IdentifierKind::parse(t).ok_or_else(|| anyhow!("[{track}] unknown identifier type {t:?}")))
+                .collect::<Result<Vec<_>>>()?;
+            if policy.identifier_kinds.is_empty() {
+                bail!("[{track}] identifier_types must name at least one type");
+            }
         }
         if let Some(v) = &overrides.default_profile {
             policy.default_profile = v.clone();

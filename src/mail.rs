@@ -75,12 +75,19 @@ impl Mailer {
             .recipient
             .parse()
             .map_err(|e| DeliveryError::Never(format!("recipient {:?} is not an address: {e}", mail.recipient)))?;
+        let from = match &mail.sender {
+            None => self.from.clone(),
+            Some(sender) => {
+                sender.parse().map_err(|e| DeliveryError::Never(format!("sender {sender:?} is not an address: {e}")))?
+            }
+        };
+        let auto_submitted = AutoSubmitted(mail.auto_submitted.clone().unwrap_or_else(|| "auto-generated".into()));
         Message::builder()
-            .from(self.from.clone())
+            .from(from)
             .to(to)
             .subject(mail.subject.clone())
             .message_id(Some(format!("<{}@{}>", mail.id, self.message_id_domain)))
-            .header(AutoSubmitted)
+            .header(auto_submitted)
             .multipart(MultiPart::alternative_plain_html(mail.body_text.clone(), mail.body_html.clone()))
             .map_err(|e| DeliveryError::Never(format!("cannot build the message: {e}")))
     }
@@ -101,8 +108,9 @@ impl Mailer {
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): keeps vacation responders from answering.
+/// RFC 8823 challenge mails say `auto-generated; type=acme`.
 #[derive(Clone)]
-struct AutoSubmitted;
+struct AutoSubmitted(String);
 
 impl Header for AutoSubmitted {
     fn name() -> HeaderName {
@@ -110,14 +118,11 @@ impl Header for AutoSubmitted {
     }
 
     fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        match s.trim() {
-            "auto-generated" => Ok(AutoSubmitted),
-            other => Err(format!("unexpected Auto-Submitted value {other:?}").into()),
-        }
+        Ok(AutoSubmitted(s.trim().to_string()))
     }
 
     fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "auto-generated".to_string())
+        HeaderValue::new(Self::name(), self.0.clone())
     }
 }
 

@@ -489,6 +489,10 @@ async fn main() -> Result<()> {
             println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
             println!("  outgoing mail:     {}", app.mail_destination);
+            match app.intake_addr {
+                Some(addr) => println!("  reply intake:      smtp://{addr} (RFC 8823 email-reply-00)"),
+                None => println!("  reply intake:      off ([email_reply] listen is empty)"),
+            }
             app.run().await?;
             Ok(())
         }

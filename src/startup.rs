@@ -21,7 +21,10 @@ pub struct App {
     pub outbox_dir: PathBuf,
     /// Where notifications go, for the start-up banner: the relay, or the .eml directory.
     pub mail_destination: String,
+    /// Where the SMTP intake for RFC 8823 replies listens, when it does.
+    pub intake_addr: Option<std::net::SocketAddr>,
     server: Server,
+    _intake: Option<AbortOnDrop>,
     _scheduler: tokio_cron_scheduler::JobScheduler,
     /// Stops delivering mail when the server has stopped and the `App` is dropped.
     _mail_delivery: crate::mail::DeliveryLoop,
@@ -41,6 +44,10 @@ pub fn open_ca(settings: &Settings, public_url: &str) -> Result<Ca> {
         human: settings.policy(Track::Human)?,
         nonce_lifetime_seconds: parse_duration(&settings.nonce_lifetime)?,
         revocation: settings.revocation.to_domain()?,
+        email_reply: dualca_ca::EmailReplySettings {
+            address: settings.email_reply_address()?,
+            accept_unauthenticated: settings.email_reply.accept_unauthenticated,
+        },
     })?;
     Ok(ca)
 }
@@ -89,6 +96,7 @@ impl App {
         } else {
             format!("SMTP relay {}", redact_userinfo(&settings.mail.smtp_url))
         };
+        let (intake_addr, intake) = start_intake(&settings, ca.clone()).await?;
         let root_ca_path = ca.hierarchy.root_path();
         let admin_auth = Arc::new(settings.admin_auth()?);
         let ca_for_server = ca.clone();
@@ -111,7 +119,9 @@ impl App {
             root_ca_path,
             outbox_dir,
             mail_destination,
+            intake_addr,
             server,
+            _intake: intake,
             _scheduler: scheduler,
             _mail_delivery: mail_delivery,
         })
@@ -124,6 +134,62 @@ impl App {
     pub async fn run(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Aborts a background task when the `App` is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Binds and starts the RFC 8823 SMTP intake, unless `[email_reply] listen` is empty.
+async fn start_intake(settings: &Settings, ca: Arc<Ca>) -> Result<(Option<std::net::SocketAddr>, Option<AbortOnDrop>)> {
+    let config = &settings.email_reply;
+    if config.listen.trim().is_empty() {
+        tracing::warn!(
+            "[email_reply] listen is empty: no SMTP intake, so email-reply-00 challenges cannot be answered"
+        );
+        return Ok((None, None));
+    }
+    let mut anchors = vec![
+        openssl::x509::X509::from_der(&ca.hierarchy.root_der).context("the root certificate")?,
+        openssl::x509::X509::from_der(&ca.hierarchy.issuer(Track::Human).cert_der).context("the human issuing CA")?,
+    ];
+    if !config.smime_trust_anchors.is_empty() {
+        let pem = std::fs::read(&config.smime_trust_anchors)
+            .with_context(|| format!("[email_reply] read smime_trust_anchors {}", config.smime_trust_anchors))?;
+        anchors.extend(
+            openssl::x509::X509::stack_from_pem(&pem)
+                .with_context(|| format!("[email_reply] {} holds no PEM certificates", config.smime_trust_anchors))?,
+        );
+    }
+    if config.accept_unauthenticated {
+        tracing::warn!(
+            "!!! [email_reply] accept_unauthenticated = true: replies WITHOUT a DKIM pass or S/MIME signature \
+             prove control of a mailbox. Anyone who can send mail with a forged From can obtain certificates. \
+             Development only: never run a real CA like this. !!!"
+        );
+        eprintln!("WARNING: [email_reply] accept_unauthenticated = true — unauthenticated replies are accepted (development only)");
+    }
+    if config.trusted_authserv_ids.is_empty() {
+        tracing::warn!("[email_reply] trusted_authserv_ids is empty: only S/MIME-signed replies can be authenticated");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen.trim())
+        .await
+        .with_context(|| format!("[email_reply] bind the SMTP intake on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let intake = dualca_acme::intake::IntakeSettings {
+        address: settings.email_reply_address()?,
+        allowed_peers: config.allowed_peers.clone(),
+        trusted_authserv_ids: config.trusted_authserv_ids.clone(),
+        smime_anchors: anchors,
+        hostname: url_host(&ca.public_url().to_string()).unwrap_or_else(|_| "localhost".into()),
+    };
+    let task = tokio::spawn(dualca_acme::intake::serve(listener, intake, ca));
+    Ok((Some(addr), Some(AbortOnDrop(task))))
 }
 
 fn dualca_acme_body_limit() -> usize {

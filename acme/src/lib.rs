@@ -3,6 +3,7 @@
 //! render; they never touch storage or keys.
 
 mod handlers;
+pub mod intake;
 mod jws;
 pub mod metrics;
 mod middleware;

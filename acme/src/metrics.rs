@@ -36,3 +36,12 @@ pub static VALIDATION_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("valid metric")
 });
+
+pub static EMAIL_REPLIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "dualca_email_replies_total",
+        "RFC 8823 replies taken by the SMTP intake, by outcome",
+        &["outcome"]
+    )
+    .expect("valid metric")
+});

@@ -1,7 +1,7 @@
 //! RFC 8555 wire objects. Domain types convert into these here and nowhere else.
 
 use dualca_ca::clock::rfc3339;
-use dualca_ca::model::{Account, Authorization, Challenge, Identifier, Order};
+use dualca_ca::model::{Account, Authorization, Challenge, ChallengeKind, Identifier, Order};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -122,6 +122,10 @@ pub fn challenge(state: &AcmeState, c: &Challenge) -> Value {
         "status": c.status.as_str(),
         "token": c.token,
     });
+    if c.kind == ChallengeKind::EmailReply00 {
+        // RFC 8823 §3: the address the challenge mail comes from, where the reply goes.
+        v["from"] = json!(state.ca.email_reply_address());
+    }
     if let Some(at) = c.validated {
         v["validated"] = json!(rfc3339(at));
     }

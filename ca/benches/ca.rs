@@ -143,6 +143,7 @@ fn open_ca(dir: &std::path::Path) -> Ca {
         human: TrackPolicy::default_for(Track::Human),
         nonce_lifetime_seconds: 3600,
         revocation: RevocationSettings::default(),
+        email_reply: Default::default(),
     })
     .unwrap()
 }

@@ -91,8 +91,14 @@ pub fn prepare(
     for uri in uris {
         params.subject_alt_names.push(SanType::URI(uri.clone().try_into().map_err(Error::internal)?));
     }
+    // S/MIME encrypts to the key as well as signing with it: an RSA key wraps content keys
+    // (keyEncipherment), an EC key agrees on them (keyAgreement, RFC 5753).
+    let encrypts_mail = profile.extended_key_usages.contains(&ExtendedKeyUsage::EmailProtection);
     params.key_usages = match csr.key_kind {
         KeyKind::Rsa(_) => vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment],
+        KeyKind::EcP256 | KeyKind::EcP384 if encrypts_mail => {
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement]
+        }
         KeyKind::EcP256 | KeyKind::EcP384 => vec![KeyUsagePurpose::DigitalSignature],
     };
     params.extended_key_usages = profile

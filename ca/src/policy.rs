@@ -108,10 +108,11 @@ impl TrackPolicy {
                 ],
                 default_profile: "client-auth".into(),
                 max_lifetime_seconds: 398 * DAY,
-                // email (RFC 8823) joins once email-reply-00 validation exists.
-                identifier_kinds: vec![IdentifierKind::Dns, IdentifierKind::Ip],
+                // A person's certificates name their mailbox (RFC 8823), proven by
+                // email-reply-00, and every account is bound to a proofed person through EAB.
+                identifier_kinds: vec![IdentifierKind::Email],
                 allow_wildcards: false,
-                external_account_required: false,
+                external_account_required: true,
                 max_identifiers: 10,
                 order_lifetime_seconds: 7 * DAY,
                 authorization_lifetime_seconds: 7 * DAY,
@@ -229,7 +230,8 @@ mod tests {
             assert_eq!(err.kind, crate::ErrorKind::RejectedIdentifier, "{bad}");
         }
         assert_eq!(p.check_identifier("uri", "spiffe://x").unwrap_err().kind, crate::ErrorKind::UnsupportedIdentifier);
-        let human = TrackPolicy::default_for(Track::Human);
+        let mut human = TrackPolicy::default_for(Track::Human);
+        human.identifier_kinds.push(IdentifierKind::Dns);
         assert_eq!(
             human.check_identifier("dns", "*.example.com").unwrap_err().kind,
             crate::ErrorKind::RejectedIdentifier
@@ -240,11 +242,11 @@ mod tests {
     fn ip_and_email_identifiers() {
         let mut p = TrackPolicy::default_for(Track::Human);
         assert_eq!(
-            p.check_identifier("email", "a@b.org").unwrap_err().kind,
+            p.check_identifier("dns", "www.example.org").unwrap_err().kind,
             crate::ErrorKind::UnsupportedIdentifier,
-            "no email identifiers before email-reply-00 can validate them"
+            "people's certificates name mailboxes, not hosts"
         );
-        p.identifier_kinds.push(IdentifierKind::Email);
+        p.identifier_kinds.push(IdentifierKind::Ip);
         assert_eq!(p.check_identifier("ip", "::1").unwrap().value, "::1");
         assert_eq!(p.check_identifier("ip", "300.1.1.1").unwrap_err().kind, crate::ErrorKind::Malformed);
         assert_eq!(p.check_identifier("email", "Ann@Example.org").unwrap().value, "Ann@example.org");

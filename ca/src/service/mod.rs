@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod assets;
+mod email_reply;
 mod nonces;
 mod orders;
 mod outbox;
@@ -18,6 +19,9 @@ use std::path::PathBuf;
 pub use accounts::NewAccount;
 pub use admin::{AuditFilter, AuditRecord, CertificateFilter};
 pub use assets::{AssetQuery, Decommissioned, EabProof, SyncPlan, SyncReport};
+pub use email_reply::{
+    expected_response, subject_token, EmailReply, EmailReplySettings, ReplyAuthentication, AUTO_SUBMITTED_ACME,
+};
 pub use orders::{NewOrder, ValidationTarget};
 pub use outbox::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
 pub use revocation::Revoker;
@@ -44,6 +48,7 @@ pub struct Settings {
     /// How long an issued nonce stays redeemable.
     pub nonce_lifetime_seconds: i64,
     pub revocation: RevocationSettings,
+    pub email_reply: EmailReplySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +85,7 @@ pub struct Ca {
     nonces: nonces::NonceStore,
     revocation: RevocationSettings,
     status: revocation_status::StatusState,
+    email_reply: EmailReplySettings,
     /// Seals EAB HMAC keys at rest (AES-256-GCM); `<data>/ca/eab.kek`, mode 0600.
     eab_kek: [u8; 32],
 }
@@ -122,6 +128,7 @@ impl Ca {
             nonces,
             revocation: settings.revocation,
             status: revocation_status::StatusState::new(),
+            email_reply: settings.email_reply,
             eab_kek,
         })
     }

@@ -83,7 +83,8 @@ impl Ca {
             (None, asked) => asked.map(str::to_string),
         };
         let profile = policy.profile(requested_profile.as_deref())?.name.clone();
-        self.check_person(account, &profile)?;
+        let identifiers: Vec<Identifier> = identifiers.into_iter().collect();
+        self.check_person(account, &profile, &identifiers)?;
         if let Some(asset) = &asset {
             for id in &identifiers {
                 if !asset.identifiers.contains(id) {
@@ -91,7 +92,6 @@ impl Ca {
                 }
             }
         }
-        let identifiers: Vec<Identifier> = identifiers.into_iter().collect();
         let now = self.clock.unix();
         let replaces = match &request.replaces {
             None => None,
@@ -152,6 +152,9 @@ impl Ca {
                     })
                     .collect();
                 store::insert_challenges(conn, &challenges)?;
+                for challenge in challenges.iter().filter(|c| c.kind == ChallengeKind::EmailReply00.as_str()) {
+                    self.create_email_challenge(conn, &challenge.id, &identifier.value, now)?;
+                }
             }
             audit::record(conn, track,
                     now,
@@ -258,8 +261,16 @@ impl Ca {
                 None,
                 None,
             )? {
-                target.start = true;
                 target.challenge.status = ChallengeStatus::Processing;
+                if challenge.kind == ChallengeKind::EmailReply00 {
+                    // No network validation: the reply, received or still to come, decides.
+                    if let Some(status) = self.settle_email_challenge(conn, &target.challenge, &authz, now)? {
+                        target.challenge = store::challenge(conn, challenge_id)?.unwrap_or(target.challenge);
+                        debug_assert_eq!(target.challenge.status, status);
+                    }
+                } else {
+                    target.start = true;
+                }
             }
             Ok(target)
         })
@@ -275,25 +286,7 @@ impl Ca {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
-            let (to, error, authz_status) = match &outcome {
-                Ok(()) => (ChallengeStatus::Valid, None, AuthzStatus::Valid),
-                Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
-            };
-            let validated = outcome.is_ok().then_some(now);
-            if !store::transition_challenge(conn, challenge_id, ChallengeStatus::Processing, to, validated, error)? {
-                return Ok(());
-            }
-            // An authorization that expired or was deactivated meanwhile keeps that state.
-            if authz.status == AuthzStatus::Pending {
-                store::set_authorization_status(conn, &authz.id, authz_status)?;
-            }
-            let details = match error {
-                None => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str() }),
-                Some(p) => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail }),
-            };
-            let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
-            audit::record(conn, track, now, "system", action, format!("challenge:{challenge_id}"), details)?;
-            Ok(())
+            record_validation_outcome(conn, track, &challenge, &authz, &outcome, now).map(|_| ())
         })
     }
 
@@ -327,7 +320,7 @@ impl Ca {
         }
         let policy = self.policy(track);
         let profile = policy.profile(Some(&order.profile))?;
-        self.check_person(account, &order.profile)?;
+        self.check_person(account, &order.profile, &order.identifiers)?;
         let asset = self.bound_asset(account)?;
         if let Some(asset) = &asset {
             for id in &order.identifiers {
@@ -475,7 +468,45 @@ fn load_authorization(conn: &mut DbConnection, track: Track, id: &str, now: i64)
     Ok(authz)
 }
 
-fn load_challenge(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<(Challenge, Authorization)> {
+/// Moves a processing challenge to valid or invalid, and its authorization with it, with the
+/// audit event; false, changing nothing, when the challenge was no longer processing.
+pub(super) fn record_validation_outcome(
+    conn: &mut DbConnection,
+    track: Track,
+    challenge: &Challenge,
+    authz: &Authorization,
+    outcome: &Result<(), StoredProblem>,
+    now: i64,
+) -> Result<bool> {
+    let (to, error, authz_status) = match outcome {
+        Ok(()) => (ChallengeStatus::Valid, None, AuthzStatus::Valid),
+        Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
+    };
+    let validated = outcome.is_ok().then_some(now);
+    if !store::transition_challenge(conn, &challenge.id, ChallengeStatus::Processing, to, validated, error)? {
+        return Ok(false);
+    }
+    // An authorization that expired or was deactivated meanwhile keeps that state.
+    if authz.status == AuthzStatus::Pending {
+        store::set_authorization_status(conn, &authz.id, authz_status)?;
+    }
+    let details = match error {
+        None => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str() }),
+        Some(p) => {
+            json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail })
+        }
+    };
+    let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
+    audit::record(conn, track, now, "system", action, format!("challenge:{}", challenge.id), details)?;
+    Ok(true)
+}
+
+pub(super) fn load_challenge(
+    conn: &mut DbConnection,
+    track: Track,
+    id: &str,
+    now: i64,
+) -> Result<(Challenge, Authorization)> {
     let challenge = store::challenge(conn, id)?.ok_or_else(|| not_found("challenge", id))?;
     // The track filter sits on the authorization: a challenge of the other track is not found.
     let authz =
@@ -551,13 +582,22 @@ impl Ca {
 }
 
 impl Ca {
-    /// A person-bound account orders only while its person is active, and only profiles their
-    /// proofing level allows: smime needs email proofing, client-auth a help-desk check.
-    fn check_person(&self, account: &Account, profile: &str) -> Result<()> {
+    /// A person-bound account orders only while its person is active, only for their own
+    /// address, and only profiles their proofing level allows: smime needs email proofing, client-auth a help-desk check.
+    fn check_person(&self, account: &Account, profile: &str, identifiers: &[Identifier]) -> Result<()> {
         let Some(person_id) = &account.person_id else { return Ok(()) };
         let person = self.person_by_id(person_id)?;
         if person.status != PersonStatus::Active {
             return Err(Error::unauthorized(format!("{} is {}", person.email, person.status.as_str())));
+        }
+        // Checked again at finalize: a mover's new address replaces the old one at once.
+        for id in identifiers {
+            if id.kind != IdentifierKind::Email || !id.value.eq_ignore_ascii_case(&person.email) {
+                return Err(Error::rejected_identifier(format!(
+                    "{id} is not {}'s address: a person's certificates name only their own mailbox",
+                    person.email
+                )));
+            }
         }
         let needed = match profile {
             "client-auth" => ProofingLevel::Helpdesk,

@@ -29,6 +29,13 @@ pub struct OutboundMail {
     /// Names the occasion, e.g. `expiry-reminder:<serial>:7d`: a mail whose key was enqueued
     /// before (sent or not, before a restart or not) is not enqueued again.
     pub dedupe_key: Option<String>,
+    /// The From address, when it is not the configured `[mail] from` (RFC 8823 challenge
+    /// mails come from the address replies are read at).
+    pub sender: Option<String>,
+    /// The `Auto-Submitted` value, when it is not plain `auto-generated`.
+    pub auto_submitted: Option<String>,
+    /// The outbox row's id, when the caller must know it (it is the Message-ID's local part).
+    pub id: Option<String>,
 }
 
 impl OutboundMail {
@@ -49,6 +56,9 @@ impl OutboundMail {
             body_text: body.text,
             body_html: body.html,
             dedupe_key: None,
+            sender: None,
+            auto_submitted: None,
+            id: None,
         }
     }
 
@@ -115,6 +125,8 @@ pub struct QueuedMail {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
+    pub sender: Option<String>,
+    pub auto_submitted: Option<String>,
 }
 
 impl TryFrom<OutboxRow> for QueuedMail {
@@ -132,6 +144,8 @@ impl TryFrom<OutboxRow> for QueuedMail {
             attempts: r.attempts,
             next_attempt_at: r.next_attempt_at,
             last_error: r.last_error,
+            sender: r.sender,
+            auto_submitted: r.auto_submitted,
         })
     }
 }
@@ -156,12 +170,13 @@ pub fn mail_retry_delay(failed_attempts: i64) -> i64 {
 /// nothing, when the mail's dedupe key was enqueued before; it never fails for that reason, so
 /// it does not abort the surrounding transaction on PostgreSQL.
 pub(crate) fn enqueue(conn: &mut DbConnection, mail: &OutboundMail, now: i64) -> Result<bool> {
+    let header_safe = |text: &str| -> String { text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect() };
     let row = OutboxRow {
-        id: crate::ids::new_id(),
+        id: mail.id.clone().unwrap_or_else(crate::ids::new_id),
         track: mail.track.as_str().to_string(),
         recipient: mail.recipient.trim().to_string(),
         // A line break in a header would end it; the relay would see the rest as headers.
-        subject: mail.subject.chars().map(|c| if c.is_control() { ' ' } else { c }).collect(),
+        subject: header_safe(&mail.subject),
         body_text: mail.body_text.clone(),
         body_html: mail.body_html.clone(),
         dedupe_key: mail.dedupe_key.clone(),
@@ -170,6 +185,8 @@ pub(crate) fn enqueue(conn: &mut DbConnection, mail: &OutboundMail, now: i64) ->
         next_attempt_at: now,
         sent_at: None,
         last_error: None,
+        sender: mail.sender.as_deref().map(header_safe),
+        auto_submitted: mail.auto_submitted.as_deref().map(header_safe),
     };
     store::insert(conn, &row)
 }

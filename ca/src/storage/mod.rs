@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod certificates;
 mod connection;
 pub(crate) mod crl;
+pub(crate) mod email_challenges;
 pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod outbox;

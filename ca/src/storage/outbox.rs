@@ -22,6 +22,8 @@ pub struct OutboxRow {
     pub next_attempt_at: i64,
     pub sent_at: Option<i64>,
     pub last_error: Option<String>,
+    pub sender: Option<String>,
+    pub auto_submitted: Option<String>,
 }
 
 /// Inserts `row` unless its dedupe key is taken; returns whether it did. It never fails on a

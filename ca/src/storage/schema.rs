@@ -181,5 +181,7 @@ diesel::table! {
         next_attempt_at -> BigInt,
         sent_at -> Nullable<BigInt>,
         last_error -> Nullable<Text>,
+        sender -> Nullable<Text>,
+        auto_submitted -> Nullable<Text>,
     }
 }

@@ -1,0 +1,469 @@
+//! dualca-bench: runs N complete ACME issuance flows, C at a time, against an RFC 8555
+//! directory on this machine, answers http-01 itself, and reports throughput, latency per flow
+//! and per endpoint, failures by problem type, and the server's CPU and memory from /proc.
+
+mod acme;
+mod csr;
+mod http01;
+mod procfs;
+mod stats;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use clap::Parser;
+use serde::Serialize;
+
+use crate::acme::{Account, Client, Directory, Eab, Session};
+use crate::csr::{Identifier, KeyType};
+use crate::procfs::ProcessUsage;
+use crate::stats::{Endpoint, LatencySummary, Samples};
+
+const MAX_FLOWS: u64 = 1_000_000;
+const MAX_CONCURRENCY: usize = 1024;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dualca-bench",
+    version,
+    about = "Load generator: complete ACME issuance flows (http-01) against a directory on loopback"
+)]
+struct Args {
+    /// The ACME directory URL (loopback only), e.g. https://localhost:14000/acme/machine/directory.
+    #[arg(long)]
+    directory: String,
+    /// How many issuance flows to run.
+    #[arg(long, default_value_t = 100)]
+    flows: u64,
+    /// How many flows run at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// EAB key id, for CAs that require external account binding.
+    #[arg(long, requires = "eab_hmac")]
+    eab_kid: Option<String>,
+    /// EAB HMAC key, base64url.
+    #[arg(long, requires = "eab_kid")]
+    eab_hmac: Option<String>,
+    /// Key of the certificates requested (the account key is always P-256).
+    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    key_type: KeyType,
+    /// The identifier ordered: an IP address (loopback only) or a DNS name the CA resolves to
+    /// this machine.
+    #[arg(long, default_value = "127.0.0.1")]
+    identifier: String,
+    /// Port of the generator's http-01 responder on 127.0.0.1: the port the CA validates on.
+    #[arg(long, default_value_t = 5002)]
+    http01_port: u16,
+    /// PEM file of CA certificates to trust for the directory's HTTPS.
+    #[arg(long)]
+    ca_root: Option<PathBuf>,
+    /// Accept any HTTPS certificate (for Pebble's test certificate, say).
+    #[arg(long)]
+    insecure: bool,
+    /// The server's process id: report its CPU seconds per issuance and its RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// One account per worker, made before the clock starts, instead of newAccount in every flow.
+    #[arg(long)]
+    reuse_accounts: bool,
+    /// Shortest wait between two polls, in milliseconds, whatever Retry-After says.
+    #[arg(long, default_value_t = 50)]
+    poll_floor_ms: u64,
+    /// Longest wait between two polls, in milliseconds, whatever Retry-After says.
+    #[arg(long, default_value_t = 10_000)]
+    retry_after_cap_ms: u64,
+    /// Polls of one authorization or order before the flow gives up.
+    #[arg(long, default_value_t = 100)]
+    max_polls: u32,
+    /// The whole run stops after this many seconds; unfinished flows count as `(timeout)`.
+    #[arg(long, default_value_t = 600)]
+    timeout_s: u64,
+    /// Timeout of one HTTP request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    request_timeout_s: u64,
+    /// A name for this run, copied into the report.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RunSettings {
+    poll_floor_ms: u64,
+    retry_after_cap_ms: u64,
+    max_polls: u32,
+    timeout_s: u64,
+    request_timeout_s: u64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    label: Option<String>,
+    directory: String,
+    identifier: String,
+    key_type: KeyType,
+    reuse_accounts: bool,
+    flows: u64,
+    concurrency: usize,
+    succeeded: u64,
+    failed: u64,
+    not_started: u64,
+    elapsed_s: f64,
+    issuances_per_s: f64,
+    /// Whole-flow latency of the successful flows.
+    flow_latency: Option<LatencySummary>,
+    /// Every request made, by endpoint (the directory and any up-front accounts included).
+    endpoints: BTreeMap<&'static str, LatencySummary>,
+    /// Failed flows by cause.
+    errors: BTreeMap<String, u64>,
+    error_examples: BTreeMap<String, String>,
+    bad_nonce_retries: u64,
+    authz_already_valid: u64,
+    http01_served: u64,
+    http01_unknown: u64,
+    server: Option<ProcessUsage>,
+    generator: ProcessUsage,
+    settings: RunSettings,
+}
+
+fn parse_identifier(text: &str) -> Result<Identifier> {
+    match text.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(Identifier::Ip(ip)),
+        Ok(ip) => {
+            bail!("--identifier {ip}: the CA would validate on that address; only loopback addresses are allowed")
+        }
+        Err(_) if !text.is_empty() && !text.contains('/') && !text.contains(':') => {
+            Ok(Identifier::Dns(text.to_ascii_lowercase()))
+        }
+        Err(_) => bail!("--identifier {text:?} is neither an IP address nor a DNS name"),
+    }
+}
+
+fn decode_base64url(text: &str) -> Result<Vec<u8>> {
+    let text = text.trim();
+    URL_SAFE_NO_PAD.decode(text).or_else(|_| URL_SAFE.decode(text)).context("--eab-hmac is not base64url")
+}
+
+fn http_client(args: &Args) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .no_proxy()
+        .timeout(Duration::from_secs(args.request_timeout_s))
+        .pool_max_idle_per_host(args.concurrency)
+        .user_agent(concat!("dualca-bench/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &args.ca_root {
+        let pem = std::fs::read(path).with_context(|| format!("reading --ca-root {}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem).context("--ca-root is not PEM")?;
+        if roots.is_empty() {
+            bail!("--ca-root {} holds no certificate", path.display());
+        }
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    if args.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder.build()?)
+}
+
+async fn fetch_directory(http: &reqwest::Client, url: &str, samples: &mut Samples) -> Result<Directory> {
+    let parsed = url::Url::parse(url).context("--directory is not a URL")?;
+    acme::ensure_loopback(&parsed).map_err(|e| anyhow::anyhow!("--directory: {e}"))?;
+    let started = Instant::now();
+    let response = http.get(parsed).send().await.with_context(|| format!("fetching the directory {url}"))?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    samples.record(Endpoint::Directory, started.elapsed());
+    if !status.is_success() {
+        bail!("the directory {url} answered HTTP {}", status.as_u16());
+    }
+    let directory: Directory = serde_json::from_slice(&body).context("the directory is not an RFC 8555 directory")?;
+    for endpoint in [&directory.new_nonce, &directory.new_account, &directory.new_order] {
+        acme::ensure_loopback(&url::Url::parse(endpoint)?).map_err(|e| anyhow::anyhow!("directory: {e}"))?;
+    }
+    Ok(directory)
+}
+
+async fn worker(
+    client: Arc<Client>,
+    next: Arc<AtomicU64>,
+    flows: u64,
+    deadline: Instant,
+    account: Option<Account>,
+) -> Samples {
+    let mut session = Session::new(client);
+    // Bounded: every turn takes a flow number, and there are `flows` of them.
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        if index >= flows {
+            break;
+        }
+        if Instant::now() >= deadline {
+            session.samples.not_started += 1;
+            continue;
+        }
+        let started = Instant::now();
+        match tokio::time::timeout_at(deadline.into(), session.issue(account.as_ref())).await {
+            Ok(Ok(())) => {
+                session.samples.succeeded += 1;
+                session.samples.flows.push(stats::micros(started.elapsed()));
+            }
+            Ok(Err(e)) => session.samples.fail(e.cause(), e.to_string()),
+            Err(_) => session.samples.fail("(timeout)".into(), "the run's --timeout-s ended the flow".into()),
+        }
+    }
+    session.samples
+}
+
+async fn run(args: &Args) -> Result<Report> {
+    if args.flows == 0 || args.flows > MAX_FLOWS {
+        bail!("--flows must be between 1 and {MAX_FLOWS}");
+    }
+    if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
+        bail!("--concurrency must be between 1 and {MAX_CONCURRENCY}");
+    }
+    if args.timeout_s == 0 || args.max_polls == 0 {
+        bail!("--timeout-s and --max-polls must be positive");
+    }
+    let identifier = parse_identifier(&args.identifier)?;
+    let eab = match (&args.eab_kid, &args.eab_hmac) {
+        (Some(kid), Some(hmac)) => Some(Eab { kid: kid.clone(), hmac_key: decode_base64url(hmac)? }),
+        _ => None,
+    };
+    let server_pid = args.server_pid.map(|pid| pid.to_string());
+    let ticks = procfs::clock_ticks_per_second();
+
+    let http = http_client(args)?;
+    let mut setup = Samples::default();
+    let directory = fetch_directory(&http, &args.directory, &mut setup).await?;
+    let (responder, responder_task) = http01::start(args.http01_port).await?;
+    let settings = acme::Settings {
+        identifier: identifier.clone(),
+        key_type: args.key_type,
+        eab,
+        poll_floor: Duration::from_millis(args.poll_floor_ms),
+        retry_after_cap: Duration::from_millis(args.retry_after_cap_ms),
+        max_polls: args.max_polls,
+    };
+    let client = Arc::new(Client::new(http, directory, responder.clone(), settings));
+    let workers = usize::try_from(args.flows).unwrap_or(usize::MAX).min(args.concurrency);
+
+    let mut accounts: Vec<Option<Account>> = Vec::with_capacity(workers);
+    if args.reuse_accounts {
+        let mut session = Session::new(client.clone());
+        for n in 0..workers {
+            let account =
+                session.new_account().await.map_err(|e| anyhow::anyhow!("newAccount {} of {workers}: {e}", n + 1))?;
+            accounts.push(Some(account));
+        }
+        setup.merge(session.samples);
+    } else {
+        accounts.resize_with(workers, || None);
+    }
+
+    let server_before = server_pid.as_deref().map(procfs::snapshot).transpose().context("--server-pid")?;
+    let self_before = procfs::snapshot("self")?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_s);
+    let next = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = accounts
+        .into_iter()
+        .map(|account| tokio::spawn(worker(client.clone(), next.clone(), args.flows, deadline, account)))
+        .collect();
+    let mut samples = setup;
+    for handle in handles {
+        samples.merge(handle.await.context("a worker panicked")?);
+    }
+    let elapsed = started.elapsed();
+    let self_after = procfs::snapshot("self")?;
+    let server = match (&server_pid, &server_before) {
+        (Some(pid), Some(before)) => {
+            let after = procfs::snapshot(pid).with_context(|| format!("the server (pid {pid}) after the run"))?;
+            Some(procfs::usage(pid, before, &after, ticks, samples.succeeded))
+        }
+        _ => None,
+    };
+    responder_task.abort();
+
+    let mut endpoints = BTreeMap::new();
+    for (endpoint, mut values) in std::mem::take(&mut samples.endpoints) {
+        if let Some(summary) = LatencySummary::of(&mut values) {
+            endpoints.insert(endpoint.name(), summary);
+        }
+    }
+    let failed = samples.failed();
+    Ok(Report {
+        label: args.label.clone(),
+        directory: args.directory.clone(),
+        identifier: identifier.to_string(),
+        key_type: args.key_type,
+        reuse_accounts: args.reuse_accounts,
+        flows: args.flows,
+        concurrency: args.concurrency,
+        succeeded: samples.succeeded,
+        failed,
+        not_started: samples.not_started,
+        elapsed_s: elapsed.as_secs_f64(),
+        issuances_per_s: stats::rate(samples.succeeded, elapsed),
+        flow_latency: LatencySummary::of(&mut samples.flows),
+        endpoints,
+        errors: samples.failures,
+        error_examples: samples.failure_examples,
+        bad_nonce_retries: samples.bad_nonce_retries,
+        authz_already_valid: samples.authz_already_valid,
+        http01_served: responder.served(),
+        http01_unknown: responder.unknown(),
+        server,
+        generator: procfs::usage("self", &self_before, &self_after, ticks, samples.succeeded),
+        settings: RunSettings {
+            poll_floor_ms: args.poll_floor_ms,
+            retry_after_cap_ms: args.retry_after_cap_ms,
+            max_polls: args.max_polls,
+            timeout_s: args.timeout_s,
+            request_timeout_s: args.request_timeout_s,
+        },
+    })
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or_else(|| "?".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0))
+}
+
+fn usage_line(who: &str, usage: &ProcessUsage) -> String {
+    let per = usage.cpu_ms_per_issuance.map_or_else(|| "-".into(), |ms| format!("{ms:.2} ms"));
+    format!(
+        "{who} (pid {}): CPU {:.2} s, {per} per issuance; peak RSS (VmHWM) {}, RSS now {}\n",
+        usage.pid,
+        usage.cpu_s,
+        mib(usage.vm_hwm_kb),
+        mib(usage.vm_rss_kb)
+    )
+}
+
+fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    let accounts = if r.reuse_accounts { "one account per worker" } else { "newAccount in every flow" };
+    let _ = writeln!(out, "directory   {}", r.directory);
+    let _ = writeln!(
+        out,
+        "flows       {} requested, {} succeeded, {} failed, {} not started; concurrency {}; {} key; {}; {}",
+        r.flows,
+        r.succeeded,
+        r.failed,
+        r.not_started,
+        r.concurrency,
+        serde_json::to_value(r.key_type).unwrap_or_default().as_str().unwrap_or("?"),
+        r.identifier,
+        accounts
+    );
+    let _ = writeln!(out, "elapsed     {:.2} s, {:.1} issuances/s", r.elapsed_s, r.issuances_per_s);
+    if let Some(f) = &r.flow_latency {
+        let _ = writeln!(
+            out,
+            "flow        p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            f.p50_ms, f.p90_ms, f.p99_ms, f.max_ms
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<12} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "endpoint", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"
+    );
+    for endpoint in Endpoint::ALL {
+        if let Some(s) = r.endpoints.get(endpoint.name()) {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                endpoint.name(),
+                s.count,
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                s.max_ms
+            );
+        }
+    }
+    out.push('\n');
+    if r.errors.is_empty() {
+        out.push_str("errors      none\n");
+    } else {
+        out.push_str("errors (failed flows by cause):\n");
+        for (cause, n) in &r.errors {
+            let example = r.error_examples.get(cause).map(String::as_str).unwrap_or("");
+            let _ = writeln!(out, "  {n:>6}  {cause}  e.g. {example}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "retries     {} badNonce; {} authorizations already valid; http-01 answered {} (other requests {})",
+        r.bad_nonce_retries, r.authz_already_valid, r.http01_served, r.http01_unknown
+    );
+    if let Some(server) = &r.server {
+        out.push_str(&usage_line("server", server));
+    }
+    out.push_str(&usage_line("generator", &r.generator));
+    out
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("dualca-bench: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("{}", render_text(&report));
+            }
+            if report.succeeded == report.flows {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("dualca-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_loopback_ips_or_dns_names() {
+        assert_eq!(parse_identifier("127.0.0.1").unwrap(), Identifier::Ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(parse_identifier("[::1]").unwrap(), Identifier::Ip("::1".parse().unwrap()));
+        assert_eq!(parse_identifier("Web1.Example.Test").unwrap(), Identifier::Dns("web1.example.test".into()));
+        assert!(parse_identifier("10.0.0.5").is_err());
+        assert!(parse_identifier("http://x").is_err());
+    }
+
+    #[test]
+    fn eab_keys_decode_with_or_without_padding() {
+        assert_eq!(decode_base64url("AQID").unwrap(), vec![1, 2, 3]);
+        assert_eq!(decode_base64url("AQI=").unwrap(), vec![1, 2]);
+        assert!(decode_base64url("not base64!").is_err());
+    }
+}
