@@ -555,5 +555,8 @@ mod tests {
         let digest = ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes());
         assert_eq!(key.key_authorization("tok"), format!("tok.{}", b64(digest.as_ref())));
         assert_eq!(key.thumbprint.len(), 43);
+        for coordinate in ["x", "y"] {
+            assert_eq!(URL_SAFE_NO_PAD.decode(key.jwk[coordinate].as_str().unwrap()).unwrap().len(), 32);
+        }
     }
 }

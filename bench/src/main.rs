@@ -327,7 +327,7 @@ async fn run(args: &Args) -> Result<Report> {
         http01_served: responder.served(),
         http01_unknown: responder.unknown(),
         server,
-        generator: procfs::usage("self", &self_before, &self_after, ticks, samples.succeeded),
+        generator: procfs::usage(&std::process::id().to_string(), &self_before, &self_after, ticks, samples.succeeded),
         settings: RunSettings {
             poll_floor_ms: args.poll_floor_ms,
             retry_after_cap_ms: args.retry_after_cap_ms,

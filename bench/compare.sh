@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# dualca against Pebble, with one load generator, on this machine.
+#
+# Builds dualca and dualca-bench in release mode, then, for each round, starts each target
+# fresh (a new temporary data directory, a new PostgreSQL database, a new Pebble process), runs
+# the same `dualca-bench` flows against it, and stops it. Targets alternate within a round
+# (dualca on SQLite, Pebble, dualca on PostgreSQL, then again), so that a slow patch of the
+# shared machine does not land on one target only. It ends with a table of medians over the
+# rounds and the ratios dualca / Pebble.
+#
+# Settings (environment):
+#   FLOWS=2000 CONCURRENCY=32 ROUNDS=2          flows per run, flows at once, rounds
+#   TARGETS="dualca-sqlite pebble dualca-postgres"
+#   BENCH_ARGS="..."                             extra dualca-bench flags (e.g. --reuse-accounts)
+#   HTTP01_PORT=5402 DUALCA_PORT=14401 PEBBLE_PORT=14402 PEBBLE_MGMT_PORT=14403 PEBBLE_TLS_PORT=5401
+#   POSTGRES_URL=postgres://postgres@127.0.0.1:5432   server URL, without a database name
+#   CARGO_TARGET_DIR=<repo>/target/release-bench      where the release build goes
+#   RESULTS_DIR=<repo>/target/bench-results/<time>    where the JSON reports and logs are kept
+#   SKIP_BUILD=1                                 use the binaries already in CARGO_TARGET_DIR
+#   KEEP=1                                       keep the temporary data directories
+#
+# Everything listens on 127.0.0.1 and is stopped on exit.
+set -euo pipefail
+
+FLOWS=${FLOWS:-2000}
+CONCURRENCY=${CONCURRENCY:-32}
+ROUNDS=${ROUNDS:-2}
+TARGETS=${TARGETS:-"dualca-sqlite pebble dualca-postgres"}
+BENCH_ARGS=${BENCH_ARGS:-}
+HTTP01_PORT=${HTTP01_PORT:-5402}
+DUALCA_PORT=${DUALCA_PORT:-14401}
+PEBBLE_PORT=${PEBBLE_PORT:-14402}
+PEBBLE_MGMT_PORT=${PEBBLE_MGMT_PORT:-14403}
+PEBBLE_TLS_PORT=${PEBBLE_TLS_PORT:-5401}
+POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+POSTGRES_URL=${POSTGRES_URL%/}
+KEEP=${KEEP:-0}
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/release-bench}
+RESULTS_DIR=${RESULTS_DIR:-$repo/target/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+dualca=$CARGO_TARGET_DIR/release/dualca
+bench=$CARGO_TARGET_DIR/release/dualca-bench
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "compare.sh: $*"; exit 1; }
+
+for n in FLOWS CONCURRENCY ROUNDS; do
+    [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
+done
+(( ROUNDS <= 20 )) || die "ROUNDS is at most 20"
+
+# ---- tools -------------------------------------------------------------------------------
+need_apt=()
+command -v pebble >/dev/null || need_apt+=(pebble)
+command -v jq >/dev/null || need_apt+=(jq)
+if (( ${#need_apt[@]} )); then
+    [[ $(id -u) == 0 ]] || die "missing ${need_apt[*]}: apt-get install -y ${need_apt[*]}"
+    say "installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+for tool in curl openssl; do command -v "$tool" >/dev/null || die "$tool is needed"; done
+
+# ---- build ---------------------------------------------------------------------------------
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    say "building dualca and dualca-bench (release) in $CARGO_TARGET_DIR"
+    build_started=$SECONDS
+    (cd "$repo" && nice -n 10 cargo build --release -p dualca -p dualca-bench)
+    say "release build took $((SECONDS - build_started)) s"
+fi
+[[ -x $dualca && -x $bench ]] || die "no release binaries in $CARGO_TARGET_DIR/release"
+
+# ---- clean-up ------------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/dualca-compare.XXXXXX")
+mkdir -p "$RESULTS_DIR"
+pids=()
+databases=()
+server_pid=
+
+cleanup() {
+    local pid db
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for db in "${databases[@]}"; do
+        psql "$POSTGRES_URL/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 ||
+            say "could not drop database $db"
+    done
+    if [[ $KEEP == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in "$HTTP01_PORT" "$DUALCA_PORT" "$PEBBLE_PORT" "$PEBBLE_MGMT_PORT" "$PEBBLE_TLS_PORT"; do
+    ! port_busy "$port" || die "port $port on 127.0.0.1 is in use; pick others (see the settings at the top)"
+done
+
+stop_server() {
+    [[ -n $server_pid ]] || return 0
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    local kept=() pid
+    for pid in "${pids[@]}"; do [[ $pid == "$server_pid" ]] || kept+=("$pid"); done
+    pids=("${kept[@]}")
+    server_pid=
+}
+
+# wait_until_up URL LOG CURL_ARGS...: up to 60 s, while the server lives.
+wait_until_up() {
+    local url=$1 log=$2 i
+    shift 2
+    for ((i = 0; i < 240; i++)); do
+        kill -0 "$server_pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "the server exited before serving $url"; }
+        curl -sf -o /dev/null "$@" "$url" && return 0
+        sleep 0.25
+    done
+    tail -n 20 "$log" >&2
+    die "$url did not answer within 60 s"
+}
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+postgres_ready=0
+if [[ " $TARGETS " == *" dualca-postgres "* ]]; then
+    if ! pg_isready -q -d "$POSTGRES_URL/postgres" 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
+        version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+        if [[ -n $version ]]; then
+            say "starting PostgreSQL $version"
+            pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+            for ((i = 0; i < 40; i++)); do pg_isready -q -d "$POSTGRES_URL/postgres" && break; sleep 0.25; done
+        fi
+    fi
+    if psql "$POSTGRES_URL/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
+        postgres_ready=1
+    else
+        say "PostgreSQL at $POSTGRES_URL cannot be reached: dualca-postgres is left out"
+    fi
+fi
+
+# ---- targets -------------------------------------------------------------------------------
+# Each sets server_pid, directory and the generator's target-specific flags (target_args).
+start_dualca() {
+    local backend=$1 run=$2
+    local data=$run/data
+    local args=(--config "$run/dualca.toml" --data-dir "$data" --listen "127.0.0.1:$DUALCA_PORT")
+    # http-01 for 127.0.0.1 must reach the generator's responder, not port 80.
+    printf '[validation]\nhttp_port = %s\n' "$HTTP01_PORT" >"$run/dualca.toml"
+    if [[ $backend == postgres ]]; then
+        local db=dualca_bench_$$_$RANDOM
+        psql "$POSTGRES_URL/postgres" -qc "CREATE DATABASE $db" >/dev/null
+        databases+=("$db")
+        args+=(--database-url "$POSTGRES_URL/$db")
+    fi
+    "$dualca" "${args[@]}" init >>"$run/setup.log" 2>&1
+    "$dualca" "${args[@]}" asset register --name bench-1 --owner-team bench --owner-email bench@example.test \
+        --service bench --ip 127.0.0.1 >>"$run/setup.log" 2>&1
+    local creds kid hmac
+    creds=$("$dualca" "${args[@]}" asset credentials bench-1 --ttl 1d 2>>"$run/setup.log")
+    kid=$(awk '$1 == "kid:" {print $2}' <<<"$creds")
+    hmac=$(awk '$1 == "hmac" && $2 == "key:" {print $3}' <<<"$creds")
+    [[ -n $kid && -n $hmac ]] || die "no EAB credentials from 'dualca asset credentials': $creds"
+    "$dualca" "${args[@]}" serve >"$run/server.out" 2>"$run/server.log" &
+    server_pid=$!
+    pids+=("$server_pid")
+    wait_until_up "https://localhost:$DUALCA_PORT/acme/machine/directory" "$run/server.log" --cacert "$data/ca/root.pem"
+    directory=https://localhost:$DUALCA_PORT/acme/machine/directory
+    target_args=(--ca-root "$data/ca/root.pem" --eab-kid "$kid" --eab-hmac "$hmac")
+}
+
+# Pebble's own test certificate is not in the Debian package: make a CA and a localhost leaf.
+pebble_tls=$work/pebble-tls
+make_pebble_tls() {
+    [[ -f $pebble_tls/cert.pem ]] && return 0
+    mkdir -p "$pebble_tls"
+    (
+        cd "$pebble_tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=compare-pebble-ca -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+            -keyout key.pem -out leaf.csr 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile leaf.ext \
+            -out cert.pem 2>/dev/null
+    )
+}
+
+start_pebble() {
+    local run=$1
+    make_pebble_tls
+    cat >"$run/pebble.json" <<JSON
+{
+  "pebble": {
+    "listenAddress": "127.0.0.1:$PEBBLE_PORT",
+    "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT_PORT",
+    "certificate": "$pebble_tls/cert.pem",
+    "privateKey": "$pebble_tls/key.pem",
+    "httpPort": $HTTP01_PORT,
+    "tlsPort": $PEBBLE_TLS_PORT,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+JSON
+    # No sleep before validating, no nonces rejected on purpose, and no reuse of valid
+    # authorizations: every flow validates its own http-01 challenge, as on dualca.
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+        pebble -config "$run/pebble.json" >"$run/server.log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    wait_until_up "https://localhost:$PEBBLE_PORT/dir" "$run/server.log" --cacert "$pebble_tls/ca.pem"
+    directory=https://localhost:$PEBBLE_PORT/dir
+    target_args=(--ca-root "$pebble_tls/ca.pem")
+}
+
+run_target() {
+    local target=$1 round=$2
+    local run=$work/$target-r$round
+    mkdir -p "$run"
+    case $target in
+        dualca-sqlite) start_dualca sqlite "$run" ;;
+        dualca-postgres) start_dualca postgres "$run" ;;
+        pebble) start_pebble "$run" ;;
+        *) die "unknown target $target" ;;
+    esac
+    local out=$RESULTS_DIR/$target-r$round.json status=0
+    # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
+    "$bench" --directory "$directory" --flows "$FLOWS" --concurrency "$CONCURRENCY" \
+        --http01-port "$HTTP01_PORT" --server-pid "$server_pid" --label "$target" --json \
+        "${target_args[@]}" $BENCH_ARGS >"$out" 2>"$run/bench.err" || status=$?
+    stop_server
+    cp "$run/server.log" "$RESULTS_DIR/$target-r$round.server.log" 2>/dev/null || true
+    if (( status > 1 )) || ! jq -e . "$out" >/dev/null 2>&1; then
+        cat "$run/bench.err" >&2
+        rm -f "$out"
+        say "round $round, $target: the generator could not run (exit $status)"
+        return 0
+    fi
+    jq -r --arg r "$round" '"round \($r) \(.label): \(.succeeded)/\(.flows) ok, \(.issuances_per_s * 10 | round / 10) issuances/s, " +
+        "flow p99 \(.flow_latency.p99_ms // "-") ms, server CPU \(.server.cpu_ms_per_issuance // "-") ms/issuance" +
+        (if .failed > 0 then ", failures: \(.errors)" else "" end)' "$out" >&2
+}
+
+{
+    echo "# compare.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "# dualca $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version 2>/dev/null || echo 'rustc ?')"
+    echo "# pebble $(dpkg-query -W -f='${Version}' pebble 2>/dev/null || echo '?'); $(psql --version 2>/dev/null | head -n1)"
+    echo "# nproc $(nproc); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# FLOWS=$FLOWS CONCURRENCY=$CONCURRENCY ROUNDS=$ROUNDS BENCH_ARGS='$BENCH_ARGS'"
+} | tee "$RESULTS_DIR/meta.txt" >&2
+
+targets=()
+for target in $TARGETS; do
+    [[ $target == dualca-postgres && $postgres_ready != 1 ]] && continue
+    targets+=("$target")
+done
+(( ${#targets[@]} )) || die "no target to run"
+
+for ((round = 1; round <= ROUNDS; round++)); do
+    for target in "${targets[@]}"; do run_target "$target" "$round"; done
+done
+
+# ---- the table -----------------------------------------------------------------------------
+# Medians over the rounds, per target; then each dualca target divided by Pebble.
+summary=$RESULTS_DIR/summary.json
+jq -s '
+  def median: map(select(. != null)) | sort |
+    if length == 0 then null elif length % 2 == 1 then .[(length - 1) / 2]
+    else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  group_by(.label) | map({
+    target: .[0].label,
+    runs: length,
+    ok: (map(.succeeded) | add), flows: (map(.flows) | add),
+    issuances_per_s: (map(.issuances_per_s) | median),
+    flow_p50_ms: (map(.flow_latency.p50_ms) | median),
+    flow_p99_ms: (map(.flow_latency.p99_ms) | median),
+    worst_endpoint_p99_ms: (map([.endpoints | to_entries[] | select(.key != "directory") | .value.p99_ms] | max) | median),
+    server_cpu_ms_per_issuance: (map(.server.cpu_ms_per_issuance) | median),
+    server_peak_rss_mib: (map(.server.vm_hwm_kb) | median | if . == null then null else . / 1024 end),
+    generator_cpu_ms_per_issuance: (map(.generator.cpu_ms_per_issuance) | median),
+    endpoints: (map(.endpoints) | (map(keys) | add | unique) as $names | . as $runs |
+      reduce $names[] as $n ({}; .[$n] = {
+        p50_ms: ($runs | map(.[$n].p50_ms) | median), p99_ms: ($runs | map(.[$n].p99_ms) | median)}))
+  })' "$RESULTS_DIR"/*-r*.json >"$summary"
+
+fmt='def f: if . == null then "-" elif . >= 100 then (. | round | tostring) else (. * 100 | round / 100 | tostring) end;'
+echo
+echo "Medians over $ROUNDS round(s), FLOWS=$FLOWS, CONCURRENCY=$CONCURRENCY:"
+{
+    printf 'target\tok/flows\tissuances/s\tflow p50 ms\tflow p99 ms\tworst endpoint p99 ms\tserver CPU ms/issuance\tserver peak RSS MiB\tgenerator CPU ms/issuance\n'
+    jq -r "$fmt"' .[] | [.target, "\(.ok)/\(.flows)", (.issuances_per_s | f), (.flow_p50_ms | f), (.flow_p99_ms | f),
+        (.worst_endpoint_p99_ms | f), (.server_cpu_ms_per_issuance | f), (.server_peak_rss_mib | f),
+        (.generator_cpu_ms_per_issuance | f)] | @tsv' "$summary"
+} | column -t -s $'\t'
+
+echo
+echo "Per endpoint, p50 / p99 ms (medians over the rounds):"
+{
+    jq -r '"endpoint\t" + (map(.target) | join("\t"))' "$summary"
+    jq -r "$fmt"' (map(.endpoints | keys) | add | unique) as $names | . as $t |
+        $names[] as $n | [$n] + ($t | map(.endpoints[$n] | if . == null then "-" else "\(.p50_ms | f) / \(.p99_ms | f)" end)) | @tsv' "$summary"
+} | column -t -s $'\t'
+
+if jq -e 'any(.[]; .target == "pebble")' "$summary" >/dev/null; then
+    echo
+    echo "Ratios dualca / Pebble (issuances/s: higher is better for dualca; the others: lower is):"
+    {
+        printf 'target\tissuances/s\tflow p99\tserver CPU per issuance\tserver peak RSS\n'
+        jq -r "$fmt"' (map(select(.target == "pebble"))[0]) as $p | .[] | select(.target != "pebble") |
+            def ratio(k): if .[k] == null or $p[k] == null or $p[k] == 0 then "-" else "\(.[k] / $p[k] | f)x" end;
+            [.target, ratio("issuances_per_s"), ratio("flow_p99_ms"), ratio("server_cpu_ms_per_issuance"),
+             ratio("server_peak_rss_mib")] | @tsv' "$summary"
+    } | column -t -s $'\t'
+fi
+echo
+echo "Reports and server logs: $RESULTS_DIR"
