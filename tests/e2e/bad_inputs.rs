@@ -7,7 +7,7 @@ use dualca_ca::Track;
 use serde_json::{json, Value};
 
 use crate::common::jws::{b64, flattened, jwk_of, new_p256, new_p384, Alg, RawClient, Response};
-use crate::common::{csr, openssl_csr, Db, TestServer};
+use crate::common::{csr, open_human_track, openssl_csr, Db, TestServer};
 use crate::on_both_databases;
 
 fn thumbprint(key: &openssl::pkey::PKey<openssl::pkey::Private>) -> String {
@@ -47,7 +47,7 @@ async fn account(server: &TestServer, track: Track) -> RawClient {
 }
 
 async fn jws_errors(db: Db) {
-    let Some(server) = TestServer::start(db).await else {
+    let Some(server) = TestServer::start_with(db, open_human_track).await else {
         return;
     };
     let raw = account(&server, Track::Machine).await;
@@ -221,7 +221,7 @@ async fn account_errors(db: Db) {
 on_both_databases!(account_errors);
 
 async fn order_errors(db: Db) {
-    let Some(server) = TestServer::start(db).await else {
+    let Some(server) = TestServer::start_with(db, open_human_track).await else {
         return;
     };
     let raw = account(&server, Track::Machine).await;
@@ -279,7 +279,7 @@ async fn order_errors(db: Db) {
 on_both_databases!(order_errors);
 
 async fn finalize_errors(db: Db) {
-    let Some(server) = TestServer::start(db).await else {
+    let Some(server) = TestServer::start_with(db, open_human_track).await else {
         return;
     };
     let raw = account(&server, Track::Machine).await;

@@ -38,6 +38,7 @@ fn spawn_server(data_dir: &std::path::Path, database_url: &str, port: u16, http_
         .arg(data_dir)
         .args(["--database-url", database_url])
         .env("DUALCA_VALIDATION__HTTP_PORT", http_port.to_string())
+        .env("DUALCA_EMAIL_REPLY__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(data_dir.with_file_name("server.log")).map(Stdio::from).unwrap_or(Stdio::null()))

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A Python that can import aiosmtpd: `DUALCA_TEST_PYTHON`, else the system's, else `python3`
 /// on PATH (which may be another installation). None means the test is skipped; where the
 /// clients are required (CI, or DUALCA_REQUIRE_CLIENTS=1) a missing one fails it.
-fn aiosmtpd_python() -> Option<PathBuf> {
+pub(crate) fn aiosmtpd_python() -> Option<PathBuf> {
     let candidates: Vec<PathBuf> = match std::env::var_os("DUALCA_TEST_PYTHON") {
         Some(path) => vec![PathBuf::from(path)],
         None => vec![PathBuf::from("/usr/bin/python3"), PathBuf::from("python3")],
@@ -45,7 +45,7 @@ fn aiosmtpd_python() -> Option<PathBuf> {
     found
 }
 
-fn free_loopback_port() -> u16 {
+pub(crate) fn free_loopback_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -63,7 +63,7 @@ async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 
 /// aiosmtpd listening on a loopback port, storing what it receives in a Maildir. The process
 /// is killed when this is dropped.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     python: PathBuf,
     child: Child,
     maildir: PathBuf,
@@ -71,7 +71,7 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
-    async fn start(python: &Path, port: u16, dir: &Path) -> SmtpServer {
+    pub(crate) async fn start(python: &Path, port: u16, dir: &Path) -> SmtpServer {
         let maildir = dir.join("maildir");
         let log = dir.join("aiosmtpd.log");
         let child = Command::new(python)
@@ -98,7 +98,7 @@ impl SmtpServer {
     /// Every message received so far, parsed by Python's `email` package: the top-level
     /// headers (lower-cased names), the content type, and each leaf part's decoded content by
     /// content type.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         const PARSE: &str = r#"
 import email, email.policy, json, os, sys
 out = []
@@ -120,7 +120,7 @@ print(json.dumps(out))
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }

@@ -6,6 +6,7 @@ mod challenges;
 mod clients;
 mod common;
 mod crash;
+mod email_reply;
 mod machine;
 mod mail;
 mod pages;

@@ -258,8 +258,10 @@ async fn forms_need_the_csrf_token(db: Db) {
     assert!(!page.body.contains("id=\"decommission\""), "no button once decommissioned");
 
     // The Revoke button's form, on the human track.
-    let human = account(&server, Track::Human).await;
-    let (chain, _) = issue(&server, &human, &["a.example.test"], None).await;
+    let eab = crate::common::human::enrolled_person(&server, "bo@example.test", "E-9", false).await;
+    let human = crate::common::human::human_account(&server, eab).await;
+    let (chain, _, _) =
+        crate::common::human::issue_person_certificate(&server, &human, "bo@example.test", "smime").await;
     let serial = serial_of(&chain);
     let revoke = format!("/admin/human/certificates/{serial}/revoke");
     assert_eq!(session.post(&revoke, &[("reason", "superseded")]).await.status, 403);

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use dualca_admin::Role;
 use dualca_ca::Track;
-use instant_acme::{Account, ExternalAccountKey, NewAccount};
 use serde_json::{json, Value};
 
+use crate::common::human::{enrolled_person, human_account, issue_person_certificate};
 use crate::common::mail::{decode_quoted_printable, invite, mail_to};
-use crate::common::{first_cert, Db, TestServer};
+use crate::common::{Db, TestServer};
 use crate::on_both_databases;
-use crate::protocol::issue;
 
 fn token(server: &TestServer, role: Role) -> String {
     server.admin_token(role)
@@ -71,22 +70,11 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
 
     // Her account is bound to her; client-auth needs a help-desk check first.
     let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &hmac).unwrap();
-    let eab = ExternalAccountKey::new(kid.clone(), &key);
-    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
-    let (account, _) = Account::builder_with_root(&server.root_pem)
-        .unwrap()
-        .create(&new, server.directory(Track::Human), Some(&eab))
-        .await
-        .unwrap();
-    let err = account
-        .new_order(&instant_acme::NewOrder::new(&[instant_acme::Identifier::Dns("b.example.test".into())]))
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:userActionRequired")),
-        "{err:?}"
-    );
+    let account = human_account(&server, (kid.clone(), key.clone())).await;
+    let client_auth =
+        json!({"identifiers": [{"type": "email", "value": "ann@example.test"}], "profile": "client-auth"});
+    let new_order = account.url("new-order");
+    account.post(&new_order, Some(&client_auth)).await.assert_problem("userActionRequired", 403);
     let (status, body) = call(
         &server,
         "POST",
@@ -106,8 +94,7 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     )
     .await;
     assert_eq!(status, 400);
-    let (chain, _) = issue(&server, &account, &["b.example.test"], None).await;
-    let serial = dualca_ca::ids::hex(&first_cert(&chain).serial_number().to_bn().unwrap().to_vec());
+    let (_, _, serial) = issue_person_certificate(&server, &account, "ann@example.test", "client-auth").await;
     let filter = dualca_ca::CertificateFilter { person: Some(person.id.clone()), ..Default::default() };
     let hers = server.ca.search_certificates(Track::Human, &filter, None, 10).unwrap();
     assert_eq!(hers.iter().map(|c| c.serial.clone()).collect::<Vec<_>>(), vec![serial.clone()]);
@@ -135,21 +122,12 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     assert_eq!((record.status.as_str(), record.revocation_reason), ("revoked", Some(3)));
     mail_to(&server, "newboss@example.test", "has left").await;
     mail_to(&server, "ann@example.test", "were revoked").await;
-    let err = account
-        .new_order(&instant_acme::NewOrder::new(&[instant_acme::Identifier::Dns("b.example.test".into())]))
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, instant_acme::Error::Api(ref p) if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:unauthorized")),
-        "{err:?}"
-    );
-    let eab = ExternalAccountKey::new(kid, &key);
-    let again = Account::builder_with_root(&server.root_pem)
-        .unwrap()
-        .create(&new, server.directory(Track::Human), Some(&eab))
-        .await;
-    assert!(again.is_err(), "a leaver's EAB credentials bind nothing");
+    account.post(&new_order, Some(&client_auth)).await.assert_problem("unauthorized", 403);
+    let fresh = crate::common::jws::RawClient::bare(&server, Track::Human);
+    let url = fresh.url("new-account");
+    let binding = crate::common::jws::eab_binding(&kid, &key, &crate::common::jws::jwk_of(&fresh.key), &url);
+    let again = fresh.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await;
+    again.assert_problem("unauthorized", 403);
     let (_, audit) =
         call(&server, "GET", "/admin/api/human/audit?subject=person:ann@example.test", &auditor, json!(null)).await;
     let actions: Vec<&str> =
@@ -164,23 +142,6 @@ async fn joiner_enrolls_is_proofed_and_leaves(db: Db) {
     server.stop().await;
 }
 on_both_databases!(joiner_enrolls_is_proofed_and_leaves);
-
-/// A joiner who enrolled through the invite and passed a help-desk check; returns the EAB kid
-/// and key from the enrollment page.
-async fn proofed_person(server: &TestServer, email: &str, employee_id: &str) -> (String, Vec<u8>) {
-    let helpdesk = token(server, Role::Helpdesk);
-    let joiner =
-        json!({"email": email, "display_name": "Bo", "employee_id": employee_id, "manager_email": "boss@example.test"});
-    assert_eq!(call(server, "POST", "/admin/api/human/people", &helpdesk, joiner).await.0, 201);
-    let (link, code) = invite(server, email).await;
-    let html = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap().text().await.unwrap();
-    let field =
-        |id: &str| html.split(&format!("<code id={id}>")).nth(1).unwrap().split('<').next().unwrap().to_string();
-    let proof = json!({"method": "in-person", "evidence": "badge and passport at the desk"});
-    assert_eq!(call(server, "POST", &format!("/admin/api/human/people/{email}/proof"), &helpdesk, proof).await.0, 200);
-    let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, field("hmac")).unwrap();
-    (field("kid"), key)
-}
 
 /// How many delivered mails (.eml files) carry `subject`, once the outbox has drained.
 async fn reminders_in_outbox(server: &TestServer, subject: &str) -> usize {
@@ -200,15 +161,9 @@ async fn reminders_in_outbox(server: &TestServer, subject: &str) -> usize {
 
 async fn issuance_mail_and_expiry_reminders_once_across_restarts(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
-    let (kid, key) = proofed_person(&server, "bo@example.test", "E-2001").await;
-    let eab = ExternalAccountKey::new(kid, &key);
-    let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
-    let (account, _) = Account::builder_with_root(&server.root_pem)
-        .unwrap()
-        .create(&new, server.directory(Track::Human), Some(&eab))
-        .await
-        .unwrap();
-    issue(&server, &account, &["b.example.test"], None).await;
+    let eab = enrolled_person(&server, "bo@example.test", "E-2001", true).await;
+    let account = human_account(&server, eab).await;
+    issue_person_certificate(&server, &account, "bo@example.test", "client-auth").await;
     mail_to(&server, "bo@example.test", "a certificate was issued for you").await;
 
     // 90-day client-auth certificate: 61 days on, the 30-day reminder goes out once.

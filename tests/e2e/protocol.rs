@@ -12,6 +12,7 @@ use instant_acme::{
 use openssl::nid::Nid;
 use serde_json::json;
 
+use crate::common::human::{enrolled_person, human_account, issue_person_certificate};
 use crate::common::jws::{flattened, jwk_of, RawClient};
 use crate::common::{csr, first_cert, Db, TestServer};
 use crate::on_both_databases;
@@ -127,8 +128,9 @@ async fn full_issuance_on_both_tracks(db: Db) {
         "dualca Machine Issuing CA"
     );
 
-    let human = account(&server, Track::Human).await;
-    let (chain, _key) = issue(&server, &human, &["b.example.test"], Some("client-auth")).await;
+    let eab = enrolled_person(&server, "bo@example.test", "E-1", true).await;
+    let human = human_account(&server, eab).await;
+    let (chain, _key, _serial) = issue_person_certificate(&server, &human, "bo@example.test", "client-auth").await;
     chain_verifies(&server, &chain);
     let leaf = first_cert(&chain);
     let text = text_of(&leaf);
@@ -308,7 +310,7 @@ async fn newaccount_returns_the_existing_account(db: Db) {
     let Some(server) = TestServer::start(db).await else {
         return;
     };
-    let mut raw = RawClient::new(&server, Track::Human);
+    let mut raw = RawClient::new(&server, Track::Machine);
     let created = raw.create_account().await;
     let kid = raw.kid.clone().unwrap();
     raw.kid = None;
@@ -357,7 +359,7 @@ async fn directory_and_nonces(db: Db) {
     let human: serde_json::Value = http.get(server.directory(Track::Human)).send().await.unwrap().json().await.unwrap();
     assert!(human["meta"]["profiles"]["client-auth"].is_string() && human["meta"]["profiles"]["smime"].is_string());
     assert!(human["meta"].get("termsOfService").is_none(), "each track has its own meta");
-    assert_eq!(human["meta"]["externalAccountRequired"], false);
+    assert_eq!(human["meta"]["externalAccountRequired"], true, "human accounts are bound to people");
 
     let head = http.head(format!("{base}/new-nonce")).send().await.unwrap();
     assert_eq!(head.status(), 200);

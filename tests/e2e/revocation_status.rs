@@ -10,7 +10,7 @@ use dualca::config::OcspSigner;
 use dualca_ca::Track;
 use instant_acme::{RevocationReason, RevocationRequest};
 
-use crate::common::{first_cert, Db, TestServer};
+use crate::common::{first_cert, open_human_track, Db, TestServer};
 use crate::on_both_databases;
 use crate::protocol::{account, issue};
 
@@ -268,7 +268,12 @@ async fn bad_ocsp_requests_get_ocsp_errors(db: Db) {
 on_both_databases!(bad_ocsp_requests_get_ocsp_errors);
 
 async fn delegated_responder_and_operator_revocation(db: Db) {
-    let Some(server) = TestServer::start_with(db, |s| s.revocation.ocsp_signer = OcspSigner::Delegated).await else {
+    let Some(server) = TestServer::start_with(db, |s| {
+        open_human_track(s);
+        s.revocation.ocsp_signer = OcspSigner::Delegated;
+    })
+    .await
+    else {
         return;
     };
     let files = Files::new(&server);
@@ -309,7 +314,12 @@ async fn delegated_responder_and_operator_revocation(db: Db) {
 on_both_databases!(delegated_responder_and_operator_revocation);
 
 async fn short_lived_certificates_may_omit_revocation_urls(db: Db) {
-    let Some(server) = TestServer::start_with(db, |s| s.revocation.omit_urls_for_short_lived = true).await else {
+    let Some(server) = TestServer::start_with(db, |s| {
+        open_human_track(s);
+        s.revocation.omit_urls_for_short_lived = true;
+    })
+    .await
+    else {
         return;
     };
     let machine = account(&server, Track::Machine).await;

@@ -7,6 +7,7 @@
 
 pub mod alpn;
 pub mod dns;
+pub mod human;
 pub mod jws;
 pub mod mail;
 pub mod responder;
@@ -50,6 +51,7 @@ pub struct TestServer {
     pub responder: ChallengeResponder,
     pub settings: Settings,
     pub dir: Arc<tempfile::TempDir>,
+    pub intake: Option<std::net::SocketAddr>,
 }
 
 /// In CI a missing tool or database is a failure, never a silent skip.
@@ -93,6 +95,8 @@ impl TestServer {
             .iter()
             .map(|n| (n.to_string(), "127.0.0.1".parse::<IpAddr>().unwrap()))
             .collect::<BTreeMap<_, _>>();
+        settings.email_reply.listen = "127.0.0.1:0".into();
+        settings.email_reply.trusted_authserv_ids = vec![human::TRUSTED_RELAY.into()];
         if db == Db::Postgres {
             settings.database_url = postgres_database()?;
         }
@@ -107,8 +111,14 @@ impl TestServer {
         let public_url = app.public_url.clone();
         let root_pem = app.root_ca_path.clone();
         let ca = app.ca.clone();
+        let intake = app.intake_addr;
         actix_web::rt::spawn(app.run());
-        TestServer { handle, public_url, root_pem, ca, responder, settings, dir }
+        TestServer { handle, public_url, root_pem, ca, responder, settings, dir, intake }
+    }
+
+    /// The SMTP intake's address (RFC 8823 replies).
+    pub fn intake_addr(&self) -> std::net::SocketAddr {
+        self.intake.expect("this server runs the SMTP intake")
     }
 
     pub fn directory(&self, track: Track) -> String {
@@ -165,6 +175,15 @@ impl TestServer {
             .build()
             .unwrap()
     }
+}
+
+/// For tests that use the human track only as a second, separate directory for host names
+/// (track isolation, OCSP and CRLs of both issuers): it takes dns and ip identifiers and
+/// accounts without EAB there, as `[human] identifier_types` and `external_account_required`
+/// allow. The human track's own rules are tested with its defaults.
+pub fn open_human_track(settings: &mut Settings) {
+    settings.human.identifier_types = Some(vec!["dns".into(), "ip".into(), "email".into()]);
+    settings.human.external_account_required = Some(false);
 }
 
 /// Runs one async test body on SQLite and, when configured, on PostgreSQL.
