@@ -139,7 +139,7 @@ fn write_eml(dir: &Path, id: &str, content: &[u8]) -> std::io::Result<()> {
 /// `smtp+starttls://` (STARTTLS required, port 587), or `smtp://` (no TLS, port 25), which
 /// only a loopback relay may use. `[user[:password]@]` may precede the host; a password from
 /// `password` replaces one in the URL.
-fn relay(url: &str, password: Option<&str>) -> Result<SmtpTransport> {
+pub(crate) fn relay(url: &str, password: Option<&str>) -> Result<SmtpTransport> {
     let Some((scheme, rest)) = url.split_once("://") else {
         bail!("[mail] smtp_url {url:?} is not a URL: use smtp+starttls://host, smtps://host or smtp://127.0.0.1");
     };

@@ -64,6 +64,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A person's client for the human track: register with the enrollment's EAB credentials,
+    /// prove the mailbox (RFC 8823 email-reply-00), and write the key, the chain and a PKCS#12
+    /// bundle.
+    Enroll(Box<dualca::enroll::EnrollArgs>),
     /// Revoke a certificate of either track by serial (hex), as an operator; audited, and
     /// visible in OCSP at once and in a freshly signed CRL.
     Revoke {
@@ -278,6 +282,7 @@ async fn main() -> Result<()> {
         tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
     }
     match cli.command {
+        Command::Enroll(args) => dualca::enroll::run(*args).await,
         Command::Init => {
             let public_url = settings.public_url_for_port(settings.listen.port());
             let ca = tokio::task::spawn_blocking(move || open_ca(&settings, &public_url)).await??;

@@ -186,7 +186,7 @@ async fn start_intake(settings: &Settings, ca: Arc<Ca>) -> Result<(Option<std::n
         allowed_peers: config.allowed_peers.clone(),
         trusted_authserv_ids: config.trusted_authserv_ids.clone(),
         smime_anchors: anchors,
-        hostname: url_host(&ca.public_url().to_string()).unwrap_or_else(|_| "localhost".into()),
+        hostname: url_host(ca.public_url()).unwrap_or_else(|_| "localhost".into()),
     };
     let task = tokio::spawn(dualca_acme::intake::serve(listener, intake, ca));
     Ok((Some(addr), Some(AbortOnDrop(task))))

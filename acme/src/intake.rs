@@ -350,8 +350,11 @@ fn dkim_authentication(message: &mail_parser::Message<'_>, trusted: &[String]) -
 /// properties, comments removed.
 struct AuthResults {
     authserv_id: String,
-    results: Vec<(String, String, Vec<(String, String)>)>,
+    results: Vec<MethodResult>,
 }
+
+/// `method=result` and its `ptype.property=value` pairs, lower-cased.
+type MethodResult = (String, String, Vec<(String, String)>);
 
 impl AuthResults {
     fn parse(value: &str) -> Option<AuthResults> {

@@ -7,6 +7,7 @@ mod clients;
 mod common;
 mod crash;
 mod email_reply;
+mod enroll;
 mod machine;
 mod mail;
 mod pages;

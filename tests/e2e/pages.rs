@@ -860,7 +860,7 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
 /// SQLite only: what the browser adds is the browser, not the database.
 #[actix_web::test]
 async fn browser_signs_in_filters_audit_logs_and_decommissions() {
-    let Some(server) = TestServer::start(Db::Sqlite).await else { return };
+    let Some(server) = TestServer::start_with(Db::Sqlite, crate::common::open_human_track).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let Some(browser) = start_browser(&server, dir.path()).await else { return };
     let mut serials = Vec::new();
