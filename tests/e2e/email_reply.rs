@@ -207,10 +207,11 @@ async fn bad_replies_are_refused_with_the_exact_problem(db: Db) {
     expect_smtp(&server, &to, &reply, 550, "the challenge is already valid").await;
 
     // A challenge the client already triggered is decided by the first reply that matches it.
+    let known = challenge_mails(&server, email);
     let order = order_email(&client, email, "smime").await;
     let res = client.post(&order.challenge_url, Some(&json!({}))).await;
     assert_eq!(res.json()["status"], "processing");
-    let (part1, message_id) = latest_challenge_mail(&server, email, &part1).await;
+    let (part1, message_id) = new_challenge_mail(&server, email, &known).await;
     let wrong = reply_mail(&dkim, email, &to, &part1, &message_id, "wrongwrongwrongwrongwrongwrongwrongwrongwro");
     expect_smtp(&server, &to, &wrong, 550, "incorrectResponse").await;
     let state = order_after_reply(&client, &order.order_url).await;
@@ -231,23 +232,6 @@ async fn bad_replies_are_refused_with_the_exact_problem(db: Db) {
     server.stop().await;
 }
 on_both_databases!(bad_replies_are_refused_with_the_exact_problem);
-
-/// The challenge mail to `to` whose token-part1 is not `previous`.
-async fn latest_challenge_mail(server: &TestServer, to: &str, previous: &str) -> (String, String) {
-    for _ in 0..100 {
-        for entry in std::fs::read_dir(server.settings.data_dir.join("outbox")).into_iter().flatten().flatten() {
-            let text = crate::common::mail::decode_quoted_printable(&std::fs::read_to_string(entry.path()).unwrap());
-            if text.contains(&format!("To: {to}")) && text.contains("Subject: ACME: ") {
-                let (part1, id) = challenge_fields(&text);
-                if part1 != previous {
-                    return (part1, id);
-                }
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("no second challenge mail to {to}");
-}
 
 async fn credentials_stay_on_their_track(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
@@ -287,3 +271,52 @@ async fn credentials_stay_on_their_track(db: Db) {
     server.stop().await;
 }
 on_both_databases!(credentials_stay_on_their_track);
+
+/// A person who holds an S/MIME certificate from this CA renews by signing the reply with it:
+/// no DKIM needed. Signatures by someone else's certificate, over altered content, or by a
+/// revoked certificate do not count.
+async fn smime_signed_replies(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (ann, bo) = ("ann@example.test", "bo@example.test");
+    let ann_client = human_account(&server, enrolled_person(&server, ann, "E-1", false).await).await;
+    let bo_client = human_account(&server, enrolled_person(&server, bo, "E-2", false).await).await;
+    let (ann_chain, ann_key, ann_serial) = issue_person_certificate(&server, &ann_client, ann, "smime").await;
+    let (bo_chain, bo_key, _) = issue_person_certificate(&server, &bo_client, bo, "smime").await;
+    let (ann_cert, bo_cert) = (first_cert(&ann_chain), first_cert(&bo_chain));
+
+    let known = challenge_mails(&server, ann);
+    let order = order_email(&ann_client, ann, "smime").await;
+    let (part1, message_id) = new_challenge_mail(&server, ann, &known).await;
+    let response = response_for(&part1, &order, &ann_client);
+    let to = order.from.clone();
+    // Signed by Bo's certificate, From Ann.
+    let wrong_signer = smime_signed_reply(&bo_cert, &bo_key, ann, &to, &part1, &message_id, &response);
+    expect_smtp(&server, &to, &wrong_signer, 550, &format!("is by a certificate for [{bo}], not for {ann}")).await;
+    // Altered after signing: the response inside is no longer what was signed.
+    let signed = smime_signed_reply(&ann_cert, &ann_key, ann, &to, &part1, &message_id, &response);
+    let tampered = signed.replacen(&response, &response.chars().rev().collect::<String>(), 1);
+    expect_smtp(&server, &to, &tampered, 550, "the S/MIME signature does not verify").await;
+    // Signed by Ann's own, valid certificate: accepted without any Authentication-Results.
+    expect_smtp(&server, &to, &signed, 250, "reply accepted").await;
+    ann_client.post(&order.challenge_url, Some(&json!({}))).await;
+    assert_eq!(order_after_reply(&ann_client, &order.order_url).await["status"], "ready");
+    let auditor = server.admin_token(dualca_admin::Role::Auditor);
+    let (_, audit) =
+        server.admin_call("GET", "/admin/api/human/audit?action=challenge.reply-received", &auditor, json!(null)).await;
+    let newest = audit["events"].as_array().unwrap().last().unwrap();
+    assert_eq!(newest["details"]["authentication"], "smime", "{audit}");
+
+    // Once Ann's certificate is revoked, it proves nothing.
+    server
+        .ca
+        .revoke_by_operator(Some(Track::Human), &ann_serial, dualca_ca::model::RevocationReason::KeyCompromise, "test")
+        .unwrap();
+    let known = challenge_mails(&server, ann);
+    let order = order_email(&ann_client, ann, "smime").await;
+    let (part1, message_id) = new_challenge_mail(&server, ann, &known).await;
+    let response = response_for(&part1, &order, &ann_client);
+    let signed = smime_signed_reply(&ann_cert, &ann_key, ann, &to, &part1, &message_id, &response);
+    expect_smtp(&server, &to, &signed, 550, &format!("certificate {ann_serial} is revoked")).await;
+    server.stop().await;
+}
+on_both_databases!(smime_signed_replies);

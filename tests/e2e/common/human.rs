@@ -100,6 +100,52 @@ pub async fn challenge_mail(server: &TestServer, to: &str) -> (String, String) {
     challenge_fields(&text)
 }
 
+/// Every challenge mail to `to` in the outbox so far: token-part1 and Message-ID.
+pub fn challenge_mails(server: &TestServer, to: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(server.settings.data_dir.join("outbox")).into_iter().flatten().flatten() {
+        let text = super::mail::decode_quoted_printable(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        if text.contains(&format!("To: {to}")) && text.contains("Subject: ACME: ") {
+            found.push(challenge_fields(&text));
+        }
+    }
+    found
+}
+
+/// The challenge mail to `to` that is not among `known` (bounded wait).
+pub async fn new_challenge_mail(server: &TestServer, to: &str, known: &[(String, String)]) -> (String, String) {
+    for _ in 0..100 {
+        if let Some(mail) = challenge_mails(server, to).into_iter().find(|m| !known.contains(m)) {
+            return mail;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no new challenge mail to {to}");
+}
+
+/// The reply signed with S/MIME (multipart/signed, detached) by `cert` and `key`; the
+/// headers outside the signature, as a mail client sends them.
+pub fn smime_signed_reply(
+    cert: &openssl::x509::X509,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    from: &str,
+    to: &str,
+    part1: &str,
+    message_id: &str,
+    response: &str,
+) -> String {
+    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+    let content = format!(
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n-----BEGIN ACME RESPONSE-----\r\n{response}\r\n-----END ACME RESPONSE-----\r\n"
+    );
+    let flags = Pkcs7Flags::DETACHED;
+    let none = openssl::stack::Stack::new().unwrap();
+    let signed = Pkcs7::sign(cert, key, &none, content.as_bytes(), flags).unwrap();
+    let mime = String::from_utf8(signed.to_smime(content.as_bytes(), flags).unwrap()).unwrap();
+    let mail = format!("From: {from}\r\nTo: {to}\r\nSubject: Re: ACME: {part1}\r\nIn-Reply-To: {message_id}\r\n{mime}");
+    mail.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
 /// token-part1 and the Message-ID of a challenge mail's text.
 pub fn challenge_fields(text: &str) -> (String, String) {
     let header = |name: &str| {
