@@ -311,6 +311,9 @@ async fn smime_signed_replies(db: Db) {
         .ca
         .revoke_by_operator(Some(Track::Human), &ann_serial, dualca_ca::model::RevocationReason::KeyCompromise, "test")
         .unwrap();
+    // She is told.
+    let notice = crate::common::mail::mail_to(&server, ann, "your certificate was revoked").await;
+    assert!(notice.contains(&ann_serial) && notice.contains("keyCompromise"), "{notice}");
     let known = challenge_mails(&server, ann);
     let order = order_email(&ann_client, ann, "smime").await;
     let (part1, message_id) = new_challenge_mail(&server, ann, &known).await;
@@ -320,3 +323,50 @@ async fn smime_signed_replies(db: Db) {
     server.stop().await;
 }
 on_both_databases!(smime_signed_replies);
+
+/// The development setting counts unauthenticated replies, and the server says so loudly when
+/// it starts: the real binary is run for the banner.
+async fn accept_unauthenticated_is_loud_and_does_what_it_says(db: Db) {
+    let Some(server) = TestServer::start_with(db, |s| s.email_reply.accept_unauthenticated = true).await else { return };
+    let email = "ann@example.test";
+    let client = human_account(&server, enrolled_person(&server, email, "E-1", false).await).await;
+    let order = order_email(&client, email, "smime").await;
+    let (part1, message_id) = challenge_mail(&server, email).await;
+    let response = response_for(&part1, &order, &client);
+    let bare = reply_mail(&[], email, &order.from, &part1, &message_id, &response);
+    expect_smtp(&server, &order.from, &bare, 250, "reply accepted").await;
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dualca"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("DUALCA_EMAIL_REPLY__LISTEN", "127.0.0.1:0")
+        .env("DUALCA_EMAIL_REPLY__ACCEPT_UNAUTHENTICATED", "true")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        while stderr.read_line(&mut line).await.unwrap() > 0 {
+            seen.push_str(&line);
+            if line.starts_with("WARNING: [email_reply] accept_unauthenticated = true") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    })
+    .await;
+    let _ = child.kill().await;
+    assert_eq!(found, Ok(true), "no loud warning at start-up; stderr was:\n{seen}");
+    assert!(seen.contains("Anyone who can send mail with a forged From"), "{seen}");
+}
+on_both_databases!(accept_unauthenticated_is_loud_and_does_what_it_says);

@@ -73,6 +73,7 @@ impl Ca {
                     "certificate.revoked",
                     format!("certificate:{serial}"),
                     json!({ "reason": reason.name(), "by_account": revoker_account.map(|a| a.id.clone()) }))?;
+            tell_the_person(conn, &cert, reason, now)?;
             Ok(())
         });
         if result.is_ok() {
@@ -105,7 +106,7 @@ impl Ca {
                     break;
                 }
             }
-            let (track, _cert) =
+            let (track, cert) =
                 found.ok_or_else(|| Error::not_found(format!("no certificate with serial {serial}")))?;
             if !certificates::revoke(conn, &serial, reason as u8, now)? {
                 return Err(Error::already_revoked(format!("certificate {serial} is already revoked")));
@@ -119,11 +120,44 @@ impl Ca {
                 format!("certificate:{serial}"),
                 json!({ "reason": reason.name() }),
             )?;
+            tell_the_person(conn, &cert, reason, now)?;
             Ok(track)
         })?;
         self.revocation_committed(track, &serial);
         Ok(track)
     }
+}
+
+/// A person hears of every revocation of a certificate issued to them, in the transaction that
+/// revokes it (the leaver's and the recovery's bulk revocations send their own mail instead).
+fn tell_the_person(
+    conn: &mut crate::storage::DbConnection,
+    cert: &CertificateRecord,
+    reason: RevocationReason,
+    now: i64,
+) -> Result<()> {
+    let Some(person_id) = &cert.person_id else { return Ok(()) };
+    let Some(person) = crate::storage::people::by_id(conn, person_id)? else { return Ok(()) };
+    let names: Vec<String> = cert.identifiers.iter().map(|i| i.value.clone()).collect();
+    let mail = super::OutboundMail::notification(
+        Track::Human,
+        person.email,
+        "dualca: your certificate was revoked",
+        &[
+            &format!(
+                "Your {} certificate for {} (serial {}) was revoked ({}).",
+                cert.profile,
+                names.join(", "),
+                cert.serial,
+                reason.name()
+            ),
+            "Mail signed with it no longer verifies as current, and it no longer signs you in. \
+             Run `dualca enroll` for a new one, or ask the help desk if you did not expect this.",
+        ],
+    )
+    .with_dedupe_key(format!("revoked:{}", cert.serial));
+    super::outbox::enqueue(conn, &mail, now)?;
+    Ok(())
 }
 
 fn holds_all_authorizations(
