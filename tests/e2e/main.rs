@@ -11,5 +11,6 @@ mod mail;
 mod pages;
 mod people;
 mod protocol;
+mod recovery;
 mod revocation_status;
 mod schema;
