@@ -69,9 +69,17 @@ impl TryFrom<RecoveryRow> for Recovery {
     }
 }
 
+/// Inserts a recovery. A second pending recovery of the same person, written by another process
+/// between the caller's check and this insert, hits `recoveries_one_pending` and is a conflict.
 pub fn insert(conn: &mut DbConnection, row: &RecoveryRow) -> Result<()> {
-    diesel::insert_into(r::recoveries).values(row).execute(conn)?;
-    Ok(())
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    match diesel::insert_into(r::recoveries).values(row).execute(conn) {
+        Ok(_) => Ok(()),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(Error::conflict("another recovery of this person is already waiting for approval"))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Recovery>> {
