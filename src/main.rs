@@ -54,7 +54,7 @@ enum Command {
         #[command(subcommand)]
         command: AssetCommand,
     },
-    /// The human track's people: HR events and help-desk proofing.
+    /// The human track's people: HR events, help-desk proofing and recovery.
     Person {
         #[command(subcommand)]
         command: PersonCommand,
@@ -241,6 +241,37 @@ enum PersonCommand {
         #[arg(long)]
         evidence: String,
     },
+    /// Help-desk recovery of a person who lost a key or a device, after a check out of band:
+    /// revokes their certificates, deactivates their accounts and EAB keys, and mails them a new
+    /// one-time enrollment link and code. When they hold a client-auth certificate or were
+    /// proofed by the help desk, it waits for `approve-recovery` by another operator.
+    Recover {
+        email: String,
+        /// keyCompromise or superseded.
+        #[arg(long)]
+        reason: String,
+        /// in-person, video or manager-callback.
+        #[arg(long)]
+        method: String,
+        /// What was checked, for the audit log.
+        #[arg(long)]
+        evidence: String,
+    },
+    /// Approve a pending recovery (the two-person rule: not its requester) and carry it out.
+    ApproveRecovery {
+        email: String,
+        /// The recovery's id, as `recover` or `recoveries` prints it (it may start with '-').
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Cancel a pending recovery.
+    CancelRecovery {
+        email: String,
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// A person's recoveries, newest first.
+    Recoveries { email: String },
     /// List people.
     List,
 }
@@ -415,6 +446,36 @@ async fn main() -> Result<()> {
                     p.manager_email
                 )
             };
+            let describe_recovery = |r: &dualca_ca::model::Recovery| {
+                format!(
+                    "recovery {}  {}  reason={}  method={}  requested_by={}  approved_by={}  two_operators={}  created={}\n",
+                    r.id,
+                    r.status.as_str(),
+                    r.reason.name(),
+                    r.method,
+                    r.requested_by,
+                    r.approved_by.as_deref().unwrap_or("-"),
+                    if r.high_assurance { "required" } else { "no" },
+                    dualca_ca::clock::rfc3339(r.created_at)
+                )
+            };
+            let describe_outcome = move |email: &str, o: &dualca_ca::model::RecoveryOutcome| match o.link_expires_at {
+                Some(expires) => format!(
+                    "{}{email} recovered: {} certificates revoked, {} accounts deactivated; the new enrollment link \
+                     and code are queued for them in the outbox (they expire {})\n",
+                    describe_recovery(&o.recovery),
+                    o.revoked_certificates.len(),
+                    o.deactivated_accounts.len(),
+                    dualca_ca::clock::rfc3339(expires)
+                ),
+                None => format!(
+                    "{}pending: another operator must approve it before {} \
+                     (dualca person approve-recovery {email} -- {})\n",
+                    describe_recovery(&o.recovery),
+                    dualca_ca::clock::rfc3339(o.recovery.approval_expires_at()),
+                    o.recovery.id
+                ),
+            };
             let text = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
                 Ok(match command {
                     PersonCommand::Join { email, name, employee_id, manager } => {
@@ -444,6 +505,27 @@ async fn main() -> Result<()> {
                     }
                     PersonCommand::Proof { email, method, evidence } => {
                         describe_person(&ca.proof_by_helpdesk(&email, &method, &evidence, &actor)?)
+                    }
+                    PersonCommand::Recover { email, reason, method, evidence } => {
+                        let spec = dualca_ca::model::RecoverySpec { reason, method, evidence };
+                        let outcome = ca.request_recovery(&email, &spec, &actor)?;
+                        if !outcome.revoked_certificates.is_empty() {
+                            ca.regenerate_crl(dualca_ca::Track::Human)?;
+                        }
+                        describe_outcome(&email, &outcome)
+                    }
+                    PersonCommand::ApproveRecovery { email, id } => {
+                        let outcome = ca.approve_recovery(&email, &id, &actor)?;
+                        if !outcome.revoked_certificates.is_empty() {
+                            ca.regenerate_crl(dualca_ca::Track::Human)?;
+                        }
+                        describe_outcome(&email, &outcome)
+                    }
+                    PersonCommand::CancelRecovery { email, id } => {
+                        describe_recovery(&ca.cancel_recovery(&email, &id, &actor)?)
+                    }
+                    PersonCommand::Recoveries { email } => {
+                        ca.recoveries(&email)?.iter().map(describe_recovery).collect()
                     }
                     PersonCommand::List => ca.people(None)?.iter().map(describe_person).collect(),
                 })

@@ -162,6 +162,30 @@ pub const ROUTES: &[RouteSpec] = &[
         permission: Some(Permission::ManagePeople),
         summary: "Help-desk proofing: in-person, video or manager-callback, with evidence",
     },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people/{email}/recover",
+        permission: Some(Permission::ManagePeople),
+        summary: "Help-desk recovery: revoke (keyCompromise or superseded), deactivate accounts and EAB keys, mail a new enrollment link; pending when a second operator must approve",
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/admin/api/human/people/{email}/recoveries",
+        permission: Some(Permission::ReadPeople),
+        summary: "A person's recoveries, newest first",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people/{email}/recoveries/{id}/approve",
+        permission: Some(Permission::ManagePeople),
+        summary: "Approve a pending recovery (an operator other than its requester) and carry it out",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/human/people/{email}/recoveries/{id}/cancel",
+        permission: Some(Permission::ManagePeople),
+        summary: "Cancel a pending recovery",
+    },
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

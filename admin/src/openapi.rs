@@ -9,7 +9,7 @@ pub fn document() -> Value {
     for route in ROUTES {
         let path = route.path.to_string();
         let mut parameters = Vec::new();
-        for name in ["track", "serial", "name", "kid", "email"] {
+        for name in ["track", "serial", "name", "kid", "email", "id"] {
             if path.contains(&format!("{{{name}}}")) {
                 let schema = if name == "track" {
                     json!({"type": "string", "enum": ["machine", "human"]})

@@ -1,17 +1,17 @@
-//! The human track's people API: joiners, movers, leavers, help-desk proofing; and the
-//! public enrollment page a joiner's invite links to.
+//! The human track's people API: joiners, movers, leavers, help-desk proofing and recovery;
+//! and the public enrollment page a joiner's invite or a recovery links to.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use dualca_ca::clock::rfc3339;
-use dualca_ca::model::{JoinerSpec, Person, PersonStatus};
+use dualca_ca::model::{JoinerSpec, Person, PersonStatus, Recovery, RecoveryOutcome, RecoverySpec, RecoveryStatus};
 use dualca_ca::Track;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{AdminState, Permission, Principal};
 use crate::pages::html::esc;
-use crate::problem::{optional_json, AdminProblem};
+use crate::problem::{optional_json, required_json, AdminProblem};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/api/human/people", web::get().to(list))
@@ -20,6 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/human/people/{email}", web::put().to(mover))
         .route("/admin/api/human/people/{email}/leaver", web::post().to(leaver))
         .route("/admin/api/human/people/{email}/proof", web::post().to(proof))
+        .route("/admin/api/human/people/{email}/recover", web::post().to(recover))
+        .route("/admin/api/human/people/{email}/recoveries", web::get().to(recoveries))
+        .route("/admin/api/human/people/{email}/recoveries/{id}/approve", web::post().to(approve_recovery))
+        .route("/admin/api/human/people/{email}/recoveries/{id}/cancel", web::post().to(cancel_recovery))
         .route("/enroll/{token}", web::get().to(enroll_form))
         .route("/enroll/{token}", web::post().to(enroll_submit));
 }
@@ -155,6 +159,88 @@ async fn proof(
     let (ca, email, operator) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
     let person = blocking(move || ca.proof_by_helpdesk(&email, &b.method, &b.evidence, &operator)).await?;
     Ok(HttpResponse::Ok().json(person_json(&person)))
+}
+
+pub fn recovery_json(r: &Recovery) -> Value {
+    let mut body = json!({
+        "id": r.id, "status": r.status.as_str(), "high_assurance": r.high_assurance, "reason": r.reason.name(),
+        "method": r.method, "evidence": r.evidence, "requested_by": r.requested_by, "approved_by": r.approved_by,
+        "cancelled_by": r.cancelled_by, "created_at": rfc3339(r.created_at), "completed_at": r.completed_at.map(rfc3339),
+        "cancelled_at": r.cancelled_at.map(rfc3339),
+    });
+    if r.status == RecoveryStatus::Pending {
+        body["approval_expires_at"] = json!(rfc3339(r.approval_expires_at()));
+    }
+    body
+}
+
+fn outcome_json(o: &RecoveryOutcome) -> Value {
+    let mut body = recovery_json(&o.recovery);
+    if o.recovery.status == RecoveryStatus::Completed {
+        body["revoked_certificates"] = json!(o.revoked_certificates);
+        body["deactivated_accounts"] = json!(o.deactivated_accounts);
+        body["link_expires_at"] = json!(o.link_expires_at.map(rfc3339));
+    }
+    body
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    reason: String,
+    method: String,
+    evidence: String,
+}
+
+/// Help-desk recovery after a check out of band. 201 with the recovery: `completed` when it was
+/// carried out at once, `pending` when it needs a second operator's approval. The link and
+/// code go to the person by mail only.
+async fn recover(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    email: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManagePeople, Some(Track::Human), "recover people").await?;
+    let b: RecoverBody = required_json(&body)?;
+    let spec = RecoverySpec { reason: b.reason, method: b.method, evidence: b.evidence };
+    let (ca, email, operator) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
+    let outcome = blocking(move || ca.request_recovery(&email, &spec, &operator)).await?;
+    Ok(HttpResponse::build(StatusCode::CREATED).json(outcome_json(&outcome)))
+}
+
+async fn recoveries(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    email: web::Path<String>,
+) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ReadPeople, Some(Track::Human), "read people").await?;
+    let (ca, email) = (state.ca.clone(), email.into_inner());
+    let list = blocking(move || ca.recoveries(&email)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "recoveries": list.iter().map(recovery_json).collect::<Vec<_>>() })))
+}
+
+/// The second operator's approval of a pending recovery, which carries it out.
+async fn approve_recovery(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManagePeople, Some(Track::Human), "approve recoveries").await?;
+    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), format!("admin:{}", principal.subject));
+    let outcome = blocking(move || ca.approve_recovery(&email, &id, &operator)).await?;
+    Ok(HttpResponse::Ok().json(outcome_json(&outcome)))
+}
+
+async fn cancel_recovery(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AdminProblem> {
+    principal.require(&state, Permission::ManagePeople, Some(Track::Human), "cancel recoveries").await?;
+    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), format!("admin:{}", principal.subject));
+    let recovery = blocking(move || ca.cancel_recovery(&email, &id, &operator)).await?;
+    Ok(HttpResponse::Ok().json(recovery_json(&recovery)))
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {

@@ -68,6 +68,8 @@ impl From<dualca_ca::Error> for AdminProblem {
         match e.kind {
             NotFound => AdminProblem::not_found(e.detail),
             AlreadyRevoked | Conflict => AdminProblem::conflict(e.detail),
+            // The CA's own refusals of an allowed role, such as the two-person rule.
+            Unauthorized => AdminProblem::forbidden(e.detail),
             Internal => AdminProblem::internal(e.detail),
             _ => AdminProblem::bad_request(e.detail),
         }
@@ -78,6 +80,12 @@ impl From<actix_web::error::BlockingError> for AdminProblem {
     fn from(e: actix_web::error::BlockingError) -> Self {
         AdminProblem::internal(e.to_string())
     }
+}
+
+/// A required JSON body, parsed after the role check (a caller who may not is told so, not that
+/// their body is wrong).
+pub fn required_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminProblem> {
+    serde_json::from_slice(body).map_err(|e| AdminProblem::bad_request(format!("request body: {e}")))
 }
 
 /// An optional JSON body: empty means the defaults; anything else must parse, or the request is

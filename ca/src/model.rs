@@ -336,3 +336,62 @@ pub struct Invitation {
     pub code: String,
     pub expires_at: i64,
 }
+
+status_enum!(RecoveryStatus { Pending => "pending", Completed => "completed", Cancelled => "cancelled" });
+
+/// How long a high-assurance recovery waits for its second operator. The out-of-band check it
+/// rests on goes stale; after this the request can no longer be approved, and a new request
+/// cancels it.
+pub const RECOVERY_APPROVAL_SECONDS: i64 = 24 * 3600;
+
+/// What a help-desk operator records to recover a person, before validation: the revocation
+/// reason for the person's certificates (`keyCompromise` or `superseded`), how the identity was
+/// checked out of band (`in-person`, `video`, `manager-callback`), and the evidence.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverySpec {
+    pub reason: String,
+    pub method: String,
+    pub evidence: String,
+}
+
+/// A help-desk recovery of a person who lost a key or a device. A high-assurance one (the
+/// person holds a `client-auth` certificate or was proofed by the help desk) waits, `pending`,
+/// for a second operator; a standard one is carried out when requested.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    pub id: String,
+    pub person_id: String,
+    pub requested_by: String,
+    pub approved_by: Option<String>,
+    pub cancelled_by: Option<String>,
+    pub reason: RevocationReason,
+    pub method: String,
+    pub evidence: String,
+    pub high_assurance: bool,
+    pub status: RecoveryStatus,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+}
+
+impl Recovery {
+    /// Until when a pending recovery may be approved.
+    pub fn approval_expires_at(&self) -> i64 {
+        self.created_at + RECOVERY_APPROVAL_SECONDS
+    }
+
+    /// Pending and still within its approval window.
+    pub fn awaits_approval(&self, now: i64) -> bool {
+        self.status == RecoveryStatus::Pending && now < self.approval_expires_at()
+    }
+}
+
+/// What requesting or approving a recovery did. The lists are empty while it is pending.
+#[derive(Debug, Clone)]
+pub struct RecoveryOutcome {
+    pub recovery: Recovery,
+    pub revoked_certificates: Vec<String>,
+    pub deactivated_accounts: Vec<String>,
+    /// When the mailed enrollment link stops working, once it was sent.
+    pub link_expires_at: Option<i64>,
+}

@@ -75,7 +75,8 @@ async fn role_matrix(db: Db) {
             .replace("{serial}", &serials[&Track::Machine])
             .replace("{name}", "test-fleet")
             .replace("{kid}", "eab-nothing")
-            .replace("{email}", "nobody@example.test");
+            .replace("{email}", "nobody@example.test")
+            .replace("{id}", "no-such-recovery");
         let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
         let status = server
             .http()
@@ -205,6 +206,26 @@ async fn role_matrix(db: Db) {
         )
         .await;
         assert_eq!(status, expect(may_manage(*role), 409), "{} proofs", role.as_str());
+        // Recovery, too, needs an active person; unknown recoveries are not found.
+        assert_eq!(
+            get(&server, &format!("/admin/api/human/people/{target}/recoveries"), Some(tok)).await.0,
+            expect(may_read(*role), 200),
+            "{} lists recoveries",
+            role.as_str()
+        );
+        let (status, _) = post(
+            &server,
+            &format!("/admin/api/human/people/{target}/recover"),
+            tok,
+            serde_json::json!({"reason": "keyCompromise", "method": "video", "evidence": "checked on video"}),
+        )
+        .await;
+        assert_eq!(status, expect(may_manage(*role), 409), "{} recovers", role.as_str());
+        for action in ["approve", "cancel"] {
+            let path = format!("/admin/api/human/people/{target}/recoveries/no-such-recovery/{action}");
+            let (status, _) = post(&server, &path, tok, serde_json::json!({})).await;
+            assert_eq!(status, expect(may_manage(*role), 404), "{} {action}s a recovery", role.as_str());
+        }
         let (status, _) =
             post(&server, &format!("/admin/api/human/people/{target}/leaver"), tok, serde_json::json!({})).await;
         assert_eq!(status, expect(may_manage(*role), 200), "{} records a leaver", role.as_str());
@@ -430,7 +451,8 @@ async fn certificates_openapi_and_metrics(db: Db) {
             .replace("{serial}", "00ff")
             .replace("{name}", "no-such-asset")
             .replace("{kid}", "eab-nothing")
-            .replace("{email}", "nobody@example.test");
+            .replace("{email}", "nobody@example.test")
+            .replace("{id}", "no-such-recovery");
         let res = server
             .http()
             .request(

@@ -202,7 +202,8 @@ async fn certbot_obtains_renews_and_revokes(db: Db) {
 
     // The account is bound to the test fleet asset through EAB.
     let (kid, hmac) = server.eab();
-    let hmac = dualca_ca::ids::b64url(&hmac);
+    // base64url may begin with '-', which argparse would take for an option: pass it with '='.
+    let hmac = format!("--eab-hmac-key={}", dualca_ca::ids::b64url(&hmac));
     let mut obtain = certbot_command("certonly");
     obtain.args(issuing_args).args([
         "--domain",
@@ -213,7 +214,6 @@ async fn certbot_obtains_renews_and_revokes(db: Db) {
         "ecdsa",
         "--eab-kid",
         &kid,
-        "--eab-hmac-key",
         &hmac,
     ]);
     run_step("certbot-certonly", obtain, work.path()).await;

@@ -207,6 +207,7 @@ async fn bad_replies_are_refused_with_the_exact_problem(db: Db) {
     expect_smtp(&server, &to, &reply, 550, "the challenge is already valid").await;
 
     // A challenge the client already triggered is decided by the first reply that matches it.
+    drain_outbox(&server).await;
     let known = challenge_mails(&server, email);
     let order = order_email(&client, email, "smime").await;
     let res = client.post(&order.challenge_url, Some(&json!({}))).await;
@@ -284,6 +285,7 @@ async fn smime_signed_replies(db: Db) {
     let (bo_chain, bo_key, _) = issue_person_certificate(&server, &bo_client, bo, "smime").await;
     let (ann_cert, bo_cert) = (first_cert(&ann_chain), first_cert(&bo_chain));
 
+    drain_outbox(&server).await;
     let known = challenge_mails(&server, ann);
     let order = order_email(&ann_client, ann, "smime").await;
     let (part1, message_id) = new_challenge_mail(&server, ann, &known).await;
@@ -314,6 +316,7 @@ async fn smime_signed_replies(db: Db) {
     // She is told.
     let notice = crate::common::mail::mail_to(&server, ann, "your certificate was revoked").await;
     assert!(notice.contains(&ann_serial) && notice.contains("keyCompromise"), "{notice}");
+    drain_outbox(&server).await;
     let known = challenge_mails(&server, ann);
     let order = order_email(&ann_client, ann, "smime").await;
     let (part1, message_id) = new_challenge_mail(&server, ann, &known).await;
@@ -327,7 +330,9 @@ on_both_databases!(smime_signed_replies);
 /// The development setting counts unauthenticated replies, and the server says so loudly when
 /// it starts: the real binary is run for the banner.
 async fn accept_unauthenticated_is_loud_and_does_what_it_says(db: Db) {
-    let Some(server) = TestServer::start_with(db, |s| s.email_reply.accept_unauthenticated = true).await else { return };
+    let Some(server) = TestServer::start_with(db, |s| s.email_reply.accept_unauthenticated = true).await else {
+        return;
+    };
     let email = "ann@example.test";
     let client = human_account(&server, enrolled_person(&server, email, "E-1", false).await).await;
     let order = order_email(&client, email, "smime").await;

@@ -13,5 +13,6 @@ mod mail;
 mod pages;
 mod people;
 mod protocol;
+mod recovery;
 mod revocation_status;
 mod schema;

@@ -19,8 +19,12 @@ use crate::on_both_databases;
 use crate::protocol::{account, issue};
 
 fn mint(server: &TestServer, role: Role) -> (String, dualca_admin::auth::Claims) {
-    let subject = format!("{}-pages", role.as_str());
-    server.settings.admin_auth().unwrap().mint(role, &subject, 3600, server.ca.clock.unix()).unwrap()
+    mint_for(server, role, &format!("{}-pages", role.as_str()))
+}
+
+/// A token for one named operator (the two-person rule tells operators apart by subject).
+fn mint_for(server: &TestServer, role: Role, subject: &str) -> (String, dualca_admin::auth::Claims) {
+    server.settings.admin_auth().unwrap().mint(role, subject, 3600, server.ca.clock.unix()).unwrap()
 }
 
 /// HTTPS to the server, trusting its root, without following redirects (the tests look at them).
@@ -316,6 +320,8 @@ async fn each_role_sees_only_what_it_may(db: Db) {
         let person = session.get(person_page).await;
         assert_eq!(buttons(&person, "record-leaver"), manages_people, "{}", role.as_str());
         assert_eq!(buttons(&person, "record-move"), manages_people, "{}", role.as_str());
+        assert_eq!(buttons(&person, "no-recovery"), manages_people, "{}", role.as_str());
+        assert_eq!(buttons(&person, "no-recoveries"), person.status == 200, "{}", role.as_str());
         let dashboard = session.get("/admin/machine").await;
         assert_eq!(
             dashboard.body.contains("href=\"/admin/machine/audit\""),
@@ -504,7 +510,11 @@ async fn people_pages_register_proof_move_and_leave(db: Db) {
     let page = session.get(page_path).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("id=\"no-check\"") && !page.body.contains("id=\"record-check\""), "{}", page.body);
-    assert!(page.body.contains("<p id=\"recovery\">Recovery: not built yet.</p>"), "{}", page.body);
+    assert!(
+        page.body.contains("<p id=\"no-recovery\">A recovery needs an active person; this one is invited.</p>"),
+        "{}",
+        page.body
+    );
     let early = session
         .post(
             &format!("{page_path}/proof"),
@@ -581,6 +591,113 @@ async fn people_pages_register_proof_move_and_leave(db: Db) {
     server.stop().await;
 }
 on_both_databases!(people_pages_register_proof_move_and_leave);
+
+/// A person who enrolled, and, when `helpdesk`, passed a help-desk check (so that a recovery of
+/// them needs two operators).
+fn active_person(server: &TestServer, email: &str, name: &str, employee_id: &str, helpdesk: bool) {
+    let invitation = server.ca.person_joins(&joiner(email, name, employee_id), "test").unwrap();
+    let token = invitation.enrollment_url.rsplit('/').next().unwrap();
+    server.ca.complete_enrollment(token, &invitation.code).unwrap();
+    if helpdesk {
+        server.ca.proof_by_helpdesk(email, "in-person", "badge and passport at the desk", "test").unwrap();
+    }
+}
+
+async fn recovery_pages_follow_the_two_person_rule(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    active_person(&server, "ivy@example.test", "Ivy Example", "E-5001", true);
+    active_person(&server, "jo@example.test", "Jo Example", "E-5002", false);
+    let (ivy, jo) = ("/admin/human/people/ivy%40example.test", "/admin/human/people/jo%40example.test");
+    let alice = sign_in_with(&server, &mint_for(&server, Role::Helpdesk, "alice").0).await;
+    let bob = sign_in_with(&server, &mint_for(&server, Role::Helpdesk, "bob").0).await;
+    let auditor = sign_in(&server, Role::Auditor).await;
+    let has = |page: &Response, id: &str| page.body.contains(&format!("id=\"{id}\""));
+
+    // The Recover form is for those who may manage people; it says when two operators are needed.
+    let page = alice.get(ivy).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(has(&page, "recover-person") && has(&page, "two-person") && has(&page, "no-recoveries"), "{}", page.body);
+    assert!(page.body.contains("<option value=\"keyCompromise\">"), "{}", page.body);
+    let plain = alice.get(jo).await;
+    assert!(has(&plain, "recover-person") && !has(&plain, "two-person"), "{}", plain.body);
+    let seen = auditor.get(ivy).await;
+    assert_eq!(seen.status, 200);
+    assert!(!has(&seen, "recover") && has(&seen, "no-recoveries"), "{}", seen.body);
+
+    // The form needs its CSRF token; the CA's refusal comes back with the form as filled in.
+    let fields = |evidence: &'static str| {
+        vec![("reason", "superseded"), ("recovery_method", "video"), ("recovery_evidence", evidence)]
+    };
+    let forged = alice.post(&format!("{ivy}/recover"), &fields("passport on a video call")).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert!(server.ca.recoveries("ivy@example.test").unwrap().is_empty());
+    let short = alice.post(&format!("{ivy}/recover"), &recover_form(&alice, "ok")).await;
+    assert_eq!(short.status, 400, "{}", short.body);
+    assert!(short.body.contains("id=\"form-error\">a recovery needs an evidence note"), "{}", short.body);
+    assert!(short.body.contains("<option value=\"superseded\" selected>"), "{}", short.body);
+
+    // Alice asks; the page waits for another operator and offers her no approval.
+    let asked = alice.post(&format!("{ivy}/recover"), &recover_form(&alice, "passport on a video call")).await;
+    assert_eq!(asked.status, 303, "{}", asked.body);
+    assert_eq!(asked.headers[LOCATION], format!("{ivy}?done=recovery-pending"));
+    let page = alice.get(asked.headers[LOCATION].to_str().unwrap()).await;
+    assert!(has(&page, "notice") && has(&page, "pending-recovery") && has(&page, "awaiting-approval"), "{}", page.body);
+    assert!(
+        !has(&page, "approve-recovery") && !has(&page, "recover-person") && has(&page, "cancel-recovery"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<span id=\"requested-by\">admin:alice</span>"), "{}", page.body);
+    let id = server.ca.recoveries("ivy@example.test").unwrap()[0].id.clone();
+    // Recovery ids are base64url, so they go into the path as they are.
+    let approve = format!("{ivy}/recoveries/{id}/approve");
+    let own = alice.post(&approve, &[("csrf", &alice.csrf)]).await;
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(own.body.contains("the two-person rule needs another operator to approve it"), "{}", own.body);
+    assert!(own.body.contains("id=\"form-error\""), "the refusal is shown on the person's page: {}", own.body);
+
+    // Bob sees the Approve button, behind its confirm dialog; the auditor sees the recovery only.
+    let page = bob.get(ivy).await;
+    assert!(has(&page, "approve-recovery"), "{}", page.body);
+    assert!(
+        page.body.contains(
+            "data-confirm=\"Approve the recovery of Ivy Example &lt;ivy@example.test&gt; requested by admin:alice?"
+        ),
+        "{}",
+        page.body
+    );
+    let seen = auditor.get(ivy).await;
+    assert!(!has(&seen, "approve-recovery") && has(&seen, &format!("recovery-{id}")), "{}", seen.body);
+    let refused = auditor.post(&approve, &[("csrf", &auditor.csrf)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("Your role (auditor) may not approve recoveries."), "{}", refused.body);
+    assert_eq!(bob.post(&approve, &[]).await.status, 403, "the approval needs its CSRF token too");
+    let approved = bob.post(&approve, &[("csrf", &bob.csrf)]).await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    assert_eq!(approved.headers[LOCATION], format!("{ivy}?done=recovered&revoked=0"));
+    let page = bob.get(approved.headers[LOCATION].to_str().unwrap()).await;
+    assert!(page.body.contains("id=\"notice\">Recovered: 0 certificate(s) revoked"), "{}", page.body);
+    assert!(page.body.contains("<td class=\"status\">completed</td>"), "{}", page.body);
+    assert!(page.body.contains("<td class=\"approver\">admin:bob</td>"), "{}", page.body);
+    assert!(has(&page, "recover-person"), "a new recovery can be asked for: {}", page.body);
+    let approvals = actions(&server, Track::Human, "person.recovery-approved");
+    assert_eq!(approvals.iter().map(|e| e.actor.as_str()).collect::<Vec<_>>(), ["admin:bob"]);
+
+    // A standard recovery from the page is carried out at once.
+    let done = alice.post(&format!("{jo}/recover"), &recover_form(&alice, "badge checked at the desk")).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(done.headers[LOCATION], format!("{jo}?done=recovered&revoked=0"));
+    let recovered = server.ca.recoveries("jo@example.test").unwrap();
+    assert_eq!(recovered[0].status, dualca_ca::model::RecoveryStatus::Completed);
+    assert_eq!(recovered[0].requested_by, "admin:alice");
+    server.stop().await;
+}
+on_both_databases!(recovery_pages_follow_the_two_person_rule);
+
+/// The Recover form as a browser posts it.
+fn recover_form<'a>(session: &'a Session, evidence: &'a str) -> [(&'static str, &'a str); 4] {
+    [("reason", "superseded"), ("recovery_method", "video"), ("recovery_evidence", evidence), ("csrf", &session.csrf)]
+}
 
 async fn audit_log_filters_and_pages(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
@@ -853,8 +970,26 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
     server.ca.person_joins(&joiner("dee@example.test", "Dee Example", "E-4001"), "test").unwrap();
     within("open the person", client.goto(&format!("{base}/admin/human/people/dee%40example.test"))).await;
     assert_eq!(texts(&client, "#status").await, vec!["invited"]);
-    assert_eq!(texts(&client, "#recovery").await, vec!["Recovery: not built yet."]);
+    assert_eq!(texts(&client, "#no-recovery").await, vec!["A recovery needs an active person; this one is invited."]);
     screenshot(&client, "person").await;
+
+    // Once enrolled, the help desk can recover her: the Recover form, behind its confirm dialog.
+    active_person(&server, "fay@example.test", "Fay Example", "E-4002", false);
+    within("open the person", client.goto(&format!("{base}/admin/human/people/fay%40example.test"))).await;
+    let evidence = within("evidence field", client.find(fantoccini::Locator::Id("recovery-evidence"))).await;
+    within("type the evidence", evidence.send_keys("passport shown on a video call")).await;
+    click(&client, "#recover-person").await;
+    let question = wait_for("the confirm dialog", Duration::from_secs(5), || {
+        let client = client.clone();
+        async move { client.get_alert_text().await.ok() }
+    })
+    .await;
+    assert!(question.starts_with("Recover Fay Example <fay@example.test>?"), "{question}");
+    within("accept the dialog", client.accept_alert()).await;
+    wait_for_url(&client, "done=recovered").await;
+    assert_eq!(texts(&client, "#recoveries td.status").await, vec!["completed"]);
+    assert_eq!(texts(&client, "#recoveries td.reason").await, vec!["keyCompromise"]);
+    screenshot(&client, "person-recovered").await;
 }
 
 /// SQLite only: what the browser adds is the browser, not the database.

@@ -1,15 +1,19 @@
 //! The human track's people pages: the list with its status filter and the joiner form, and one
-//! person with their proofing history, their certificates and the help-desk actions (a
-//! help-desk check, a mover, a leaver behind a confirm dialog). Each action calls the same `Ca`
-//! method as the API and redirects back; when the CA refuses it (bad input, a conflict), the
-//! page it came from is shown again with the reason and the form as it was filled in.
+//! person with their proofing history, their certificates, their recoveries and the help-desk
+//! actions (a help-desk check, a mover, a recovery and its approval by a second operator, a
+//! leaver; the destructive ones behind a confirm dialog). Each action calls the same `Ca`
+//! method as the API and redirects back; when the CA refuses it (bad input, a conflict, the
+//! two-person rule), the page it came from is shown again with the reason and the form as it
+//! was filled in.
 
 use std::fmt::Write;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use dualca_ca::clock::rfc3339;
-use dualca_ca::model::{CertificateRecord, CertificateStatus, JoinerSpec, Person, PersonStatus};
+use dualca_ca::model::{
+    CertificateRecord, CertificateStatus, JoinerSpec, Person, PersonStatus, ProofingLevel, Recovery, RecoverySpec,
+};
 use dualca_ca::{CertificateFilter, Track};
 use serde::Deserialize;
 
@@ -26,11 +30,21 @@ const STATUSES: [PersonStatus; 4] =
 const METHODS: [(&str, &str); 3] =
     [("in-person", "In person"), ("video", "Video call"), ("manager-callback", "Call back to the manager")];
 
-/// A refusal the operator can act on (bad input or a conflict), as (status, reason); anything
-/// else (a missing person, an internal error) ends the request as usual.
+/// The revocation reasons a recovery offers, with their labels.
+const RECOVERY_REASONS: [(&str, &str); 2] = [
+    ("keyCompromise", "Key compromise: the key or device may be in someone else's hands"),
+    ("superseded", "Superseded: the key is lost or destroyed, not compromised"),
+];
+
+/// A refusal the operator can act on (bad input, a conflict, or a rule of the CA such as the
+/// two-person rule), as (status, reason); anything else (a missing person, an internal error)
+/// ends the request as usual. Only the CA's answers come here: the role and CSRF checks end
+/// the request before.
 fn refusal(e: PageError) -> Result<(StatusCode, String), PageError> {
     match e {
-        PageError::Message(status, why) if matches!(status, StatusCode::BAD_REQUEST | StatusCode::CONFLICT) => {
+        PageError::Message(status, why)
+            if matches!(status, StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::FORBIDDEN) =>
+        {
             Ok((status, why))
         }
         other => Err(other),
@@ -186,6 +200,9 @@ struct PersonView {
     /// (level, method, evidence, operator, at), oldest first.
     proofing: Vec<(String, String, String, String, i64)>,
     certificates: Vec<CertificateRecord>,
+    /// Newest first.
+    recoveries: Vec<Recovery>,
+    now: i64,
 }
 
 async fn load(state: &AdminState, email: String) -> Result<PersonView, PageError> {
@@ -195,7 +212,8 @@ async fn load(state: &AdminState, email: String) -> Result<PersonView, PageError
         let proofing = ca.proofing_history(&email)?;
         let filter = CertificateFilter { person: Some(person.id.clone()), ..CertificateFilter::default() };
         let certificates = ca.search_certificates(Track::Human, &filter, None, 1000)?;
-        Ok(PersonView { person, proofing, certificates })
+        let recoveries = ca.recoveries(&email)?;
+        Ok(PersonView { person, proofing, certificates, recoveries, now: ca.clock.unix() })
     })
     .await
 }
@@ -212,7 +230,9 @@ struct NoticeQuery {
 
 /// What a redirect after an action announces: fixed texts, picked by a keyword, and only when
 /// the person's state agrees.
-fn notice(q: &NoticeQuery, person: &Person) -> Option<String> {
+fn notice(q: &NoticeQuery, view: &PersonView) -> Option<String> {
+    let person = &view.person;
+    let pending = view.recoveries.first().is_some_and(|r| r.awaits_approval(view.now));
     let text = match (q.done.as_deref()?, person.status) {
         ("proofed", _) => "The help-desk check was recorded, and the person was told by mail.".to_string(),
         ("moved", _) => "The move was recorded.".to_string(),
@@ -221,6 +241,16 @@ fn notice(q: &NoticeQuery, person: &Person) -> Option<String> {
              and they and their manager were told by mail.",
             q.revoked.unwrap_or(0)
         ),
+        ("recovered", PersonStatus::Active) => format!(
+            "Recovered: {} certificate(s) revoked, their ACME accounts and EAB keys deactivated, and a new \
+             enrollment link and code mailed to them (neither is shown here). Their manager was told.",
+            q.revoked.unwrap_or(0)
+        ),
+        ("recovery-pending", PersonStatus::Active) if pending => "The recovery was requested and waits for a second \
+             operator's approval: this person holds a client-auth certificate or was proofed by the help desk. \
+             They were told by mail."
+            .to_string(),
+        ("recovery-cancelled", _) => "The recovery was cancelled, and the person was told by mail.".to_string(),
         _ => return None,
     };
     Some(format!("<p class=\"notice\" id=\"notice\">{}</p>", esc(&text)))
@@ -239,6 +269,14 @@ struct ActionForm {
     /// The mover's new manager.
     #[serde(default)]
     manager_email: String,
+    /// The recovery's revocation reason, check and evidence (apart from the help-desk check's,
+    /// so that a refused recovery does not fill in the other form).
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    recovery_method: String,
+    #[serde(default)]
+    recovery_evidence: String,
 }
 
 fn detail_body(
@@ -314,10 +352,167 @@ fn detail_body(
         body.push_str("</tbody></table>");
     }
 
+    body.push_str(&recoveries_table(&view.recoveries, view.now));
+
     if session.may(Permission::ManagePeople, Track::Human) {
         body.push_str(&actions(session, view, filled));
     }
     body
+}
+
+fn recoveries_table(recoveries: &[Recovery], now: i64) -> String {
+    let mut out = String::from("<h2>Recoveries</h2>");
+    if recoveries.is_empty() {
+        out.push_str("<p id=\"no-recoveries\">None.</p>");
+        return out;
+    }
+    out.push_str(
+        "<table id=\"recoveries\"><thead><tr><th>Requested (UTC)</th><th>Status</th><th>Reason</th><th>Method</th>\
+         <th>Evidence</th><th>Requested by</th><th>Approved by</th><th>Two operators</th></tr></thead><tbody>",
+    );
+    for r in recoveries {
+        let status = if r.status == dualca_ca::model::RecoveryStatus::Pending && !r.awaits_approval(now) {
+            "pending (expired)"
+        } else {
+            r.status.as_str()
+        };
+        let _ = write!(
+            out,
+            "<tr id=\"recovery-{}\"><td>{}</td><td class=\"status\">{}</td><td class=\"reason\">{}</td>\
+             <td class=\"method\">{}</td><td class=\"details\">{}</td><td class=\"operator\">{}</td>\
+             <td class=\"approver\">{}</td><td>{}</td></tr>",
+            esc(&r.id),
+            esc(&rfc3339(r.created_at)),
+            esc(status),
+            esc(r.reason.name()),
+            esc(&r.method),
+            esc(&r.evidence),
+            esc(&r.requested_by),
+            esc(r.approved_by.as_deref().unwrap_or("—")),
+            if r.high_assurance { "required" } else { "no" }
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// Whether the CA will ask for a second operator, as far as the page can tell (the CA decides):
+/// a help-desk proofing level or a live client-auth certificate.
+fn looks_high_assurance(view: &PersonView) -> bool {
+    view.person.proofing_level == ProofingLevel::Helpdesk
+        || view
+            .certificates
+            .iter()
+            .any(|c| c.status == CertificateStatus::Valid && c.profile == "client-auth" && c.not_after > view.now)
+}
+
+fn options(choices: &[(&str, &str)], chosen: &str) -> String {
+    choices
+        .iter()
+        .map(|(value, label)| {
+            let selected = if chosen == *value { " selected" } else { "" };
+            format!("<option value=\"{}\"{selected}>{}</option>", esc(value), esc(label))
+        })
+        .collect()
+}
+
+/// The recovery actions: the form to request one or, while one waits, its approval (for an
+/// operator other than its requester) and its cancellation.
+fn recovery_actions(session: &Session, view: &PersonView, filled: &ActionForm) -> String {
+    let p = &view.person;
+    let href = html::person_href(&p.email);
+    let csrf = html::csrf_field(&session.csrf);
+    let mut out = String::from("<h3>Recovery</h3>");
+    if p.status != PersonStatus::Active {
+        let _ = write!(
+            out,
+            "<p id=\"no-recovery\">A recovery needs an active person; this one is {}.</p>",
+            esc(p.status.as_str())
+        );
+        return out;
+    }
+    let me = format!("admin:{}", session.subject);
+    if let Some(pending) = view.recoveries.iter().find(|r| r.status == dualca_ca::model::RecoveryStatus::Pending) {
+        let base = format!("{href}/recoveries/{}", html::url_part(&pending.id));
+        let _ = write!(
+            out,
+            "<p id=\"pending-recovery\">Recovery <code>{}</code> ({}, checked by {}) was requested by \
+             <span id=\"requested-by\">{}</span> at {} and needs a second operator's approval until {}.</p>",
+            esc(&pending.id),
+            esc(pending.reason.name()),
+            esc(&pending.method),
+            esc(&pending.requested_by),
+            esc(&rfc3339(pending.created_at)),
+            esc(&rfc3339(pending.approval_expires_at()))
+        );
+        if !pending.awaits_approval(view.now) {
+            out.push_str(
+                "<p id=\"recovery-expired\">It expired unapproved; cancel it, or request a new recovery below, \
+                 which cancels it.</p>",
+            );
+        } else if pending.requested_by == me {
+            out.push_str(
+                "<p id=\"awaiting-approval\">You requested it, so another operator must approve it (the \
+                 two-person rule).</p>",
+            );
+        } else {
+            let live = view.certificates.iter().filter(|c| c.status == CertificateStatus::Valid).count();
+            let _ = write!(
+                out,
+                "<form method=\"post\" action=\"{}\" data-confirm=\"{}\" id=\"approve\">{csrf}\
+                 <button type=\"submit\" class=\"danger\" id=\"approve-recovery\">Approve the recovery</button></form>",
+                esc(&format!("{base}/approve")),
+                esc(&format!(
+                    "Approve the recovery of {} <{}> requested by {}? Their {live} live certificate(s) are revoked \
+                     at once ({}), their ACME accounts and EAB keys stop working, and they are mailed a new \
+                     enrollment link.",
+                    p.display_name,
+                    p.email,
+                    pending.requested_by,
+                    pending.reason.name()
+                )),
+            );
+        }
+        let _ = write!(
+            out,
+            "<form method=\"post\" action=\"{}\" id=\"cancel\">{csrf}\
+             <button type=\"submit\" id=\"cancel-recovery\">Cancel the recovery</button></form>",
+            esc(&format!("{base}/cancel")),
+        );
+        if pending.awaits_approval(view.now) {
+            return out;
+        }
+    }
+    let live = view.certificates.iter().filter(|c| c.status == CertificateStatus::Valid).count();
+    let methods: Vec<(&str, &str)> = METHODS.to_vec();
+    let _ = write!(
+        out,
+        "<p>For a person who lost a key or a device, after a check of their identity out of band. Their \
+         certificates are revoked, their ACME accounts and EAB keys deactivated, and a new one-time enrollment \
+         link and code go to them by mail; you never see the code.{}</p>\
+         <form method=\"post\" action=\"{}\" data-confirm=\"{}\" id=\"recover\">{csrf}\
+         <p><label>Revocation reason <select name=\"reason\" id=\"recovery-reason\">{}</select></label></p>\
+         <p><label>Check <select name=\"recovery_method\" id=\"recovery-method\">{}</select></label></p>\
+         <p><label for=\"recovery-evidence\">Evidence (what was checked, and how)</label><br>\
+         <textarea name=\"recovery_evidence\" id=\"recovery-evidence\" rows=\"3\" required minlength=\"5\">{}</textarea></p>\
+         <p><button type=\"submit\" class=\"danger\" id=\"recover-person\">Recover</button></p></form>",
+        if looks_high_assurance(view) {
+            " <strong id=\"two-person\">This person holds a client-auth certificate or was proofed by the help \
+             desk: a second operator must approve the recovery before anything changes.</strong>"
+        } else {
+            ""
+        },
+        esc(&format!("{href}/recover")),
+        esc(&format!(
+            "Recover {} <{}>? Their {live} live certificate(s) are revoked (unless a second operator must \
+             approve first), and their ACME accounts and EAB keys stop working.",
+            p.display_name, p.email
+        )),
+        options(&RECOVERY_REASONS, &filled.reason),
+        options(&methods, &filled.recovery_method),
+        esc(&filled.recovery_evidence)
+    );
+    out
 }
 
 /// The help-desk actions, for roles that may take them.
@@ -381,7 +576,7 @@ fn actions(session: &Session, view: &PersonView, filled: &ActionForm) -> String 
         )),
     );
 
-    out.push_str("<h3>Recovery</h3><p id=\"recovery\">Recovery: not built yet.</p>");
+    out.push_str(&recovery_actions(session, view, filled));
     out
 }
 
@@ -391,7 +586,7 @@ pub async fn show(req: HttpRequest, session: Session, email: web::Path<String>) 
     session.require(&state, Permission::ReadPeople, Track::Human, "read people").await?;
     let q = web::Query::<NoticeQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let view = load(&state, email.into_inner()).await?;
-    let body = detail_body(&session, &view, notice(&q, &view.person), None, &ActionForm::default());
+    let body = detail_body(&session, &view, notice(&q, &view), None, &ActionForm::default());
     Ok(html::ok(&title(&view.person), &session, &body))
 }
 
@@ -477,5 +672,63 @@ pub async fn leaver(
     let outcome = blocking(move || ca.person_leaves(&who, &actor))
         .await
         .map(|revoked| format!("{}?done=left&revoked={}", html::person_href(&email), revoked.len()));
+    finish(&req, &session, email, outcome, &f).await
+}
+
+/// POST /admin/human/people/{email}/recover: a help-desk recovery, carried out at once or left
+/// pending for a second operator.
+pub async fn recover(
+    req: HttpRequest,
+    session: Session,
+    email: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "recover people").await?;
+    let email = email.into_inner();
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let spec = RecoverySpec {
+        reason: f.reason.clone(),
+        method: f.recovery_method.clone(),
+        evidence: f.recovery_evidence.clone(),
+    };
+    let outcome = blocking(move || ca.request_recovery(&who, &spec, &operator)).await.map(|o| {
+        let href = html::person_href(&email);
+        match o.recovery.status {
+            dualca_ca::model::RecoveryStatus::Pending => format!("{href}?done=recovery-pending"),
+            _ => format!("{href}?done=recovered&revoked={}", o.revoked_certificates.len()),
+        }
+    });
+    finish(&req, &session, email, outcome, &f).await
+}
+
+/// POST /admin/human/people/{email}/recoveries/{id}/approve: the second operator's approval.
+pub async fn approve_recovery(
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "approve recoveries").await?;
+    let (email, id) = path.into_inner();
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let outcome = blocking(move || ca.approve_recovery(&who, &id, &operator))
+        .await
+        .map(|o| format!("{}?done=recovered&revoked={}", html::person_href(&email), o.revoked_certificates.len()));
+    finish(&req, &session, email, outcome, &f).await
+}
+
+/// POST /admin/human/people/{email}/recoveries/{id}/cancel
+pub async fn cancel_recovery(
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let f = allowed(&req, &session, &body, "cancel recoveries").await?;
+    let (email, id) = path.into_inner();
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let outcome = blocking(move || ca.cancel_recovery(&who, &id, &operator))
+        .await
+        .map(|_| format!("{}?done=recovery-cancelled", html::person_href(&email)));
     finish(&req, &session, email, outcome, &f).await
 }

@@ -115,6 +115,7 @@ impl From<dualca_ca::Error> for PageError {
         match e.kind {
             NotFound => PageError::not_found(e.detail),
             AlreadyRevoked | Conflict => PageError::Message(StatusCode::CONFLICT, e.detail),
+            Unauthorized => PageError::forbidden(e.detail),
             Internal => PageError::internal(e.detail),
             _ => PageError::bad_request(e.detail),
         }

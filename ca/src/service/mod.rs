@@ -10,6 +10,7 @@ mod nonces;
 mod orders;
 mod outbox;
 mod people;
+mod recovery;
 mod revocation;
 mod revocation_status;
 mod server_tls;

@@ -20,12 +20,19 @@ const ENROLLMENT_ATTEMPTS: i64 = 5;
 /// How long the EAB credentials handed out at enrollment stay usable.
 const PERSON_EAB_LIFETIME: i64 = 30 * 86400;
 
-fn hash(text: &str) -> String {
+pub(super) fn hash(text: &str) -> String {
     ids::hex(&ids::sha256(text.as_bytes()))
 }
 
-fn person_subject(email: &str) -> String {
+pub(super) fn person_subject(email: &str) -> String {
     format!("person:{email}")
+}
+
+/// A one-time link token and its 8-digit code, as an invite or a recovery mails them.
+pub(super) fn new_link_secret() -> (String, String) {
+    let token = ids::new_token();
+    let code = format!("{:08}", u64::from_be_bytes(ids::random_bytes::<8>()) % 100_000_000);
+    (token, code)
 }
 
 fn check_address(field: &str, value: &str) -> Result<()> {
@@ -42,8 +49,7 @@ impl Ca {
             return Err(Error::malformed("a joiner needs display_name and employee_id"));
         }
         let now = self.clock.unix();
-        let token = ids::new_token();
-        let code = format!("{:08}", u64::from_be_bytes(ids::random_bytes::<8>()) % 100_000_000);
+        let (token, code) = new_link_secret();
         let url = format!("{}/enroll/{token}", self.public_url());
         let person = self.storage.write(|conn| {
             if store::by_email(conn, &spec.email)?.is_some() {
@@ -65,7 +71,15 @@ impl Ca {
                 left_at: None,
             };
             store::insert(conn, &row)?;
-            store::insert_enrollment(conn, &hash(&token), &row.id, &hash(&code), now, now + ENROLLMENT_LIFETIME)?;
+            store::insert_enrollment(
+                conn,
+                &hash(&token),
+                &row.id,
+                &hash(&code),
+                ProofingLevel::Email,
+                now,
+                now + ENROLLMENT_LIFETIME,
+            )?;
             audit::record(conn, Track::Human,
                     now,
                     actor,
@@ -88,8 +102,9 @@ impl Ca {
         Ok(Invitation { person, enrollment_url: url, code, expires_at: now + ENROLLMENT_LIFETIME })
     }
 
-    /// Completes an enrollment: the code proves control of the mailbox (proofing level email),
-    /// and the person gets EAB credentials for the human directory, shown this once.
+    /// Completes an enrollment: the code proves control of the mailbox, the person gets the
+    /// proofing level the link grants (email for an invite; what its recovery grants for a
+    /// recovery link) and EAB credentials for the human directory, shown this once.
     pub fn complete_enrollment(&self, token: &str, code: &str) -> Result<(Person, EabCredentials)> {
         let now = self.clock.unix();
         let token_hash = hash(token);
@@ -98,7 +113,8 @@ impl Ca {
         let sealed = self.seal(&key)?;
         let kid = format!("eab-{}", ids::new_id());
         let outcome = self.storage.write(|conn| {
-            let Some((person_id, code_hash, attempts, expires_at, used_at)) = store::enrollment(conn, &token_hash)?
+            let Some((person_id, code_hash, attempts, expires_at, used_at, grants)) =
+                store::enrollment(conn, &token_hash)?
             else {
                 return Ok(Err(refused()));
             };
@@ -116,11 +132,10 @@ impl Ca {
                 return Ok(Err(refused()));
             }
             store::mark_enrollment_used(conn, &token_hash, now)?;
-            let level = if person.proofing_level.rank() >= ProofingLevel::Email.rank() {
-                person.proofing_level
-            } else {
-                ProofingLevel::Email
-            };
+            let grants = ProofingLevel::parse(&grants)
+                .ok_or_else(|| Error::internal(format!("enrollment grants an unknown level {grants:?}")))?;
+            let recovery = super::recovery::recovery_of_link(conn, &token_hash)?;
+            let level = if person.proofing_level.rank() >= grants.rank() { person.proofing_level } else { grants };
             let row = PersonRow {
                 id: person.id.clone(),
                 email: person.email.clone(),
@@ -134,15 +149,11 @@ impl Ca {
                 left_at: None,
             };
             store::update(conn, &row)?;
-            store::add_proofing(
-                conn,
-                &person.id,
-                ProofingLevel::Email,
-                "email-link",
-                "enrollment code entered",
-                "self",
-                now,
-            )?;
+            let (method, evidence) = match &recovery {
+                Some(id) => ("recovery-link", format!("recovery code entered (recovery {id})")),
+                None => ("email-link", "enrollment code entered".to_string()),
+            };
+            store::add_proofing(conn, &person.id, grants, method, &evidence, "self", now)?;
             eab_store::insert_eab(
                 conn,
                 &EabKeyRow {
@@ -159,15 +170,11 @@ impl Ca {
                 },
             )?;
             let subject = person_subject(&person.email);
-            audit::record(
-                conn,
-                Track::Human,
-                now,
-                subject.clone(),
-                "person.proofed",
-                subject.clone(),
-                json!({ "level": "email", "method": "email-link" }),
-            )?;
+            let mut details = json!({ "level": grants.as_str(), "method": method });
+            if let Some(id) = &recovery {
+                details["recovery"] = json!(id);
+            }
+            audit::record(conn, Track::Human, now, subject.clone(), "person.proofed", subject.clone(), details)?;
             audit::record(
                 conn,
                 Track::Human,
@@ -177,15 +184,26 @@ impl Ca {
                 person_subject(&person.email),
                 json!({ "kid": kid }),
             )?;
-            let done = OutboundMail::notification(
-                Track::Human,
-                person.email.clone(),
-                "dualca: enrollment completed",
-                &[
-                    "Your enrollment is complete: you can now request certificates for your address.",
-                    "If this was not you, tell the help desk at once.",
-                ],
-            );
+            let done = match recovery {
+                Some(_) => OutboundMail::notification(
+                    Track::Human,
+                    person.email.clone(),
+                    "dualca: recovery completed",
+                    &[
+                        "Your recovery is complete: you have new credentials and can request certificates again.",
+                        "If this was not you, tell the help desk at once.",
+                    ],
+                ),
+                None => OutboundMail::notification(
+                    Track::Human,
+                    person.email.clone(),
+                    "dualca: enrollment completed",
+                    &[
+                        "Your enrollment is complete: you can now request certificates for your address.",
+                        "If this was not you, tell the help desk at once.",
+                    ],
+                ),
+            };
             super::outbox::enqueue(conn, &done, now)?;
             Ok(Ok(Person::try_from(row)?))
         })?;
@@ -313,6 +331,7 @@ impl Ca {
                 subject.clone(),
                 json!({ "manager": person.manager_email }),
             )?;
+            super::recovery::cancel_pending(conn, &person, actor, "leaver", now)?;
             let serials = certificates::live_for_person(conn, &person.id, now)?;
             for serial in &serials {
                 certificates::revoke(conn, serial, reason as u8, now)?;
@@ -390,7 +409,7 @@ impl Ca {
     }
 }
 
-fn person_row(person: &Person, now: i64) -> PersonRow {
+pub(super) fn person_row(person: &Person, now: i64) -> PersonRow {
     PersonRow {
         id: person.id.clone(),
         email: person.email.clone(),

@@ -199,6 +199,19 @@ pub fn live_for_person(conn: &mut DbConnection, person_id: &str, now: i64) -> Re
         .load(conn)?)
 }
 
+/// Whether a person holds a valid, unexpired certificate of this profile.
+pub fn person_holds_live_profile(conn: &mut DbConnection, person_id: &str, profile: &str, now: i64) -> Result<bool> {
+    let found: Option<String> = k::certificates
+        .filter(k::person_id.eq(person_id))
+        .filter(k::profile.eq(profile))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .select(k::serial)
+        .first(conn)
+        .optional()?;
+    Ok(found.is_some())
+}
+
 /// Valid, unexpired human-track certificates issued to people.
 pub fn live_person_certificates(conn: &mut DbConnection, now: i64) -> Result<Vec<CertificateRecord>> {
     k::certificates

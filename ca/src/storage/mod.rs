@@ -12,6 +12,7 @@ pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod outbox;
 pub(crate) mod people;
+pub(crate) mod recoveries;
 pub(crate) mod rows;
 pub(crate) mod scheduled;
 mod schema;

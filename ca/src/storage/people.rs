@@ -42,6 +42,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        grants_level -> Text,
     }
 }
 
@@ -143,8 +144,8 @@ pub fn add_proofing(
 /// A proofing event: (level, method, evidence, operator, at).
 pub type ProofingRecord = (String, String, String, String, i64);
 
-/// An enrollment: (person_id, code_hash, attempts, expires_at, used_at).
-pub type EnrollmentRecord = (String, String, i64, i64, Option<i64>);
+/// An enrollment: (person_id, code_hash, attempts, expires_at, used_at, grants_level).
+pub type EnrollmentRecord = (String, String, i64, i64, Option<i64>, String);
 
 /// A person's proofing events, oldest first.
 pub fn proofing_history(conn: &mut DbConnection, person_id: &str) -> Result<Vec<ProofingRecord>> {
@@ -160,6 +161,7 @@ pub fn insert_enrollment(
     token_hash: &str,
     person_id: &str,
     code_hash: &str,
+    grants: ProofingLevel,
     now: i64,
     expires_at: i64,
 ) -> Result<()> {
@@ -171,16 +173,17 @@ pub fn insert_enrollment(
             en::attempts.eq(0i64),
             en::created_at.eq(now),
             en::expires_at.eq(expires_at),
+            en::grants_level.eq(grants.as_str()),
         ))
         .execute(conn)?;
     Ok(())
 }
 
-/// (person_id, code_hash, attempts, expires_at, used_at)
+/// (person_id, code_hash, attempts, expires_at, used_at, grants_level)
 pub fn enrollment(conn: &mut DbConnection, token_hash: &str) -> Result<Option<EnrollmentRecord>> {
     Ok(en::enrollments
         .filter(en::token_hash.eq(token_hash))
-        .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at))
+        .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at, en::grants_level))
         .first(conn)
         .optional()?)
 }
@@ -199,7 +202,8 @@ pub fn mark_enrollment_used(conn: &mut DbConnection, token_hash: &str, now: i64)
         == 1)
 }
 
-/// Closes every open enrollment of a person (a leaver's link must not work).
+/// Closes every open enrollment of a person (a leaver's link, or the link a recovery replaces,
+/// must not work).
 pub fn close_enrollments(conn: &mut DbConnection, person_id: &str, now: i64) -> Result<()> {
     diesel::update(en::enrollments.filter(en::person_id.eq(person_id)).filter(en::used_at.is_null()))
         .set(en::used_at.eq(Some(now)))

@@ -44,7 +44,16 @@ pub fn decode_quoted_printable(text: &str) -> String {
 
 /// The one-time link and code of the invite mailed to `to`.
 pub async fn invite(server: &TestServer, to: &str) -> (String, String) {
-    let text = mail_to(server, to, "/enroll/").await;
+    link_and_code(&mail_to(server, to, "/enroll/").await)
+}
+
+/// The one-time link and code of the recovery mailed to `to`.
+pub async fn recovery_link(server: &TestServer, to: &str) -> (String, String) {
+    link_and_code(&mail_to(server, to, "dualca: recover your certificates").await)
+}
+
+/// The `/enroll/` link and the 8-digit word after "code" in a mail.
+pub fn link_and_code(text: &str) -> (String, String) {
     let link =
         text.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']).to_string();
     let code: String = text
