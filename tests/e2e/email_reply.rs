@@ -50,16 +50,8 @@ async fn person_gets_smime_certificate_over_real_smtp(db: Db) {
         json!({"email": email, "display_name": "Ann", "employee_id": "E-1", "manager_email": "boss@example.test"});
     assert_eq!(server.admin_call("POST", "/admin/api/human/people", &token, joiner).await.0, 201);
     let invite = text_part(&received(&smtp, email, "enrol").await);
-    let link = invite.split_whitespace().find(|w| w.contains("/enroll/")).unwrap().trim_end_matches(['.', ',']);
-    let code: String = invite
-        .split_whitespace()
-        .skip_while(|w| *w != "code")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let eab = complete_enrollment(&server, link, &code).await;
+    let (link, code) = crate::common::mail::link_and_code(&invite);
+    let eab = complete_enrollment(&server, &link, &code).await;
     let client = human_account(&server, eab).await;
 
     // The challenge mail, as the person's mailbox receives it.

@@ -26,17 +26,6 @@ async fn call(server: &TestServer, method: &str, path: &str, token: &str, body: 
     server.admin_call(method, path, token, body).await
 }
 
-/// Posts the code to an enrollment link and reads the EAB credentials off the page.
-async fn enroll(server: &TestServer, link: &str, code: &str) -> (String, Vec<u8>) {
-    let page = server.http().post(link).form(&[("code", code)]).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.unwrap();
-    let field =
-        |id: &str| html.split(&format!("<code id={id}>")).nth(1).unwrap().split('<').next().unwrap().to_string();
-    let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, field("hmac")).unwrap();
-    (field("kid"), key)
-}
-
 /// A joiner who enrolled through the invite (proofing level email); their EAB credentials.
 async fn enrolled_person(server: &TestServer, email: &str, employee_id: &str) -> (String, Vec<u8>) {
     let hr = operator(server, "hr-feed");
@@ -44,7 +33,7 @@ async fn enrolled_person(server: &TestServer, email: &str, employee_id: &str) ->
         "manager_email": "boss@example.test"});
     assert_eq!(call(server, "POST", "/admin/api/human/people", &hr, joiner).await.0, 201);
     let (link, code) = invite(server, email).await;
-    enroll(server, &link, &code).await
+    human::complete_enrollment(server, &link, &code).await
 }
 
 async fn proof_by_helpdesk(server: &TestServer, email: &str) {
@@ -212,7 +201,7 @@ async fn standard_recovery_revokes_deactivates_and_enrolls_again(db: Db) {
     // The link enrolls again (once); the new credentials make an account that orders.
     let wrong = server.http().post(&link).form(&[("code", "00000000")]).send().await.unwrap();
     assert_eq!(wrong.status(), 403);
-    let fresh = enroll(&server, &link, &code).await;
+    let fresh = human::complete_enrollment(&server, &link, &code).await;
     assert_ne!(fresh.0, eab.0);
     let again = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
     assert_eq!(again.status(), 403, "the recovery link works once");
@@ -353,7 +342,7 @@ async fn client_auth_recovery_needs_a_second_operator(db: Db) {
 
     // The approved recovery grants help-desk proofing: the new account orders client-auth.
     let (link, code) = recovery_link(&server, email).await;
-    let fresh = enroll(&server, &link, &code).await;
+    let fresh = human::complete_enrollment(&server, &link, &code).await;
     assert_eq!(server.ca.person(email).unwrap().proofing_level.as_str(), "helpdesk");
     let new_account = person_account(&server, &fresh).await.unwrap();
     let new = issue_person_certificate(&server, &new_account, email, "client-auth").await;
@@ -579,7 +568,7 @@ async fn the_command_line_keeps_the_two_person_rule(db: Db) {
     assert!(ok && stdout.starts_with(&format!("recovery {id}  completed")), "{stdout}");
     // The server delivers the link the command queued.
     let (link, code) = recovery_link(&server, email).await;
-    enroll(&server, &link, &code).await;
+    human::complete_enrollment(&server, &link, &code).await;
     assert_eq!(server.ca.person(email).unwrap().proofing_level.as_str(), "helpdesk");
     server.stop().await;
 }
