@@ -18,6 +18,11 @@
 #   RESULTS_DIR=<repo>/target/bench-results/<time>    where the JSON reports and logs are kept
 #   SKIP_BUILD=1                                 use the binaries already in CARGO_TARGET_DIR
 #   KEEP=1                                       keep the temporary data directories
+#   REQUEST_TIMEOUT_S=10 RUN_TIMEOUT_S=900       the generator's --request-timeout-s, --timeout-s
+#   PEBBLE_TRIES=4                               attempts per round when Pebble deadlocks (below)
+#   PEBBLE_MAX_FAILURES=2*CONCURRENCY            a Pebble run stops after that many failed flows
+#                                                (a deadlocked Pebble fails every flow); dualca
+#                                                runs never stop early, so every failure is counted
 #
 # Everything listens on 127.0.0.1 and is stopped on exit.
 set -euo pipefail
@@ -35,6 +40,10 @@ PEBBLE_TLS_PORT=${PEBBLE_TLS_PORT:-5401}
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 POSTGRES_URL=${POSTGRES_URL%/}
 KEEP=${KEEP:-0}
+REQUEST_TIMEOUT_S=${REQUEST_TIMEOUT_S:-10}
+RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}
+PEBBLE_TRIES=${PEBBLE_TRIES:-4}
+PEBBLE_MAX_FAILURES=${PEBBLE_MAX_FAILURES:-$((2 * CONCURRENCY))}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/release-bench}
@@ -45,7 +54,7 @@ bench=$CARGO_TARGET_DIR/release/dualca-bench
 say() { printf '%s\n' "$*" >&2; }
 die() { say "compare.sh: $*"; exit 1; }
 
-for n in FLOWS CONCURRENCY ROUNDS; do
+for n in FLOWS CONCURRENCY ROUNDS REQUEST_TIMEOUT_S RUN_TIMEOUT_S PEBBLE_TRIES PEBBLE_MAX_FAILURES; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
 done
 (( ROUNDS <= 20 )) || die "ROUNDS is at most 20"
@@ -209,12 +218,14 @@ JSON
     pids+=("$server_pid")
     wait_until_up "https://localhost:$PEBBLE_PORT/dir" "$run/server.log" --cacert "$pebble_tls/ca.pem"
     directory=https://localhost:$PEBBLE_PORT/dir
-    target_args=(--ca-root "$pebble_tls/ca.pem")
+    target_args=(--ca-root "$pebble_tls/ca.pem" --max-failures "$PEBBLE_MAX_FAILURES")
 }
 
-run_target() {
-    local target=$1 round=$2
-    local run=$work/$target-r$round
+# One attempt at one target. Returns 1 only when Pebble deadlocked and the attempt should be
+# made again (see PEBBLE_TRIES at the top).
+run_once() {
+    local target=$1 round=$2 try=$3
+    local run=$work/$target-r$round-t$try
     mkdir -p "$run"
     case $target in
         dualca-sqlite) start_dualca sqlite "$run" ;;
@@ -222,22 +233,53 @@ run_target() {
         pebble) start_pebble "$run" ;;
         *) die "unknown target $target" ;;
     esac
-    local out=$RESULTS_DIR/$target-r$round.json status=0
+    local out=$run/report.json status=0
     # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
     "$bench" --directory "$directory" --flows "$FLOWS" --concurrency "$CONCURRENCY" \
         --http01-port "$HTTP01_PORT" --server-pid "$server_pid" --label "$target" --json \
+        --request-timeout-s "$REQUEST_TIMEOUT_S" --timeout-s "$RUN_TIMEOUT_S" \
         "${target_args[@]}" $BENCH_ARGS >"$out" 2>"$run/bench.err" || status=$?
+    # Pebble 2.4.0's in-memory store can deadlock under concurrent load: a reader takes the
+    # store's RWMutex twice (MemoryStore.FindValidAuthorization, from every newOrder) while a
+    # writer (AddAccount, say) waits, and from then on every request hangs. When requests timed
+    # out and Pebble is still up, SIGQUIT makes Go print every goroutine's stack into the log,
+    # which tells that deadlock apart from anything else.
+    local deadlocked=0
+    if [[ $target == pebble ]] && kill -0 "$server_pid" 2>/dev/null &&
+        jq -e '.errors | has("(transport)") or has("(timeout)")' "$out" >/dev/null 2>&1; then
+        kill -QUIT "$server_pid" 2>/dev/null || true
+        sleep 1
+        grep -q 'MemoryStore).FindValidAuthorization' "$run/server.log" && deadlocked=1
+    fi
     stop_server
+    if (( deadlocked )); then
+        mkdir -p "$RESULTS_DIR/deadlocked"
+        cp "$out" "$RESULTS_DIR/deadlocked/$target-r$round-t$try.json" 2>/dev/null || true
+        cp "$run/server.log" "$RESULTS_DIR/deadlocked/$target-r$round-t$try.server.log" 2>/dev/null || true
+        echo "round $round try $try" >>"$RESULTS_DIR/pebble-deadlocks.txt"
+        say "round $round, pebble (try $try): Pebble deadlocked after $(jq .succeeded "$out") issuances" \
+            "(goroutine dump in $RESULTS_DIR/deadlocked/)"
+        return 1
+    fi
     cp "$run/server.log" "$RESULTS_DIR/$target-r$round.server.log" 2>/dev/null || true
     if (( status > 1 )) || ! jq -e . "$out" >/dev/null 2>&1; then
         cat "$run/bench.err" >&2
-        rm -f "$out"
         say "round $round, $target: the generator could not run (exit $status)"
         return 0
     fi
+    cp "$out" "$RESULTS_DIR/$target-r$round.json"
     jq -r --arg r "$round" '"round \($r) \(.label): \(.succeeded)/\(.flows) ok, \(.issuances_per_s * 10 | round / 10) issuances/s, " +
         "flow p99 \(.flow_latency.p99_ms // "-") ms, server CPU \(.server.cpu_ms_per_issuance // "-") ms/issuance" +
         (if .failed > 0 then ", failures: \(.errors)" else "" end)' "$out" >&2
+}
+
+run_target() {
+    local target=$1 round=$2 try tries=1
+    [[ $target == pebble ]] && tries=$PEBBLE_TRIES
+    for ((try = 1; try <= tries; try++)); do
+        run_once "$target" "$round" "$try" && return 0
+    done
+    say "round $round, pebble: deadlocked in all $tries tries; no Pebble result for this round"
 }
 
 {
@@ -262,6 +304,10 @@ done
 # ---- the table -----------------------------------------------------------------------------
 # Medians over the rounds, per target; then each dualca target divided by Pebble.
 summary=$RESULTS_DIR/summary.json
+shopt -s nullglob
+reports=("$RESULTS_DIR"/*-r[0-9]*.json)
+shopt -u nullglob
+(( ${#reports[@]} )) || die "no run produced a report; logs in $RESULTS_DIR"
 jq -s '
   def median: map(select(. != null)) | sort |
     if length == 0 then null elif length % 2 == 1 then .[(length - 1) / 2]
@@ -280,7 +326,7 @@ jq -s '
     endpoints: (map(.endpoints) | (map(keys) | add | unique) as $names | . as $runs |
       reduce $names[] as $n ({}; .[$n] = {
         p50_ms: ($runs | map(.[$n].p50_ms) | median), p99_ms: ($runs | map(.[$n].p99_ms) | median)}))
-  })' "$RESULTS_DIR"/*-r*.json >"$summary"
+  })' "${reports[@]}" >"$summary"
 
 fmt='def f: if . == null then "-" elif . >= 100 then (. | round | tostring) else (. * 100 | round / 100 | tostring) end;'
 echo
@@ -310,6 +356,11 @@ if jq -e 'any(.[]; .target == "pebble")' "$summary" >/dev/null; then
             [.target, ratio("issuances_per_s"), ratio("flow_p99_ms"), ratio("server_cpu_ms_per_issuance"),
              ratio("server_peak_rss_mib")] | @tsv' "$summary"
     } | column -t -s $'\t'
+fi
+if [[ -f $RESULTS_DIR/pebble-deadlocks.txt ]]; then
+    echo
+    echo "Pebble deadlocked (MemoryStore.FindValidAuthorization) in $(wc -l <"$RESULTS_DIR/pebble-deadlocks.txt") attempt(s);" \
+        "those attempts were run again and are not in the medians (reports in $RESULTS_DIR/deadlocked/)."
 fi
 echo
 echo "Reports and server logs: $RESULTS_DIR"

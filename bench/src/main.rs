@@ -90,6 +90,10 @@ struct Args {
     /// The whole run stops after this many seconds; unfinished flows count as `(timeout)`.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
+    /// Start no more flows once this many have failed (0: no limit). A server that stops
+    /// answering then ends the run after about one request timeout.
+    #[arg(long, default_value_t = 0)]
+    max_failures: u64,
     /// Timeout of one HTTP request, in seconds.
     #[arg(long, default_value_t = 30)]
     request_timeout_s: u64,
@@ -105,6 +109,7 @@ struct RunSettings {
     max_polls: u32,
     timeout_s: u64,
     request_timeout_s: u64,
+    max_failures: u64,
 }
 
 #[derive(Serialize)]
@@ -119,6 +124,8 @@ struct Report {
     succeeded: u64,
     failed: u64,
     not_started: u64,
+    /// Why flows were left unstarted, when some were.
+    stopped_early: Option<String>,
     elapsed_s: f64,
     issuances_per_s: f64,
     /// Whole-flow latency of the successful flows.
@@ -197,33 +204,53 @@ async fn fetch_directory(http: &reqwest::Client, url: &str, samples: &mut Sample
     Ok(directory)
 }
 
-async fn worker(
-    client: Arc<Client>,
-    next: Arc<AtomicU64>,
+/// What the workers share: the flow counter and the two limits that end a run early.
+struct Plan {
+    next: AtomicU64,
     flows: u64,
     deadline: Instant,
-    account: Option<Account>,
-) -> Samples {
+    failures: AtomicU64,
+    /// 0: no limit.
+    max_failures: u64,
+}
+
+impl Plan {
+    /// Why no more flows start, if they don't.
+    fn stop_reason(&self) -> Option<&'static str> {
+        if Instant::now() >= self.deadline {
+            Some("the run's --timeout-s passed")
+        } else if self.max_failures > 0 && self.failures.load(Ordering::Relaxed) >= self.max_failures {
+            Some("--max-failures flows failed")
+        } else {
+            None
+        }
+    }
+}
+
+async fn worker(client: Arc<Client>, plan: Arc<Plan>, account: Option<Account>) -> Samples {
     let mut session = Session::new(client);
     // Bounded: every turn takes a flow number, and there are `flows` of them.
     loop {
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        if index >= flows {
+        let index = plan.next.fetch_add(1, Ordering::Relaxed);
+        if index >= plan.flows {
             break;
         }
-        if Instant::now() >= deadline {
+        if plan.stop_reason().is_some() {
             session.samples.not_started += 1;
             continue;
         }
         let started = Instant::now();
-        match tokio::time::timeout_at(deadline.into(), session.issue(account.as_ref())).await {
+        let outcome = tokio::time::timeout_at(plan.deadline.into(), session.issue(account.as_ref())).await;
+        match outcome {
             Ok(Ok(())) => {
                 session.samples.succeeded += 1;
                 session.samples.flows.push(stats::micros(started.elapsed()));
+                continue;
             }
             Ok(Err(e)) => session.samples.fail(e.cause(), e.to_string()),
             Err(_) => session.samples.fail("(timeout)".into(), "the run's --timeout-s ended the flow".into()),
         }
+        plan.failures.fetch_add(1, Ordering::Relaxed);
     }
     session.samples
 }
@@ -277,12 +304,15 @@ async fn run(args: &Args) -> Result<Report> {
     let server_before = server_pid.as_deref().map(procfs::snapshot).transpose().context("--server-pid")?;
     let self_before = procfs::snapshot("self")?;
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout_s);
-    let next = Arc::new(AtomicU64::new(0));
-    let handles: Vec<_> = accounts
-        .into_iter()
-        .map(|account| tokio::spawn(worker(client.clone(), next.clone(), args.flows, deadline, account)))
-        .collect();
+    let plan = Arc::new(Plan {
+        next: AtomicU64::new(0),
+        flows: args.flows,
+        deadline: started + Duration::from_secs(args.timeout_s),
+        failures: AtomicU64::new(0),
+        max_failures: args.max_failures,
+    });
+    let handles: Vec<_> =
+        accounts.into_iter().map(|account| tokio::spawn(worker(client.clone(), plan.clone(), account))).collect();
     let mut samples = setup;
     for handle in handles {
         samples.merge(handle.await.context("a worker panicked")?);
@@ -316,6 +346,7 @@ async fn run(args: &Args) -> Result<Report> {
         succeeded: samples.succeeded,
         failed,
         not_started: samples.not_started,
+        stopped_early: (samples.not_started > 0).then(|| plan.stop_reason().unwrap_or("?").to_string()),
         elapsed_s: elapsed.as_secs_f64(),
         issuances_per_s: stats::rate(samples.succeeded, elapsed),
         flow_latency: LatencySummary::of(&mut samples.flows),
@@ -334,6 +365,7 @@ async fn run(args: &Args) -> Result<Report> {
             max_polls: args.max_polls,
             timeout_s: args.timeout_s,
             request_timeout_s: args.request_timeout_s,
+            max_failures: args.max_failures,
         },
     })
 }
@@ -370,6 +402,9 @@ fn render_text(r: &Report) -> String {
         accounts
     );
     let _ = writeln!(out, "elapsed     {:.2} s, {:.1} issuances/s", r.elapsed_s, r.issuances_per_s);
+    if let Some(reason) = &r.stopped_early {
+        let _ = writeln!(out, "stopped     {} flows not started: {reason}", r.not_started);
+    }
     if let Some(f) = &r.flow_latency {
         let _ = writeln!(
             out,
