@@ -379,3 +379,25 @@ async fn directory_and_nonces(db: Db) {
     server.stop().await;
 }
 on_both_databases!(directory_and_nonces);
+
+/// A validation that finishes quickly is answered in the challenge response itself: the client
+/// sees `valid` at once, with no Retry-After to wait out.
+async fn quick_validations_answer_in_the_challenge_response(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let payload = json!({"identifiers": [{"type": "dns", "value": "a.example.test"}]});
+    let order = raw.post(&raw.url("new-order"), Some(&payload)).await.json();
+    let authz = raw.post(order["authorizations"][0].as_str().unwrap(), None).await.json();
+    let challenge = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+    let token = challenge["token"].as_str().unwrap();
+    let thumbprint = crate::common::human::thumbprint(&raw);
+    server.responder.serve(token, &format!("{token}.{thumbprint}"));
+    let res = raw.post(challenge["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json()["status"], "valid", "{}", res.text);
+    assert!(res.json()["validated"].is_string());
+    assert!(res.header("retry-after").is_none());
+    server.stop().await;
+}
+on_both_databases!(quick_validations_answer_in_the_challenge_response);

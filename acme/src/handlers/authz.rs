@@ -52,7 +52,7 @@ pub async fn challenge(
         if target.start {
             let (validator, ca) = (state.validator.clone(), state.ca.clone());
             let target_for_task = target.clone();
-            tokio::spawn(async move {
+            let validation = tokio::spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
                 let challenge_id = target_for_task.challenge.id.clone();
                 let recorded =
@@ -61,10 +61,25 @@ pub async fn challenge(
                     tracing::error!(challenge = %target_for_task.challenge.id, "could not record a validation outcome");
                 }
             });
+            // A validation that finishes quickly (most do) is answered in this response, so
+            // the client need not wait out a Retry-After of whole seconds; a slow one goes on
+            // in the background (dropping the handle does not cancel it).
+            if tokio::time::timeout(QUICK_VALIDATION, validation).await.is_ok() {
+                let (ca, id) = (state.ca.clone(), target.challenge.id.clone());
+                let (challenge, _) = ca_call(move || ca.challenge(track, &id)).await?;
+                return Ok(challenge_response(&state, &challenge));
+            }
         }
         target.challenge
     };
-    let mut res = json_response(StatusCode::OK, None, &wire::challenge(&state, &challenge));
+    Ok(challenge_response(&state, &challenge))
+}
+
+/// How long a challenge POST waits for its validation before answering `processing`.
+const QUICK_VALIDATION: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn challenge_response(state: &AcmeState, challenge: &dualca_ca::model::Challenge) -> HttpResponse {
+    let mut res = json_response(StatusCode::OK, None, &wire::challenge(state, challenge));
     let up = format!("<{}>;rel=\"up\"", state.url(&format!("authz/{}", challenge.authorization_id)));
     if let Ok(value) = header::HeaderValue::from_str(&up) {
         res.headers_mut().append(header::LINK, value);
@@ -72,5 +87,5 @@ pub async fn challenge(
     if challenge.status == ChallengeStatus::Processing {
         res.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     }
-    Ok(res)
+    res
 }
