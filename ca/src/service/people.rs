@@ -332,34 +332,8 @@ impl Ca {
                 json!({ "manager": person.manager_email }),
             )?;
             super::recovery::cancel_pending(conn, &person, actor, "leaver", now)?;
-            let serials = certificates::live_for_person(conn, &person.id, now)?;
-            for serial in &serials {
-                certificates::revoke(conn, serial, reason as u8, now)?;
-                audit::record(
-                    conn,
-                    Track::Human,
-                    now,
-                    actor,
-                    "certificate.revoked",
-                    format!("certificate:{serial}"),
-                    json!({ "reason": reason.name(), "person": email }),
-                )?;
-            }
-            for account in accounts::deactivate_for_person(conn, &person.id, now)? {
-                audit::record(
-                    conn,
-                    Track::Human,
-                    now,
-                    actor,
-                    "account.deactivated",
-                    format!("account:{account}"),
-                    json!({ "person": email, "because": "leaver" }),
-                )?;
-            }
-            let keys = eab_store::revoke_person_eab_keys(conn, &person.id, now)?;
-            if keys > 0 {
-                audit::record(conn, Track::Human, now, actor, "eab.revoked", subject, json!({ "keys": keys }))?;
-            }
+            let cut = cut_off(conn, &person, reason, actor, "leaver", json!({}), now)?;
+            let serials = cut.serials;
             let to_person = OutboundMail::notification(
                 Track::Human,
                 email.to_string(),
@@ -470,4 +444,49 @@ impl Ca {
         }
         Ok(sent)
     }
+}
+
+/// What cutting a person off did.
+pub(super) struct CutOff {
+    pub serials: Vec<String>,
+    pub accounts: Vec<String>,
+    pub eab_keys: usize,
+}
+
+/// Revokes every live certificate of the person with `reason`, deactivates every account bound
+/// to them and revokes their EAB keys, each step audited by `actor` with `context`'s members in
+/// its details; inside the caller's transaction. The leaver and the recovery both end here.
+pub(super) fn cut_off(
+    conn: &mut crate::storage::DbConnection,
+    person: &Person,
+    reason: RevocationReason,
+    actor: &str,
+    because: &str,
+    context: serde_json::Value,
+    now: i64,
+) -> Result<CutOff> {
+    let email = person.email.as_str();
+    let with_context = |mut details: serde_json::Value| {
+        if let (Some(target), Some(extra)) = (details.as_object_mut(), context.as_object()) {
+            target.extend(extra.clone());
+        }
+        details
+    };
+    let serials = certificates::live_for_person(conn, &person.id, now)?;
+    for serial in &serials {
+        certificates::revoke(conn, serial, reason as u8, now)?;
+        let details = with_context(json!({ "reason": reason.name(), "person": email }));
+        audit::record(conn, Track::Human, now, actor, "certificate.revoked", format!("certificate:{serial}"), details)?;
+    }
+    let accounts = accounts::deactivate_for_person(conn, &person.id, now)?;
+    for account in &accounts {
+        let details = with_context(json!({ "person": email, "because": because }));
+        audit::record(conn, Track::Human, now, actor, "account.deactivated", format!("account:{account}"), details)?;
+    }
+    let eab_keys = eab_store::revoke_person_eab_keys(conn, &person.id, now)?;
+    if eab_keys > 0 {
+        let details = with_context(json!({ "keys": eab_keys }));
+        audit::record(conn, Track::Human, now, actor, "eab.revoked", person_subject(email), details)?;
+    }
+    Ok(CutOff { serials, accounts, eab_keys })
 }

@@ -13,10 +13,9 @@ use super::{Ca, OutboundMail};
 use crate::audit;
 use crate::clock::rfc3339;
 use crate::model::*;
-use crate::storage::assets as eab_store;
 use crate::storage::people as people_store;
 use crate::storage::recoveries::{self as store, RecoveryRow};
-use crate::storage::{accounts, certificates, DbConnection};
+use crate::storage::{certificates, DbConnection};
 use crate::{ids, Error, Result, Track};
 
 /// How long a recovery's link and code stay usable.
@@ -311,43 +310,16 @@ impl Ca {
         } else {
             ProofingLevel::Email
         };
-        let serials = certificates::live_for_person(conn, &person.id, now)?;
-        for serial in &serials {
-            certificates::revoke(conn, serial, reason as u8, now)?;
-            audit::record(
-                conn,
-                Track::Human,
-                now,
-                executor,
-                "certificate.revoked",
-                format!("certificate:{serial}"),
-                json!({ "reason": reason.name(), "person": email, "recovery": recovery.id }),
-            )?;
-        }
-        let deactivated = accounts::deactivate_for_person(conn, &person.id, now)?;
-        for account in &deactivated {
-            audit::record(
-                conn,
-                Track::Human,
-                now,
-                executor,
-                "account.deactivated",
-                format!("account:{account}"),
-                json!({ "person": email, "because": "recovery", "recovery": recovery.id }),
-            )?;
-        }
-        let keys = eab_store::revoke_person_eab_keys(conn, &person.id, now)?;
-        if keys > 0 {
-            audit::record(
-                conn,
-                Track::Human,
-                now,
-                executor,
-                "eab.revoked",
-                subject.clone(),
-                json!({ "keys": keys, "recovery": recovery.id }),
-            )?;
-        }
+        let cut = super::people::cut_off(
+            conn,
+            person,
+            reason,
+            executor,
+            "recovery",
+            json!({ "recovery": recovery.id }),
+            now,
+        )?;
+        let (serials, deactivated, keys) = (cut.serials, cut.accounts, cut.eab_keys);
         people_store::close_enrollments(conn, &person.id, now)?;
         let (token, code) = new_link_secret();
         let token_hash = hash(&token);
