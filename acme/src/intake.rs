@@ -252,19 +252,24 @@ fn auth_kind(auth: &ReplyAuthentication) -> &'static str {
 
 /// The message after DATA, dot-unstuffed (RFC 5321 §4.5.2), or None when it is too large (it
 /// is read to its end all the same, so the session stays in step).
-async fn read_data(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Option<Vec<u8>>> {
     let mut message = Vec::new();
     let mut too_large = false;
+    // Whether the last read ended a line: only then does a read start one, so only then can
+    // it be the terminating "." or carry a stuffed dot (a longer line is read in pieces).
+    let mut at_line_start = true;
     loop {
         let mut line = Vec::new();
         let read = (&mut *reader).take(MAX_LINE_BYTES * 2).read_until(b'\n', &mut line).await?;
         if read == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed in DATA"));
         }
-        if line == b".\r\n" || line == b".\n" {
+        let starts_line = at_line_start;
+        at_line_start = line.ends_with(b"\n");
+        if starts_line && (line == b".\r\n" || line == b".\n") {
             return Ok((!too_large).then_some(message));
         }
-        let line = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+        let line = if starts_line && line.starts_with(b"..") { &line[1..] } else { &line[..] };
         if message.len() + line.len() > MAX_MESSAGE_BYTES {
             too_large = true;
             message.clear();
@@ -423,6 +428,19 @@ pub fn response_block(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn data_is_unstuffed_and_ends_only_at_a_line_of_one_dot() {
+        // A line longer than one read whose last piece is ".\r\n" does not end the message.
+        let long = format!("{}.\r\n", "x".repeat(MAX_LINE_BYTES as usize * 2));
+        let input = format!("Subject: a\r\n\r\n..stuffed\r\n{long}.\r\nQUIT\r\n");
+        let mut reader = input.as_bytes();
+        let message = read_data(&mut reader).await.unwrap().unwrap();
+        assert_eq!(message, format!("Subject: a\r\n\r\n.stuffed\r\n{long}").into_bytes());
+        assert_eq!(reader, b"QUIT\r\n", "the session goes on after the message");
+        let mut unterminated = &b"no end\r\n"[..];
+        assert!(read_data(&mut unterminated).await.is_err());
+    }
 
     #[test]
     fn the_response_block_is_found_and_joined() {
