@@ -69,6 +69,7 @@ impl App {
         let mail_delivery = crate::mail::spawn_delivery(ca.clone(), mailer);
         let scheduler = crate::jobs::start_scheduler(ca.clone()).await?;
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
+        dualca_acme::set_blocking_limit(settings.database_max_connections as usize);
 
         let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
         if let Ok(url) = url_host(&public_url) {

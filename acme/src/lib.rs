@@ -16,6 +16,7 @@ use std::sync::Arc;
 use actix_web::web;
 use dualca_ca::{Ca, Track};
 
+pub use handlers::set_blocking_limit;
 pub use validation::{Validator, ValidatorSettings};
 
 /// What one mounted directory needs.

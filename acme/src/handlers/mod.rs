@@ -23,9 +23,23 @@ pub fn json_response(status: actix_web::http::StatusCode, location: Option<Strin
     res.content_type("application/json").body(body.to_string())
 }
 
+/// How many CA calls run on blocking threads at once: as many as the database pool has
+/// connections (`set_blocking_limit`), since a call beyond that would only park a thread on
+/// the pool. Waiting here is async, so a burst queues as tasks, not as threads.
+static BLOCKING_CALLS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// Sets the limit once, at start-up; later calls change nothing.
+pub fn set_blocking_limit(calls: usize) {
+    let _ = BLOCKING_CALLS.set(tokio::sync::Semaphore::new(calls.max(1)));
+}
+
 /// Runs a blocking CA call off the async executor.
 pub async fn ca_call<T: Send + 'static>(
     f: impl FnOnce() -> dualca_ca::Result<T> + Send + 'static,
 ) -> Result<T, Problem> {
+    let slots = BLOCKING_CALLS.get_or_init(|| tokio::sync::Semaphore::new(16));
+    // The semaphore is never closed, so acquiring fails only if it were.
+    let _slot =
+        slots.acquire().await.map_err(|_| Problem::from(dualca_ca::Error::internal("blocking-call limit closed")))?;
     Ok(actix_web::web::block(f).await??)
 }
