@@ -54,12 +54,7 @@ pub async fn challenge(
             let target_for_task = target.clone();
             let validation = tokio::spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
-                let challenge_id = target_for_task.challenge.id.clone();
-                let recorded =
-                    tokio::task::spawn_blocking(move || ca.complete_validation(track, &challenge_id, outcome)).await;
-                if !matches!(recorded, Ok(Ok(()))) {
-                    tracing::error!(challenge = %target_for_task.challenge.id, "could not record a validation outcome");
-                }
+                record_outcome(ca, track, target_for_task.challenge.id.clone(), outcome).await;
             });
             // A validation that finishes quickly (most do) is answered in this response, so
             // the client need not wait out a Retry-After of whole seconds; a slow one goes on
@@ -73,6 +68,29 @@ pub async fn challenge(
         target.challenge
     };
     Ok(challenge_response(&state, &challenge))
+}
+
+/// Records a validation's outcome, trying again a few times (bounded) when the database
+/// refuses for a moment: an outcome that is never recorded leaves the challenge `processing`
+/// for good. Recording is a compare-and-set from `processing`, so a repeat changes nothing.
+async fn record_outcome(
+    ca: std::sync::Arc<dualca_ca::Ca>,
+    track: dualca_ca::Track,
+    challenge_id: String,
+    outcome: Result<(), dualca_ca::model::StoredProblem>,
+) {
+    const DELAYS_MS: [u64; 4] = [0, 100, 500, 2000];
+    for (attempt, delay) in DELAYS_MS.iter().enumerate() {
+        tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
+        let (ca, id, outcome) = (ca.clone(), challenge_id.clone(), outcome.clone());
+        match tokio::task::spawn_blocking(move || ca.complete_validation(track, &id, outcome)).await {
+            Ok(Ok(())) => return,
+            _ => {
+                tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, "recording a validation outcome failed")
+            }
+        }
+    }
+    tracing::error!(challenge = %challenge_id, "could not record a validation outcome; the challenge stays processing");
 }
 
 /// How long a challenge POST waits for its validation before answering `processing`.
