@@ -152,8 +152,12 @@ impl FromRequest for Jws {
 
             let nonce =
                 protected.nonce.clone().ok_or_else(|| Problem::bad_nonce("the protected header has no nonce"))?;
-            let ca = state.ca.clone();
-            let fresh = web::block(move || ca.consume_nonce(&nonce)).await??;
+            let fresh = if state.ca.nonces_in_memory() {
+                state.ca.consume_nonce(&nonce)?
+            } else {
+                let ca = state.ca.clone();
+                web::block(move || ca.consume_nonce(&nonce)).await??
+            };
             if !fresh {
                 return Err(Problem::bad_nonce("the nonce is unknown, expired or already used"));
             }
@@ -187,7 +191,7 @@ impl FromRequest for Jws {
                     };
                     let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
                     let account = web::block(move || ca.account(track, &id)).await??;
-                    let key = PublicJwk::from_json(&account.jwk)?;
+                    let key = state.ca.account_key(&account)?;
                     verify_signature(&jws, &key, &alg)?;
                     if account.status != AccountStatus::Valid {
                         return Err(Problem::unauthorized(format!("the account is {}", account.status.as_str())));

@@ -88,10 +88,14 @@ where
                 };
                 res = res.into_response(replacement.error_response());
             }
-            let ca = state.ca.clone();
-            let nonce = web::block(move || ca.new_nonce()).await;
+            let nonce = if state.ca.nonces_in_memory() {
+                state.ca.new_nonce()
+            } else {
+                let ca = state.ca.clone();
+                web::block(move || ca.new_nonce()).await.unwrap_or_else(|e| Err(dualca_ca::Error::internal(e)))
+            };
             let headers = res.headers_mut();
-            if let Ok(Ok(nonce)) = nonce {
+            if let Ok(nonce) = nonce {
                 if let Ok(value) = HeaderValue::from_str(&nonce) {
                     headers.insert(header::HeaderName::from_static("replay-nonce"), value);
                 }

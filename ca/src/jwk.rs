@@ -7,12 +7,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey};
-use openssl::ecdsa::EcdsaSig;
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Public};
+use openssl::pkey::{Id, PKey};
 use openssl::rsa::Rsa;
-use openssl::sign::Verifier;
 use serde_json::{json, Value};
 
 use crate::{ids, Error, ErrorKind, Result};
@@ -31,10 +28,18 @@ pub enum KeyType {
 #[derive(Clone)]
 pub struct PublicJwk {
     pub key_type: KeyType,
-    pub pkey: PKey<Public>,
+    /// The public key as ring verifies it: the uncompressed point for EC, the raw key for
+    /// Ed25519, the big-endian modulus and exponent for RSA. Checked by OpenSSL on parsing.
+    public: PublicBytes,
     /// The RFC 7638 members only, in canonical order: what is stored and hashed.
     pub canonical: String,
     pub thumbprint: String,
+}
+
+#[derive(Clone)]
+enum PublicBytes {
+    Point(Vec<u8>),
+    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 impl std::fmt::Debug for PublicJwk {
@@ -78,9 +83,12 @@ impl PublicJwk {
                 let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
                     .map_err(|_| bad_key("EC point is not on the curve"))?;
                 key.check_key().map_err(|_| bad_key("EC public key is invalid"))?;
-                let pkey = PKey::from_ec_key(key).map_err(Error::internal)?;
                 let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
-                Ok(Self::finish(key_type, pkey, canonical))
+                let mut point = Vec::with_capacity(1 + 2 * size);
+                point.push(0x04);
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Ok(Self::finish(key_type, PublicBytes::Point(point), canonical))
             }
             Some("RSA") => {
                 let n = b64_field(jwk, "n")?;
@@ -96,19 +104,18 @@ impl PublicJwk {
                 if !(2048..=8192).contains(&bits) {
                     return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
                 }
-                let pkey = PKey::from_rsa(rsa).map_err(Error::internal)?;
+                drop(rsa);
                 let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
-                Ok(Self::finish(KeyType::Rsa, pkey, canonical))
+                Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n: n.to_vec(), e: e.to_vec() }, canonical))
             }
             Some("OKP") => {
                 if jwk["crv"].as_str() != Some("Ed25519") {
                     return Err(bad_key("OKP curve is not accepted: use Ed25519"));
                 }
                 let x = b64_field(jwk, "x")?;
-                let pkey =
-                    PKey::public_key_from_raw_bytes(&x, Id::ED25519).map_err(|_| bad_key("Ed25519 key is invalid"))?;
+                PKey::public_key_from_raw_bytes(&x, Id::ED25519).map_err(|_| bad_key("Ed25519 key is invalid"))?;
                 let canonical = json!({"crv": "Ed25519", "kty": "OKP", "x": ids::b64url(&x)});
-                Ok(Self::finish(KeyType::Ed25519, pkey, canonical))
+                Ok(Self::finish(KeyType::Ed25519, PublicBytes::Point(x), canonical))
             }
             other => Err(bad_key(format!("key type {other:?} is not accepted"))),
         }
@@ -120,36 +127,44 @@ impl PublicJwk {
     }
 
     /// The JWK of a certificate's or CSR's public key, for comparison with account keys.
+    /// OpenSSL has parsed and checked the key already, so it is not checked again.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<PublicJwk> {
         let pkey = PKey::public_key_from_der(spki_der).map_err(|_| bad_key("public key cannot be parsed"))?;
-        let value = match pkey.id() {
+        match pkey.id() {
             Id::EC => {
                 let ec = pkey.ec_key().map_err(Error::internal)?;
-                let (crv, size) = match ec.group().curve_name() {
-                    Some(Nid::X9_62_PRIME256V1) => ("P-256", 32),
-                    Some(Nid::SECP384R1) => ("P-384", 48),
+                let (crv, key_type, size) = match ec.group().curve_name() {
+                    Some(Nid::X9_62_PRIME256V1) => ("P-256", KeyType::P256, 32),
+                    Some(Nid::SECP384R1) => ("P-384", KeyType::P384, 48),
                     _ => return Err(bad_key("EC curve is not accepted")),
                 };
                 let (x, y) = affine(ec.group(), ec.public_key())?;
-                json!({"kty": "EC", "crv": crv, "x": ids::b64url(&pad(&x, size)), "y": ids::b64url(&pad(&y, size))})
+                let (x, y) = (pad(&x, size), pad(&y, size));
+                let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
+                let mut point = vec![0x04];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Ok(Self::finish(key_type, PublicBytes::Point(point), canonical))
             }
             Id::RSA => {
                 let rsa = pkey.rsa().map_err(Error::internal)?;
-                json!({"kty": "RSA", "n": ids::b64url(&rsa.n().to_vec()), "e": ids::b64url(&rsa.e().to_vec())})
+                let (n, e) = (rsa.n().to_vec(), rsa.e().to_vec());
+                let canonical = json!({"e": ids::b64url(&e), "kty": "RSA", "n": ids::b64url(&n)});
+                Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n, e }, canonical))
             }
             Id::ED25519 => {
                 let raw = pkey.raw_public_key().map_err(Error::internal)?;
-                json!({"kty": "OKP", "crv": "Ed25519", "x": ids::b64url(&raw)})
+                let canonical = json!({"crv": "Ed25519", "kty": "OKP", "x": ids::b64url(&raw)});
+                Ok(Self::finish(KeyType::Ed25519, PublicBytes::Point(raw), canonical))
             }
-            _ => return Err(bad_key("key type is not accepted")),
-        };
-        Self::from_value(&value)
+            _ => Err(bad_key("key type is not accepted")),
+        }
     }
 
-    fn finish(key_type: KeyType, pkey: PKey<Public>, canonical: Value) -> PublicJwk {
+    fn finish(key_type: KeyType, public: PublicBytes, canonical: Value) -> PublicJwk {
         let canonical = canonical.to_string();
         let thumbprint = ids::b64url(&ids::sha256(canonical.as_bytes()));
-        PublicJwk { key_type, pkey, canonical, thumbprint }
+        PublicJwk { key_type, public, canonical, thumbprint }
     }
 
     /// Whether `alg` is the JWS algorithm for this key (RFC 7518 §3.1, RFC 8037).
@@ -160,36 +175,57 @@ impl PublicJwk {
         )
     }
 
-    /// Verifies a JWS signature over `signing_input` (`protected || '.' || payload`).
+    /// Verifies a JWS signature over `signing_input` (`protected || '.' || payload`), with
+    /// ring: no key object is built per call, and the fixed-size `r || s` form of JWS ECDSA
+    /// signatures (RFC 7518 §3.4) is what ring takes.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> Result<bool> {
-        let ok = match self.key_type {
-            KeyType::P256 | KeyType::P384 => {
-                let (size, digest) = if self.key_type == KeyType::P256 {
-                    (32, MessageDigest::sha256())
-                } else {
-                    (48, MessageDigest::sha384())
-                };
-                if signature.len() != 2 * size {
-                    return Ok(false);
-                }
-                let r = BigNum::from_slice(&signature[..size]).map_err(Error::internal)?;
-                let s = BigNum::from_slice(&signature[size..]).map_err(Error::internal)?;
-                let sig = EcdsaSig::from_private_components(r, s).map_err(Error::internal)?;
-                let hash = openssl::hash::hash(digest, signing_input).map_err(Error::internal)?;
-                let ec = self.pkey.ec_key().map_err(Error::internal)?;
-                sig.verify(&hash, &ec).unwrap_or(false)
+        use ring::signature as sig;
+        let ok = match (&self.public, self.key_type) {
+            (PublicBytes::Point(point), KeyType::P256) => {
+                sig::UnparsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, point).verify(signing_input, signature)
             }
-            KeyType::Rsa => {
-                let mut verifier = Verifier::new(MessageDigest::sha256(), &self.pkey).map_err(Error::internal)?;
-                verifier.update(signing_input).map_err(Error::internal)?;
-                verifier.verify(signature).unwrap_or(false)
+            (PublicBytes::Point(point), KeyType::P384) => {
+                sig::UnparsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, point).verify(signing_input, signature)
             }
-            KeyType::Ed25519 => {
-                let mut verifier = Verifier::new_without_digest(&self.pkey).map_err(Error::internal)?;
-                verifier.verify_oneshot(signature, signing_input).unwrap_or(false)
+            (PublicBytes::Point(raw), KeyType::Ed25519) => {
+                sig::UnparsedPublicKey::new(&sig::ED25519, raw).verify(signing_input, signature)
             }
+            (PublicBytes::Rsa { n, e }, KeyType::Rsa) => {
+                sig::RsaPublicKeyComponents { n, e }.verify(&sig::RSA_PKCS1_2048_8192_SHA256, signing_input, signature)
+            }
+            _ => return Err(Error::internal("a JWK's key bytes do not match its type")),
         };
-        Ok(ok)
+        Ok(ok.is_ok())
+    }
+}
+
+/// Parsed account keys by their stored canonical JWK. Parsing a JWK builds and checks an
+/// OpenSSL key (for EC, a point multiplication), which costs more than verifying a signature
+/// with it; every request signed with `kid` needs its account's key, so the parsed key is kept.
+/// The mapping from text to key never changes, so nothing needs invalidating: a key change
+/// stores new text. Bounded: past `capacity` keys the cache starts again empty.
+pub struct KeyCache {
+    keys: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PublicJwk>>>,
+    capacity: usize,
+}
+
+impl KeyCache {
+    pub fn new(capacity: usize) -> KeyCache {
+        KeyCache { keys: std::sync::Mutex::new(std::collections::HashMap::new()), capacity: capacity.max(1) }
+    }
+
+    /// The key of a stored canonical JWK, parsed once.
+    pub fn get(&self, canonical: &str) -> Result<std::sync::Arc<PublicJwk>> {
+        if let Some(key) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(canonical) {
+            return Ok(key.clone());
+        }
+        let key = std::sync::Arc::new(PublicJwk::from_json(canonical)?);
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if keys.len() >= self.capacity {
+            keys.clear();
+        }
+        keys.insert(canonical.to_string(), key.clone());
+        Ok(key)
     }
 }
 
@@ -216,6 +252,8 @@ fn affine(group: &openssl::ec::EcGroupRef, point: &openssl::ec::EcPointRef) -> R
 mod tests {
     use super::*;
     use openssl::ec::EcKey;
+    use openssl::ecdsa::EcdsaSig;
+    use openssl::hash::MessageDigest;
     use openssl::sign::Signer;
 
     #[test]
@@ -250,5 +288,64 @@ mod tests {
         assert!(!jwk.verify(b"header.payloaX", &raw).unwrap());
         let again = PublicJwk::from_json(&jwk.canonical).unwrap();
         assert_eq!(again.thumbprint, jwk.thumbprint);
+    }
+
+    /// Every accepted algorithm verifies through ring with the key as parsed from its JWK, and
+    /// a changed message or a signature of another key fails.
+    #[test]
+    fn rs256_es384_and_eddsa_verify() {
+        let rsa = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let p384 =
+            PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap()).unwrap();
+        let ed = PKey::generate_ed25519().unwrap();
+        let other = PKey::generate_ed25519().unwrap();
+
+        let rsa_jwk = PublicJwk::from_spki_der(&rsa.public_key_to_der().unwrap()).unwrap();
+        let again = PublicJwk::from_json(&rsa_jwk.canonical).unwrap();
+        assert_eq!(again.thumbprint, rsa_jwk.thumbprint);
+        let mut signer = Signer::new(MessageDigest::sha256(), &rsa).unwrap();
+        signer.update(b"h.p").unwrap();
+        let sig = signer.sign_to_vec().unwrap();
+        assert!(again.verify(b"h.p", &sig).unwrap());
+        assert!(!again.verify(b"h.q", &sig).unwrap());
+
+        let p384_jwk =
+            PublicJwk::from_json(&PublicJwk::from_spki_der(&p384.public_key_to_der().unwrap()).unwrap().canonical)
+                .unwrap();
+        assert!(p384_jwk.algorithm_matches("ES384"));
+        let mut signer = Signer::new(MessageDigest::sha384(), &p384).unwrap();
+        signer.update(b"h.p").unwrap();
+        let der_sig = EcdsaSig::from_der(&signer.sign_to_vec().unwrap()).unwrap();
+        let mut raw = pad(&der_sig.r().to_vec(), 48);
+        raw.extend(pad(&der_sig.s().to_vec(), 48));
+        assert!(p384_jwk.verify(b"h.p", &raw).unwrap());
+        assert!(!p384_jwk.verify(b"h.p", &raw[..64]).unwrap(), "a P-256-sized signature is refused");
+
+        let ed_jwk =
+            PublicJwk::from_json(&PublicJwk::from_spki_der(&ed.public_key_to_der().unwrap()).unwrap().canonical)
+                .unwrap();
+        let sig = Signer::new_without_digest(&ed).unwrap().sign_oneshot_to_vec(b"h.p").unwrap();
+        assert!(ed_jwk.verify(b"h.p", &sig).unwrap());
+        let foreign = Signer::new_without_digest(&other).unwrap().sign_oneshot_to_vec(b"h.p").unwrap();
+        assert!(!ed_jwk.verify(b"h.p", &foreign).unwrap());
+    }
+
+    #[test]
+    fn key_cache_parses_once_and_stays_bounded() {
+        let keys: Vec<String> = (0..3)
+            .map(|_| {
+                let ed = PKey::generate_ed25519().unwrap();
+                PublicJwk::from_spki_der(&ed.public_key_to_der().unwrap()).unwrap().canonical
+            })
+            .collect();
+        let cache = KeyCache::new(2);
+        let first = cache.get(&keys[0]).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &cache.get(&keys[0]).unwrap()), "a second get is the kept key");
+        cache.get(&keys[1]).unwrap();
+        cache.get(&keys[2]).unwrap();
+        assert!(cache.keys.lock().unwrap().len() <= 2);
+        assert_eq!(cache.get(&keys[0]).unwrap().thumbprint, first.thumbprint);
+        assert!(cache.get("{\"kty\":\"EC\"}").is_err(), "text that is no key is an error, not kept");
+        assert!(cache.keys.lock().unwrap().len() <= 2);
     }
 }

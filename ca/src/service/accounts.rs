@@ -57,6 +57,11 @@ impl Ca {
             .ok_or_else(|| Error::account_does_not_exist(format!("no account {id:?} on the {track} track")))
     }
 
+    /// The account's key, for verifying its requests; parsed once and kept (`KeyCache`).
+    pub fn account_key(&self, account: &Account) -> Result<std::sync::Arc<crate::jwk::PublicJwk>> {
+        self.account_keys.get(&account.jwk)
+    }
+
     pub fn account_by_key(&self, track: Track, thumbprint: &str) -> Result<Option<Account>> {
         self.storage.read(|conn| store::by_thumbprint(conn, track, thumbprint))
     }

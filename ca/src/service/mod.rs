@@ -76,6 +76,9 @@ impl Default for RevocationSettings {
     }
 }
 
+/// How many parsed account keys are kept: a few hundred bytes each, so a few MiB at most.
+const ACCOUNT_KEYS_KEPT: usize = 10_000;
+
 pub struct Ca {
     pub storage: Storage,
     pub hierarchy: Hierarchy,
@@ -89,6 +92,8 @@ pub struct Ca {
     email_reply: EmailReplySettings,
     /// Seals EAB HMAC keys at rest (AES-256-GCM); `<data>/ca/eab.kek`, mode 0600.
     eab_kek: [u8; 32],
+    /// Account keys parsed once, for JWS verification.
+    account_keys: crate::jwk::KeyCache,
 }
 
 impl Ca {
@@ -131,6 +136,7 @@ impl Ca {
             status: revocation_status::StatusState::new(),
             email_reply: settings.email_reply,
             eab_kek,
+            account_keys: crate::jwk::KeyCache::new(ACCOUNT_KEYS_KEPT),
         })
     }
 

@@ -28,6 +28,12 @@ impl NonceStore {
 }
 
 impl Ca {
+    /// Whether nonces live in this process's memory: then issuing and redeeming one never
+    /// blocks, and callers on an async executor may call them in place.
+    pub fn nonces_in_memory(&self) -> bool {
+        matches!(self.nonces, NonceStore::Memory { .. })
+    }
+
     pub fn new_nonce(&self) -> Result<String> {
         let nonce = ids::new_id();
         let now = self.clock.unix();

@@ -16,7 +16,7 @@ pub fn by_id(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<A
         .filter(a::id.eq(id))
         .filter(a::track.eq(track.as_str()))
         .select(AccountRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Account::try_from)
         .transpose()
@@ -27,7 +27,7 @@ pub fn by_thumbprint(conn: &mut DbConnection, track: Track, thumbprint: &str) ->
         .filter(a::track.eq(track.as_str()))
         .filter(a::key_thumbprint.eq(thumbprint))
         .select(AccountRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Account::try_from)
         .transpose()

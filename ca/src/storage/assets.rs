@@ -103,7 +103,8 @@ fn set_identifiers(conn: &mut DbConnection, asset_id: &str, identifiers: &[Ident
 }
 
 pub fn by_name(conn: &mut DbConnection, name: &str) -> Result<Option<Asset>> {
-    let Some(row) = a::assets.filter(a::name.eq(name)).select(AssetRow::as_select()).first(conn).optional()? else {
+    let Some(row) = a::assets.filter(a::name.eq(name)).select(AssetRow::as_select()).get_result(conn).optional()?
+    else {
         return Ok(None);
     };
     let ids = identifiers_of(conn, &row.id)?;
@@ -111,7 +112,7 @@ pub fn by_name(conn: &mut DbConnection, name: &str) -> Result<Option<Asset>> {
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Asset>> {
-    let Some(row) = a::assets.filter(a::id.eq(id)).select(AssetRow::as_select()).first(conn).optional()? else {
+    let Some(row) = a::assets.filter(a::id.eq(id)).select(AssetRow::as_select()).get_result(conn).optional()? else {
         return Ok(None);
     };
     let ids = identifiers_of(conn, &row.id)?;
@@ -128,7 +129,7 @@ pub fn holders(conn: &mut DbConnection, identifier: &Identifier, except: Option<
     let mut names = Vec::new();
     for id in ids.into_iter().filter(|id| Some(id.as_str()) != except) {
         let row: Option<(String, String)> =
-            a::assets.filter(a::id.eq(&id)).select((a::name, a::status)).first(conn).optional()?;
+            a::assets.filter(a::id.eq(&id)).select((a::name, a::status)).get_result(conn).optional()?;
         if let Some((name, status)) = row {
             if status == AssetStatus::Active.as_str() {
                 names.push(name);
@@ -191,7 +192,7 @@ pub fn insert_eab(conn: &mut DbConnection, row: &EabKeyRow) -> Result<()> {
 }
 
 pub fn eab(conn: &mut DbConnection, kid: &str) -> Result<Option<EabKeyRow>> {
-    Ok(e::eab_keys.filter(e::kid.eq(kid)).select(EabKeyRow::as_select()).first(conn).optional()?)
+    Ok(e::eab_keys.filter(e::kid.eq(kid)).select(EabKeyRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<()> {

@@ -16,12 +16,8 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         };
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(pg)?;
     }
-    let last: Option<(i64, String)> = e::audit_events
-        .filter(e::track.eq(event.track.as_str()))
-        .order(e::seq.desc())
-        .select((e::seq, e::hash))
-        .first(conn)
-        .optional()?;
+    let head = e::audit_events.filter(e::track.eq(event.track.as_str())).order(e::seq.desc()).select((e::seq, e::hash));
+    let last: Option<(i64, String)> = newest(conn, head)?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
@@ -98,10 +94,22 @@ pub fn search(
 }
 
 pub fn head(conn: &mut DbConnection, track: Track) -> Result<Option<AuditRow>> {
-    Ok(e::audit_events
-        .filter(e::track.eq(track.as_str()))
-        .order(e::seq.desc())
-        .select(AuditRow::as_select())
-        .first(conn)
-        .optional()?)
+    newest(conn, e::audit_events.filter(e::track.eq(track.as_str())).order(e::seq.desc()).select(AuditRow::as_select()))
+}
+
+/// The first row of a query ordered along the primary key. On SQLite without a LIMIT: diesel
+/// binds `first`'s limit as a parameter, and SQLite recompiles a statement whose LIMIT is a
+/// bound value every time it is bound (it may plan by the value), which on the audit append,
+/// once per write transaction, cost more than the query; the ordered index scan stops at the
+/// first row either way. PostgreSQL sends a whole result to the client, so it keeps the limit.
+fn newest<Q, U>(conn: &mut DbConnection, query: Q) -> Result<Option<U>>
+where
+    Q: diesel::query_dsl::methods::LimitDsl + RunQueryDsl<DbConnection>,
+    Q: diesel::query_dsl::LoadQuery<'static, DbConnection, U>,
+    Q::Output: diesel::query_dsl::LoadQuery<'static, DbConnection, U>,
+{
+    Ok(match conn {
+        DbConnection::Sqlite(_) => query.get_result(conn).optional()?,
+        DbConnection::Postgresql(_) => query.first(conn).optional()?,
+    })
 }

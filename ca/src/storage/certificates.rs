@@ -16,7 +16,7 @@ pub fn by_serial(conn: &mut DbConnection, track: Track, serial: &str) -> Result<
         .filter(k::serial.eq(serial))
         .filter(k::track.eq(track.as_str()))
         .select(CertificateRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(CertificateRecord::try_from)
         .transpose()
@@ -56,7 +56,7 @@ pub fn status(conn: &mut DbConnection, track: Track, serial: &str) -> Result<Opt
         .filter(k::serial.eq(serial))
         .filter(k::track.eq(track.as_str()))
         .select((k::status, k::revoked_at, k::revocation_reason))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -201,15 +201,14 @@ pub fn live_for_person(conn: &mut DbConnection, person_id: &str, now: i64) -> Re
 
 /// Whether a person holds a valid, unexpired certificate of this profile.
 pub fn person_holds_live_profile(conn: &mut DbConnection, person_id: &str, profile: &str, now: i64) -> Result<bool> {
-    let found: Option<String> = k::certificates
-        .filter(k::person_id.eq(person_id))
-        .filter(k::profile.eq(profile))
-        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
-        .filter(k::not_after.gt(now))
-        .select(k::serial)
-        .first(conn)
-        .optional()?;
-    Ok(found.is_some())
+    Ok(diesel::select(diesel::dsl::exists(
+        k::certificates
+            .filter(k::person_id.eq(person_id))
+            .filter(k::profile.eq(profile))
+            .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+            .filter(k::not_after.gt(now)),
+    ))
+    .get_result(conn)?)
 }
 
 /// Valid, unexpired human-track certificates issued to people.

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool};
 use diesel::sqlite::SqliteConnection;
@@ -95,6 +95,9 @@ impl Storage {
         let manager = Manager { url: url.to_string(), backend };
         let pool = Pool::builder()
             .max_size(max_connections)
+            // A SQLite connection is a local file and cannot go stale; checking each checkout
+            // with a query only costs time. A PostgreSQL one can (a server restart, say).
+            .test_on_check_out(backend == Backend::Postgres)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;
@@ -164,14 +167,45 @@ impl Storage {
     /// together or not at all.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        let _turn = match self.backend {
-            Backend::Sqlite => Some(self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner())),
-            Backend::Postgres => None,
-        };
-        conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
-            TxError::Domain(e) => e,
-            TxError::Diesel(e) => Error::from(e),
-        })
+        match self.backend {
+            Backend::Sqlite => {
+                let _turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
+                immediate_transaction(&mut conn, f)
+            }
+            Backend::Postgres => {
+                conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
+                    TxError::Domain(e) => e,
+                    TxError::Diesel(e) => Error::from(e),
+                })
+            }
+        }
+    }
+}
+
+/// A SQLite write transaction that takes the write lock at `BEGIN IMMEDIATE`, before its first
+/// read. A deferred transaction reads first and upgrades at its first write; in WAL mode an
+/// upgrade whose read snapshot is no longer the newest fails at once with SQLITE_BUSY_SNAPSHOT
+/// ("database is locked"), which no busy timeout retries. Taking the lock first makes the
+/// snapshot the newest by construction.
+fn immediate_transaction<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+    fn sqlite(conn: &mut DbConnection) -> Result<&mut SqliteConnection> {
+        match conn {
+            DbConnection::Sqlite(c) => Ok(c),
+            DbConnection::Postgresql(_) => Err(Error::internal("a SQLite transaction on a PostgreSQL connection")),
+        }
+    }
+    AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(sqlite(conn)?)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // A failed rollback leaves the connection marked broken, and the pool drops it;
+            // the caller hears of the error that mattered.
+            let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+            Err(e)
+        }
     }
 }
 
@@ -184,5 +218,60 @@ enum TxError {
 impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
         TxError::Diesel(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn count(conn: &mut DbConnection) -> Result<i64> {
+        Ok(diesel::sql_query("SELECT COUNT(*) AS n FROM t").get_result::<Count>(conn)?.n)
+    }
+
+    /// Two `Storage`s on one file stand for two processes (the server and a CLI command), which
+    /// share no writer mutex. A write transaction that reads before it writes, while the other
+    /// commits a write in between, used to fail at once with SQLITE_BUSY_SNAPSHOT ("database is
+    /// locked"); with `BEGIN IMMEDIATE` the other waits its turn and both commit.
+    #[test]
+    fn a_write_that_reads_first_survives_another_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let url = path.to_str().unwrap();
+        let (a, b) = (Storage::open(url, 2).unwrap(), Storage::open(url, 2).unwrap());
+        a.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (has_read, read) = mpsc::channel();
+        let (b_done, b_finished) = mpsc::channel();
+        std::thread::scope(|s| {
+            let a = &a;
+            let first = s.spawn(move || {
+                a.write(|conn| {
+                    let before = count(conn)?;
+                    has_read.send(()).unwrap();
+                    // Give the other writer time to commit, if it can.
+                    let _ = b_finished.recv_timeout(Duration::from_millis(300));
+                    conn.batch_execute("INSERT INTO t (x) VALUES (1)")?;
+                    Ok(before)
+                })
+            });
+            read.recv().unwrap();
+            let b = &b;
+            let second = s.spawn(move || {
+                let outcome = b.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?));
+                let _ = b_done.send(());
+                outcome
+            });
+            assert_eq!(first.join().unwrap().unwrap(), 0);
+            second.join().unwrap().unwrap();
+        });
+        assert_eq!(a.read(count).unwrap(), 2);
     }
 }

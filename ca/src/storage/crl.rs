@@ -14,12 +14,12 @@ pub fn state(conn: &mut DbConnection, track: Track) -> Result<CrlRow> {
     let (number, this_update, next_update) = c::crl_state
         .filter(c::track.eq(track.as_str()))
         .select((c::crl_number, c::this_update, c::next_update))
-        .first(conn)?;
+        .get_result(conn)?;
     Ok(CrlRow { number, this_update, next_update })
 }
 
 pub fn der(conn: &mut DbConnection, track: Track) -> Result<(i64, Vec<u8>)> {
-    Ok(c::crl_state.filter(c::track.eq(track.as_str())).select((c::crl_number, c::der)).first(conn)?)
+    Ok(c::crl_state.filter(c::track.eq(track.as_str())).select((c::crl_number, c::der)).get_result(conn)?)
 }
 
 /// Stores CRL `number` if the stored one is still `previous`; false when another writer won.

@@ -55,7 +55,7 @@ pub fn by_token_part1(conn: &mut DbConnection, token_part1: &str) -> Result<Opti
     Ok(e::email_challenges
         .filter(e::token_part1.eq(token_part1))
         .select(EmailChallengeRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -63,7 +63,7 @@ pub fn by_challenge(conn: &mut DbConnection, challenge_id: &str) -> Result<Optio
     Ok(e::email_challenges
         .filter(e::challenge_id.eq(challenge_id))
         .select(EmailChallengeRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -30,7 +30,7 @@ pub fn order(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<O
         .filter(o::id.eq(id))
         .filter(o::track.eq(track.as_str()))
         .select(OrderRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
     else {
         return Ok(None);
@@ -69,7 +69,7 @@ pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<
         .filter(z::id.eq(id))
         .filter(z::track.eq(track.as_str()))
         .select(AuthorizationRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
     else {
         return Ok(None);
@@ -82,7 +82,7 @@ pub fn challenge(conn: &mut DbConnection, id: &str) -> Result<Option<Challenge>>
     c::challenges
         .filter(c::id.eq(id))
         .select(ChallengeRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(ChallengeRow::into_domain)
         .transpose()

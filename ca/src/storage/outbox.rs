@@ -83,7 +83,7 @@ pub fn mark_failed(conn: &mut DbConnection, id: &str, error: &str, next_attempt_
     if n == 0 {
         return Ok(None);
     }
-    Ok(Some(o::outbox.filter(o::id.eq(id)).select(o::attempts).first(conn)?))
+    Ok(Some(o::outbox.filter(o::id.eq(id)).select(o::attempts).get_result(conn)?))
 }
 
 /// Stops retrying a row: its attempts are set to `max_attempts`, which `due` leaves out.

@@ -95,7 +95,7 @@ pub fn update(conn: &mut DbConnection, row: &PersonRow) -> Result<()> {
 }
 
 fn one(conn: &mut DbConnection, q: people::BoxedQuery<'_, super::connection::MultiBackend>) -> Result<Option<Person>> {
-    q.select(PersonRow::as_select()).first(conn).optional()?.map(Person::try_from).transpose()
+    q.select(PersonRow::as_select()).get_result(conn).optional()?.map(Person::try_from).transpose()
 }
 
 pub fn by_email(conn: &mut DbConnection, email: &str) -> Result<Option<Person>> {
@@ -184,7 +184,7 @@ pub fn enrollment(conn: &mut DbConnection, token_hash: &str) -> Result<Option<En
     Ok(en::enrollments
         .filter(en::token_hash.eq(token_hash))
         .select((en::person_id, en::code_hash, en::attempts, en::expires_at, en::used_at, en::grants_level))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

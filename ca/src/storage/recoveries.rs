@@ -86,7 +86,7 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Recovery>> {
     r::recoveries
         .filter(r::id.eq(id))
         .select(RecoveryRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Recovery::try_from)
         .transpose()
@@ -110,7 +110,7 @@ pub fn pending_for_person(conn: &mut DbConnection, person_id: &str) -> Result<Op
         .filter(r::person_id.eq(person_id))
         .filter(r::status.eq(RecoveryStatus::Pending.as_str()))
         .select(RecoveryRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Recovery::try_from)
         .transpose()
@@ -121,7 +121,7 @@ pub fn by_enrollment(conn: &mut DbConnection, token_hash: &str) -> Result<Option
     r::recoveries
         .filter(r::enrollment_token_hash.eq(token_hash))
         .select(RecoveryRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?
         .map(Recovery::try_from)
         .transpose()
