@@ -29,6 +29,8 @@ pub struct CheckedCsr {
     pub spki_sha256: String,
     pub identifiers: BTreeSet<Identifier>,
     pub key_kind: KeyKind,
+    /// The RFC 7638 thumbprint of the key as a JWK, to compare with the account key.
+    pub key_thumbprint: String,
 }
 
 pub fn spki_fingerprint(spki_der: &[u8]) -> String {
@@ -62,10 +64,13 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
     if !req.verify(&key).unwrap_or(false) {
         return Err(Error::bad_csr("the CSR's signature does not verify"));
     }
-    let spki_der = key.public_key_to_der().map_err(Error::internal)?;
+    let key_thumbprint = crate::jwk::PublicJwk::from_pkey(&key)?.thumbprint;
 
     let (_, parsed) =
         X509CertificationRequest::from_der(der).map_err(|_| Error::bad_csr("the CSR cannot be parsed"))?;
+    // The key's DER as the CSR carries it (OpenSSL has just parsed and verified with it);
+    // encoding it again with OpenSSL 3 cost more than the rest of the check.
+    let spki_der = parsed.certification_request_info.subject_pki.raw.to_vec();
     let mut identifiers = BTreeSet::new();
     if let Some(extensions) = parsed.requested_extensions() {
         for ext in extensions {
@@ -81,7 +86,7 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
     if identifiers.is_empty() {
         return Err(Error::bad_csr("the CSR names no identifiers"));
     }
-    Ok(CheckedCsr { spki_sha256: spki_fingerprint(&spki_der), spki_der, identifiers, key_kind })
+    Ok(CheckedCsr { spki_sha256: spki_fingerprint(&spki_der), spki_der, identifiers, key_kind, key_thumbprint })
 }
 
 fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {

@@ -58,7 +58,23 @@ fn b64_field(jwk: &Value, name: &str) -> Result<Vec<u8>> {
 }
 
 impl PublicJwk {
+    /// A JWK from a client: its members read, and the key checked with OpenSSL (the EC point
+    /// on its curve and of the right order, the Ed25519 encoding), so that a bad key is
+    /// refused with badPublicKey when it is first presented.
     pub fn from_value(jwk: &Value) -> Result<PublicJwk> {
+        let key = Self::read(jwk)?;
+        key.check()?;
+        Ok(key)
+    }
+
+    /// The RFC 7638 thumbprint of a JWK, without checking the key itself: for comparing a JWK
+    /// with a key already checked (the one in an EAB payload with the account key, say).
+    pub fn thumbprint_of(jwk: &Value) -> Result<String> {
+        Ok(Self::read(jwk)?.thumbprint)
+    }
+
+    /// The members of a JWK, their encodings and sizes; the key is not checked.
+    fn read(jwk: &Value) -> Result<PublicJwk> {
         if !jwk.is_object() {
             return Err(Error::malformed("jwk is not a JSON object"));
         }
@@ -67,9 +83,9 @@ impl PublicJwk {
         }
         match jwk["kty"].as_str() {
             Some("EC") => {
-                let (nid, key_type, size, crv) = match jwk["crv"].as_str() {
-                    Some("P-256") => (Nid::X9_62_PRIME256V1, KeyType::P256, 32, "P-256"),
-                    Some("P-384") => (Nid::SECP384R1, KeyType::P384, 48, "P-384"),
+                let (key_type, size, crv) = match jwk["crv"].as_str() {
+                    Some("P-256") => (KeyType::P256, 32, "P-256"),
+                    Some("P-384") => (KeyType::P384, 48, "P-384"),
                     other => return Err(bad_key(format!("EC curve {other:?} is not accepted: use P-256 or P-384"))),
                 };
                 let x = b64_field(jwk, "x")?;
@@ -77,12 +93,6 @@ impl PublicJwk {
                 if x.len() != size || y.len() != size {
                     return Err(bad_key("EC coordinates have the wrong length"));
                 }
-                let group = EcGroup::from_curve_name(nid).map_err(Error::internal)?;
-                let bx = BigNum::from_slice(&x).map_err(Error::internal)?;
-                let by = BigNum::from_slice(&y).map_err(Error::internal)?;
-                let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
-                    .map_err(|_| bad_key("EC point is not on the curve"))?;
-                key.check_key().map_err(|_| bad_key("EC public key is invalid"))?;
                 let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
                 let mut point = Vec::with_capacity(1 + 2 * size);
                 point.push(0x04);
@@ -95,16 +105,10 @@ impl PublicJwk {
                 let e = b64_field(jwk, "e")?;
                 let n = strip_leading_zeros(&n);
                 let e = strip_leading_zeros(&e);
-                let rsa = Rsa::from_public_components(
-                    BigNum::from_slice(n).map_err(Error::internal)?,
-                    BigNum::from_slice(e).map_err(Error::internal)?,
-                )
-                .map_err(|_| bad_key("RSA key is invalid"))?;
-                let bits = rsa.size() * 8;
+                let bits = n.len() * 8;
                 if !(2048..=8192).contains(&bits) {
                     return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
                 }
-                drop(rsa);
                 let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
                 Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n: n.to_vec(), e: e.to_vec() }, canonical))
             }
@@ -113,12 +117,44 @@ impl PublicJwk {
                     return Err(bad_key("OKP curve is not accepted: use Ed25519"));
                 }
                 let x = b64_field(jwk, "x")?;
-                PKey::public_key_from_raw_bytes(&x, Id::ED25519).map_err(|_| bad_key("Ed25519 key is invalid"))?;
                 let canonical = json!({"crv": "Ed25519", "kty": "OKP", "x": ids::b64url(&x)});
                 Ok(Self::finish(KeyType::Ed25519, PublicBytes::Point(x), canonical))
             }
             other => Err(bad_key(format!("key type {other:?} is not accepted"))),
         }
+    }
+
+    /// Checks the key itself with OpenSSL.
+    fn check(&self) -> Result<()> {
+        match (&self.public, self.key_type) {
+            (PublicBytes::Point(point), KeyType::P256 | KeyType::P384) => {
+                let (nid, size) =
+                    if self.key_type == KeyType::P256 { (Nid::X9_62_PRIME256V1, 32) } else { (Nid::SECP384R1, 48) };
+                let group = EcGroup::from_curve_name(nid).map_err(Error::internal)?;
+                let bx = BigNum::from_slice(&point[1..1 + size]).map_err(Error::internal)?;
+                let by = BigNum::from_slice(&point[1 + size..]).map_err(Error::internal)?;
+                let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
+                    .map_err(|_| bad_key("EC point is not on the curve"))?;
+                key.check_key().map_err(|_| bad_key("EC public key is invalid"))
+            }
+            (PublicBytes::Rsa { n, e }, KeyType::Rsa) => Rsa::from_public_components(
+                BigNum::from_slice(n).map_err(Error::internal)?,
+                BigNum::from_slice(e).map_err(Error::internal)?,
+            )
+            .map(drop)
+            .map_err(|_| bad_key("RSA key is invalid")),
+            (PublicBytes::Point(raw), KeyType::Ed25519) => PKey::public_key_from_raw_bytes(raw, Id::ED25519)
+                .map(drop)
+                .map_err(|_| bad_key("Ed25519 key is invalid")),
+            _ => Err(Error::internal("a JWK's key bytes do not match its type")),
+        }
+    }
+
+    /// A key this CA stored after checking it (an account's): read, not checked again. ring
+    /// checks an EC point on every verification anyway.
+    pub fn from_stored(text: &str) -> Result<PublicJwk> {
+        let value: Value = serde_json::from_str(text).map_err(|_| Error::malformed("jwk is not JSON"))?;
+        Self::read(&value)
     }
 
     pub fn from_json(text: &str) -> Result<PublicJwk> {
@@ -130,6 +166,11 @@ impl PublicJwk {
     /// OpenSSL has parsed and checked the key already, so it is not checked again.
     pub fn from_spki_der(spki_der: &[u8]) -> Result<PublicJwk> {
         let pkey = PKey::public_key_from_der(spki_der).map_err(|_| bad_key("public key cannot be parsed"))?;
+        Self::from_pkey(&pkey)
+    }
+
+    /// The JWK of a key OpenSSL has parsed already (a CSR's, say).
+    pub fn from_pkey(pkey: &openssl::pkey::PKeyRef<openssl::pkey::Public>) -> Result<PublicJwk> {
         match pkey.id() {
             Id::EC => {
                 let ec = pkey.ec_key().map_err(Error::internal)?;
@@ -199,9 +240,8 @@ impl PublicJwk {
     }
 }
 
-/// Parsed account keys by their stored canonical JWK. Parsing a JWK builds and checks an
-/// OpenSSL key (for EC, a point multiplication), which costs more than verifying a signature
-/// with it; every request signed with `kid` needs its account's key, so the parsed key is kept.
+/// Parsed account keys by their stored canonical JWK: every request signed with `kid` needs
+/// its account's key, and reading the JSON and base64 again each time is work for nothing.
 /// The mapping from text to key never changes, so nothing needs invalidating: a key change
 /// stores new text. Bounded: past `capacity` keys the cache starts again empty.
 pub struct KeyCache {
@@ -219,7 +259,7 @@ impl KeyCache {
         if let Some(key) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(canonical) {
             return Ok(key.clone());
         }
-        let key = std::sync::Arc::new(PublicJwk::from_json(canonical)?);
+        let key = std::sync::Arc::new(PublicJwk::from_stored(canonical)?);
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if keys.len() >= self.capacity {
             keys.clear();

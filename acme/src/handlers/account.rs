@@ -127,7 +127,7 @@ fn parse_eab(
     let kid = protected.kid.clone().ok_or_else(|| Problem::malformed("externalAccountBinding has no kid"))?;
     let bound: serde_json::Value = serde_json::from_slice(&jws::b64("externalAccountBinding payload", &jws.payload)?)
         .map_err(|_| Problem::malformed("externalAccountBinding's payload is not a JWK"))?;
-    if PublicJwk::from_value(&bound)?.thumbprint != account_key.thumbprint {
+    if PublicJwk::thumbprint_of(&bound)? != account_key.thumbprint {
         return Err(Problem::malformed("externalAccountBinding binds another key than the account's"));
     }
     Ok(dualca_ca::EabProof {

@@ -7,7 +7,6 @@ use serde_json::json;
 use super::Ca;
 use crate::audit;
 use crate::csr::check_csr;
-use crate::jwk::PublicJwk;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
 use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, Holder, OrderRow};
@@ -315,7 +314,7 @@ impl Ca {
                 missing.join(", ")
             )));
         }
-        if PublicJwk::from_spki_der(&csr.spki_der).is_ok_and(|k| k.thumbprint == account.key_thumbprint) {
+        if csr.key_thumbprint == account.key_thumbprint {
             return Err(Error::bad_csr("the CSR's key is the account key; certificates need a key of their own"));
         }
         let policy = self.policy(track);
