@@ -11,6 +11,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use super::group_commit::GroupCommit;
 use crate::{Error, Result};
 
 #[derive(diesel::MultiConnection)]
@@ -44,6 +45,8 @@ impl Backend {
 struct Manager {
     url: String,
     backend: Backend,
+    /// SQLite commits are made durable by `GroupCommit`, so COMMIT itself need not fsync.
+    grouped: bool,
 }
 
 impl ManageConnection for Manager {
@@ -58,12 +61,15 @@ impl ManageConnection for Manager {
             Backend::Sqlite => {
                 let path = self.url.strip_prefix("sqlite://").unwrap_or(&self.url);
                 let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers run beside the one writer; FULL sync makes every commit
-                // durable before the response that depends on it leaves.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON;",
-                )
+                // WAL lets readers run beside the one writer. Every commit is durable before
+                // the response that depends on it leaves: through `GroupCommit` for a database
+                // file (NORMAL: COMMIT writes the log, a shared fsync follows), or by COMMIT's
+                // own fsync (FULL) otherwise.
+                let synchronous = if self.grouped { "NORMAL" } else { "FULL" };
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                     PRAGMA foreign_keys = ON;"
+                ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
@@ -84,15 +90,27 @@ impl ManageConnection for Manager {
 pub struct Storage {
     pool: Pool<Manager>,
     backend: Backend,
-    /// SQLite has one writer at a time; taking the turn in process avoids SQLITE_BUSY on
-    /// upgrade from a read to a write lock. PostgreSQL needs no such lock.
+    /// SQLite has one writer at a time; taking the turn in process queues this process's
+    /// writers without SQLite's busy-wait sleeps. PostgreSQL needs no such lock.
     sqlite_writer: Mutex<()>,
+    /// Present for a SQLite database file: how its commits become durable.
+    group: Option<GroupCommit>,
+}
+
+/// The file of a SQLite URL, when it is a plain path (not `:memory:` or a `file:` URI).
+fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    (!path.is_empty() && path != ":memory:" && !path.starts_with("file:")).then_some(path)
 }
 
 impl Storage {
     pub fn open(url: &str, max_connections: u32) -> Result<Storage> {
         let backend = Backend::of_url(url);
-        let manager = Manager { url: url.to_string(), backend };
+        let file = match backend {
+            Backend::Sqlite => sqlite_file(url),
+            Backend::Postgres => None,
+        };
+        let manager = Manager { url: url.to_string(), backend, grouped: file.is_some() };
         let pool = Pool::builder()
             .max_size(max_connections)
             // A SQLite connection is a local file and cannot go stale; checking each checkout
@@ -101,8 +119,15 @@ impl Storage {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;
-        let storage = Storage { pool, backend, sqlite_writer: Mutex::new(()) };
+        let mut storage = Storage { pool, backend, sqlite_writer: Mutex::new(()), group: None };
         storage.migrate()?;
+        if let Some(file) = file {
+            // The log exists now: the pool's connections opened the database in WAL mode and
+            // the migrations (or the check that none is pending) read it.
+            let group = GroupCommit::open(file)?;
+            group.sync_now()?;
+            storage.group = Some(group);
+        }
         Ok(storage)
     }
 
@@ -122,10 +147,22 @@ impl Storage {
         result.map_err(|e| Error::new(crate::ErrorKind::Internal, format!("database migrations failed: {e}")))
     }
 
-    /// Runs `f` outside a transaction, for reads.
+    /// Runs `f` outside a transaction, for reads. What it returns may rest on commits it saw;
+    /// it is returned once those are durable.
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        f(&mut conn)
+        let value = f(&mut conn)?;
+        drop(conn);
+        if let Some(group) = &self.group {
+            group.wait_durable(group.visible())?;
+        }
+        Ok(value)
+    }
+
+    /// For a SQLite database file: how many commits there have been since start, and how many
+    /// fsyncs of the log made them durable.
+    pub fn commit_counts(&self) -> Option<(u64, u64)> {
+        self.group.as_ref().map(|g| (g.commits(), g.syncs()))
     }
 
     /// Runs a scheduled job in at most one process at a time: on PostgreSQL it holds a
@@ -169,8 +206,14 @@ impl Storage {
         let mut conn = self.pool.get()?;
         match self.backend {
             Backend::Sqlite => {
-                let _turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
-                immediate_transaction(&mut conn, f)
+                let turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
+                let (value, seq) = immediate_transaction(&mut conn, self.group.as_ref(), f)?;
+                drop(turn);
+                drop(conn);
+                if let (Some(group), Some(seq)) = (&self.group, seq) {
+                    group.wait_durable(seq)?;
+                }
+                Ok(value)
             }
             Backend::Postgres => {
                 conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
@@ -186,8 +229,13 @@ impl Storage {
 /// read. A deferred transaction reads first and upgrades at its first write; in WAL mode an
 /// upgrade whose read snapshot is no longer the newest fails at once with SQLITE_BUSY_SNAPSHOT
 /// ("database is locked"), which no busy timeout retries. Taking the lock first makes the
-/// snapshot the newest by construction.
-fn immediate_transaction<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+/// snapshot the newest by construction. With group commit, the commit's number comes back
+/// with the value, for the caller to wait on once it has given up its turn.
+fn immediate_transaction<T>(
+    conn: &mut DbConnection,
+    group: Option<&GroupCommit>,
+    f: impl FnOnce(&mut DbConnection) -> Result<T>,
+) -> Result<(T, Option<u64>)> {
     fn sqlite(conn: &mut DbConnection) -> Result<&mut SqliteConnection> {
         match conn {
             DbConnection::Sqlite(c) => Ok(c),
@@ -197,8 +245,19 @@ fn immediate_transaction<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConne
     AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {
-            AnsiTransactionManager::commit_transaction(sqlite(conn)?)?;
-            Ok(value)
+            let seq = match group.map(GroupCommit::begin_commit).transpose() {
+                Ok(seq) => seq,
+                Err(e) => {
+                    let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+                    return Err(e);
+                }
+            };
+            let committed = AnsiTransactionManager::commit_transaction(sqlite(conn)?);
+            if let (Some(group), Some(seq)) = (group, seq) {
+                group.end_commit(seq);
+            }
+            committed?;
+            Ok((value, seq))
         }
         Err(e) => {
             // A failed rollback leaves the connection marked broken, and the pool drops it;
@@ -273,5 +332,45 @@ mod tests {
             second.join().unwrap().unwrap();
         });
         assert_eq!(a.read(count).unwrap(), 2);
+    }
+
+    /// Concurrent writers on one database file all commit, each durable when its write returns
+    /// (the last fsync covers the last commit), and no more fsyncs run than commits.
+    #[test]
+    fn concurrent_writes_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let storage = Storage::open(path.to_str().unwrap(), 8).unwrap();
+        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (commits_before, syncs_before) = storage.commit_counts().expect("a database file commits in groups");
+        std::thread::scope(|s| {
+            for worker in 0..8 {
+                let storage = &storage;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        storage
+                            .write(|conn| Ok(conn.batch_execute(&format!("INSERT INTO t (x) VALUES ({worker}{i})"))?))
+                            .unwrap();
+                        let group = storage.group.as_ref().unwrap();
+                        assert!(group.durable() >= 1);
+                    }
+                });
+            }
+        });
+        assert_eq!(storage.read(count).unwrap(), 200);
+        let (commits, syncs) = storage.commit_counts().unwrap();
+        assert_eq!(commits - commits_before, 200);
+        assert!(syncs > syncs_before && syncs - syncs_before <= 200, "{} fsyncs for 200 commits", syncs - syncs_before);
+        let group = storage.group.as_ref().unwrap();
+        assert_eq!(group.durable(), commits, "the last commit is durable");
+        eprintln!("200 concurrent commits, {} fsyncs", syncs - syncs_before);
+    }
+
+    #[test]
+    fn only_a_database_file_commits_in_groups() {
+        assert_eq!(sqlite_file("sqlite:///var/lib/dualca/dualca.sqlite"), Some("/var/lib/dualca/dualca.sqlite"));
+        assert_eq!(sqlite_file("./dualca-data/dualca.sqlite"), Some("./dualca-data/dualca.sqlite"));
+        assert_eq!(sqlite_file(":memory:"), None);
+        assert_eq!(sqlite_file("file:test?mode=memory"), None);
     }
 }

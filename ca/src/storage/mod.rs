@@ -8,6 +8,7 @@ pub(crate) mod certificates;
 mod connection;
 pub(crate) mod crl;
 pub(crate) mod email_challenges;
+mod group_commit;
 pub(crate) mod nonces;
 pub(crate) mod orders;
 pub(crate) mod outbox;
