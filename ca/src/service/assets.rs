@@ -633,22 +633,27 @@ impl Ca {
     /// `replaces` nor by a newer certificate of the same asset for the same identifiers.
     pub fn overdue_renewals(&self) -> Result<Vec<CertificateRecord>> {
         let now = self.clock.unix();
-        let live = self.storage.read(|conn| certificates::live_asset_certificates(conn, Track::Machine, now))?;
-        let overdue = live
-            .iter()
-            .filter(|c| c.replaced_by.is_none())
-            .filter(|c| crate::ari::suggested_window(c.not_before, c.not_after, false, now).end < now)
-            .filter(|c| {
-                let mut ids = c.identifiers.clone();
-                ids.sort();
-                !live.iter().any(|newer| {
-                    let mut newer_ids = newer.identifiers.clone();
-                    newer_ids.sort();
-                    newer.asset_id == c.asset_id && newer.not_before > c.not_before && newer_ids == ids
-                })
-            })
-            .cloned()
-            .collect();
+        let candidates = self.storage.read(|conn| certificates::renewal_candidates(conn, Track::Machine, now))?;
+        let mut overdue = Vec::new();
+        for cert in candidates {
+            if cert.replaced_by.is_some()
+                || crate::ari::suggested_window(cert.not_before, cert.not_after, false, now).end >= now
+            {
+                continue;
+            }
+            let Some(asset_id) = &cert.asset_id else { continue };
+            let mut ids = cert.identifiers.clone();
+            ids.sort();
+            let newer =
+                self.storage.read(|conn| certificates::newer_live_for_asset(conn, asset_id, cert.not_before, now))?;
+            let renewed = newer.into_iter().any(|mut newer_ids| {
+                newer_ids.sort();
+                newer_ids == ids
+            });
+            if !renewed {
+                overdue.push(cert);
+            }
+        }
         Ok(overdue)
     }
 

@@ -70,10 +70,19 @@ impl Ca {
         }
     }
 
-    /// Drops expired nonces from the table; a scheduled job calls this.
+    /// Drops expired nonces, from memory or from the table; a scheduled job calls this.
     pub fn purge_nonces(&self) -> Result<usize> {
         match &self.nonces {
-            NonceStore::Memory { .. } => Ok(0),
+            NonceStore::Memory { issued, .. } => {
+                // Clients leave the last nonce of each exchange unused; without this they
+                // would stay until the store is full.
+                let now = self.clock.unix();
+                let mut issued = issued.lock().unwrap_or_else(|p| p.into_inner());
+                let before = issued.len();
+                issued.retain(|_, expires| *expires > now);
+                issued.shrink_to_fit();
+                Ok(before - issued.len())
+            }
             NonceStore::Database { .. } => {
                 let now = self.clock.unix();
                 self.storage.read(|conn| store::purge_expired(conn, now))

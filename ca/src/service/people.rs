@@ -407,7 +407,9 @@ impl Ca {
     /// comes late, only the nearest threshold is sent. Returns how many went out.
     pub fn send_expiry_reminders(&self) -> Result<usize> {
         let now = self.clock.unix();
-        let live = self.storage.read(|conn| certificates::live_person_certificates(conn, now))?;
+        // Only certificates within the furthest reminder of their expiry are looked at.
+        let until = now + REMINDER_DAYS[0] * 86400;
+        let live = self.storage.read(|conn| certificates::live_person_certificates(conn, now, until))?;
         let mut sent = 0;
         for cert in live {
             let Some(person_id) = &cert.person_id else { continue };

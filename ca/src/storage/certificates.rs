@@ -176,17 +176,41 @@ pub fn asset_of(conn: &mut DbConnection, serial: &str) -> Result<Option<String>>
 }
 
 /// Valid, unexpired certificates of a track that were issued to assets.
-pub fn live_asset_certificates(conn: &mut DbConnection, track: Track, now: i64) -> Result<Vec<CertificateRecord>> {
+/// Valid, unexpired certificates of assets on `track`, not replaced through ARI, whose
+/// suggested renewal window (RFC 9773; centred two thirds into the lifetime, see
+/// `ari::suggested_window`) has its centre before `now`: the candidates for the expiry safety
+/// net, which checks the exact window. Filtered here, not in memory: a CA with many live
+/// certificates must not load them all every few minutes.
+pub fn renewal_candidates(conn: &mut DbConnection, track: Track, now: i64) -> Result<Vec<CertificateRecord>> {
     k::certificates
         .filter(k::track.eq(track.as_str()))
         .filter(k::status.eq(CertificateStatus::Valid.as_str()))
         .filter(k::not_after.gt(now))
         .filter(k::asset_id.is_not_null())
+        .filter(k::replaced_by.is_null())
+        .filter((k::not_before + (k::not_after - k::not_before) * 2_i64 / 3_i64).lt(now))
         .select(CertificateRow::as_select())
         .load(conn)?
         .into_iter()
         .map(CertificateRecord::try_from)
         .collect()
+}
+
+/// The identifiers of an asset's valid, unexpired certificates issued after `not_before`.
+pub fn newer_live_for_asset(
+    conn: &mut DbConnection,
+    asset_id: &str,
+    not_before: i64,
+    now: i64,
+) -> Result<Vec<Vec<crate::model::Identifier>>> {
+    let texts: Vec<String> = k::certificates
+        .filter(k::asset_id.eq(asset_id))
+        .filter(k::status.eq(CertificateStatus::Valid.as_str()))
+        .filter(k::not_after.gt(now))
+        .filter(k::not_before.gt(not_before))
+        .select(k::identifiers)
+        .load(conn)?;
+    texts.iter().map(|t| super::rows::identifiers_from_text(t)).collect()
 }
 
 /// Valid, unexpired certificates of a person.
@@ -212,11 +236,12 @@ pub fn person_holds_live_profile(conn: &mut DbConnection, person_id: &str, profi
 }
 
 /// Valid, unexpired human-track certificates issued to people.
-pub fn live_person_certificates(conn: &mut DbConnection, now: i64) -> Result<Vec<CertificateRecord>> {
+pub fn live_person_certificates(conn: &mut DbConnection, now: i64, until: i64) -> Result<Vec<CertificateRecord>> {
     k::certificates
         .filter(k::track.eq(Track::Human.as_str()))
         .filter(k::status.eq(CertificateStatus::Valid.as_str()))
         .filter(k::not_after.gt(now))
+        .filter(k::not_after.le(until))
         .filter(k::person_id.is_not_null())
         .select(CertificateRow::as_select())
         .load(conn)?
