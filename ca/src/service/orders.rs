@@ -427,8 +427,8 @@ fn not_found(what: &str, id: &str) -> Error {
 }
 
 fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Order> {
-    let mut order = store::order(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
-    let authorizations = store::order_authorizations(conn, id)?;
+    let (mut order, authorizations) =
+        store::order_with_authorizations(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
     let statuses: Vec<AuthzStatus> =
         authorizations.iter().map(|a| authorization_status(a.status, a.expires, now)).collect();
     order.status = order_status(order.status, &statuses, order.expires, now);

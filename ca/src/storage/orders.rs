@@ -25,7 +25,13 @@ pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Resu
     Ok(())
 }
 
-pub fn order(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Order>> {
+/// An order with its authorizations, in order, and their challenges: three queries, however
+/// many authorizations there are.
+pub fn order_with_authorizations(
+    conn: &mut DbConnection,
+    track: Track,
+    id: &str,
+) -> Result<Option<(Order, Vec<Authorization>)>> {
     let Some(row) = o::orders
         .filter(o::id.eq(id))
         .filter(o::track.eq(track.as_str()))
@@ -35,21 +41,32 @@ pub fn order(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<O
     else {
         return Ok(None);
     };
-    let authz_ids: Vec<String> =
-        z::authorizations.filter(z::order_id.eq(id)).order(z::position.asc()).select(z::id).load(conn)?;
-    row.into_domain(authz_ids).map(Some)
+    let authorizations = order_authorizations(conn, id)?;
+    let ids = authorizations.iter().map(|a| a.id.clone()).collect();
+    Ok(Some((row.into_domain(ids)?, authorizations)))
 }
 
-/// Statuses of an order's authorizations, in order, for status computation.
-pub fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
+/// An order's authorizations, in order, with their challenges.
+fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
     let rows: Vec<AuthorizationRow> = z::authorizations
         .filter(z::order_id.eq(order_id))
         .order(z::position.asc())
         .select(AuthorizationRow::as_select())
         .load(conn)?;
+    let challenge_rows: Vec<ChallengeRow> = c::challenges
+        .inner_join(z::authorizations.on(z::id.eq(c::authorization_id)))
+        .filter(z::order_id.eq(order_id))
+        .order((c::authorization_id.asc(), c::position.asc()))
+        .select(ChallengeRow::as_select())
+        .load(conn)?;
+    let mut by_authorization: std::collections::HashMap<String, Vec<Challenge>> = std::collections::HashMap::new();
+    for row in challenge_rows {
+        let authorization = row.authorization_id.clone();
+        by_authorization.entry(authorization).or_default().push(row.into_domain()?);
+    }
     rows.into_iter()
         .map(|r| {
-            let challenges = challenges_of(conn, &r.id)?;
+            let challenges = by_authorization.remove(&r.id).unwrap_or_default();
             r.into_domain(challenges)
         })
         .collect()

@@ -185,3 +185,5 @@ diesel::table! {
         auto_submitted -> Nullable<Text>,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(authorizations, challenges);
