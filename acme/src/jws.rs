@@ -189,8 +189,13 @@ impl FromRequest for Jws {
                             state.track
                         ))));
                     };
-                    let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
-                    let account = web::block(move || ca.account(track, &id)).await??;
+                    let account = match state.ca.account_in_place(state.track, id) {
+                        Some(found) => found?,
+                        None => {
+                            let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
+                            web::block(move || ca.account(track, &id)).await??
+                        }
+                    };
                     let key = state.ca.account_key(&account)?;
                     verify_signature(&jws, &key, &alg)?;
                     if account.status != AccountStatus::Valid {

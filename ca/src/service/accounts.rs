@@ -50,11 +50,20 @@ fn account_actor(id: &str) -> String {
     format!("account:{id}")
 }
 
+fn no_account(track: Track, id: &str) -> Error {
+    Error::account_does_not_exist(format!("no account {id:?} on the {track} track"))
+}
+
 impl Ca {
     pub fn account(&self, track: Track, id: &str) -> Result<Account> {
-        self.storage
-            .read(|conn| store::by_id(conn, track, id))?
-            .ok_or_else(|| Error::account_does_not_exist(format!("no account {id:?} on the {track} track")))
+        self.storage.read(|conn| store::by_id(conn, track, id))?.ok_or_else(|| no_account(track, id))
+    }
+
+    /// The account, read in place when that cannot block (`Storage::read_in_place`); `None`
+    /// when the caller must use `account` on a blocking thread instead.
+    pub fn account_in_place(&self, track: Track, id: &str) -> Option<Result<Account>> {
+        let found = self.storage.read_in_place(|conn| store::by_id(conn, track, id))?;
+        Some(found.and_then(|account| account.ok_or_else(|| no_account(track, id))))
     }
 
     /// The account's key, for verifying its requests; parsed once and kept (`KeyCache`).

@@ -159,6 +159,19 @@ impl Storage {
         Ok(value)
     }
 
+    /// Runs a read in place, on the caller's thread, if SQLite has a connection free at once;
+    /// `None` otherwise (and always on PostgreSQL, where every query is a round trip), for the
+    /// caller to take the ordinary path. It does not wait for the durability of what it sees,
+    /// so it is only for reads whose result fails closed if a power loss takes a commit back:
+    /// the account behind a request, which at worst is refused as deactivated a moment early.
+    pub fn read_in_place<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Option<Result<T>> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let mut conn = self.pool.try_get()?;
+        Some(f(&mut conn))
+    }
+
     /// For a SQLite database file: how many commits there have been since start, and how many
     /// fsyncs of the log made them durable.
     pub fn commit_counts(&self) -> Option<(u64, u64)> {
