@@ -116,6 +116,10 @@ impl Storage {
             // A SQLite connection is a local file and cannot go stale; checking each checkout
             // with a query only costs time. A PostgreSQL one can (a server restart, say).
             .test_on_check_out(backend == Backend::Postgres)
+            // Nor does it need recycling. Closing them all at once (they would all expire
+            // together) would also make SQLite checkpoint and delete the log under load.
+            .max_lifetime(if backend == Backend::Postgres { Some(Duration::from_secs(30 * 60)) } else { None })
+            .idle_timeout(if backend == Backend::Postgres { Some(Duration::from_secs(10 * 60)) } else { None })
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;

@@ -62,7 +62,13 @@ impl WalFile {
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
-        let inode = std::fs::metadata(&self.path)?.ino();
+        let inode = match std::fs::metadata(&self.path) {
+            Ok(metadata) => metadata.ino(),
+            // No log: the last connection closed, and SQLite checkpointed the log into the
+            // database (and synced it) before deleting it. Everything committed is on disk.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if inode != self.inode {
             *self = WalFile::open(self.path.clone())?;
         }
@@ -178,5 +184,29 @@ impl GroupCommit {
 
     pub(super) fn commits(&self) -> u64 {
         self.committed.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log deleted and made again (every connection closed, then one opened) is followed to
+    /// its new file; while it is missing there is nothing to sync.
+    #[test]
+    fn the_log_is_followed_across_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dualca.sqlite");
+        let wal = dir.path().join("dualca.sqlite-wal");
+        std::fs::write(&wal, b"frames").unwrap();
+        let group = GroupCommit::open(db.to_str().unwrap()).unwrap();
+        group.sync_now().unwrap();
+        std::fs::remove_file(&wal).unwrap();
+        group.sync_now().unwrap();
+        std::fs::write(&wal, b"new frames").unwrap();
+        group.sync_now().unwrap();
+        let followed = group.wal.lock().unwrap().inode;
+        assert_eq!(followed, std::fs::metadata(&wal).unwrap().ino());
+        assert_eq!(group.syncs(), 3);
     }
 }
