@@ -105,9 +105,16 @@ impl PublicJwk {
                 let e = b64_field(jwk, "e")?;
                 let n = strip_leading_zeros(&n);
                 let e = strip_leading_zeros(&e);
-                let bits = n.len() * 8;
+                // The modulus's exact bit length, and an exponent ring verifies with (odd, at
+                // least 3, below 2^33): a key refused here gets badPublicKey, not a signature
+                // that never verifies.
+                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
                 if !(2048..=8192).contains(&bits) {
                     return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
+                }
+                let exponent = e.iter().fold(0u64, |acc, b| acc.saturating_mul(256).saturating_add(u64::from(*b)));
+                if e.len() > 5 || exponent < 3 || exponent % 2 == 0 || exponent >= 1 << 33 {
+                    return Err(bad_key("RSA public exponent must be odd, at least 3 and below 2^33"));
                 }
                 let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
                 Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n: n.to_vec(), e: e.to_vec() }, canonical))
@@ -368,6 +375,21 @@ mod tests {
         assert!(ed_jwk.verify(b"h.p", &sig).unwrap());
         let foreign = Signer::new_without_digest(&other).unwrap().sign_oneshot_to_vec(b"h.p").unwrap();
         assert!(!ed_jwk.verify(b"h.p", &foreign).unwrap());
+    }
+
+    #[test]
+    fn rsa_keys_ring_cannot_verify_with_are_refused_when_read() {
+        let jwk = |n: &[u8], e: &[u8]| json!({"kty": "RSA", "n": ids::b64url(n), "e": ids::b64url(e)});
+        let mut n2047 = vec![0xffu8; 256];
+        n2047[0] = 0x7f;
+        let err = PublicJwk::from_value(&jwk(&n2047, &[1, 0, 1])).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadPublicKey);
+        assert!(err.detail.contains("2047 bits"), "{}", err.detail);
+        let n2048 = vec![0xffu8; 256];
+        for e in [&[1u8][..], &[2], &[1, 0, 0]] {
+            assert_eq!(PublicJwk::thumbprint_of(&jwk(&n2048, e)).unwrap_err().kind, ErrorKind::BadPublicKey);
+        }
+        assert!(PublicJwk::thumbprint_of(&jwk(&n2048, &[1, 0, 1])).is_ok());
     }
 
     #[test]
