@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openssl::bn::{BigNum, BigNumContext};
-use openssl::ec::{EcGroup, EcKey};
+use openssl::ec::{EcGroup, EcPoint};
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey};
 use openssl::rsa::Rsa;
@@ -137,12 +137,22 @@ impl PublicJwk {
             (PublicBytes::Point(point), KeyType::P256 | KeyType::P384) => {
                 let (nid, size) =
                     if self.key_type == KeyType::P256 { (Nid::X9_62_PRIME256V1, 32) } else { (Nid::SECP384R1, 48) };
+                // P-256 and P-384 have prime order (cofactor 1): a point with coordinates
+                // below the field prime that lies on the curve (an uncompressed point is never
+                // the point at infinity) has the group's order. So the curve equation is the
+                // whole check, with no scalar multiplication; `EcKey::check_key` would do one,
+                // and `from_public_key_affine_coordinates` does it again inside.
+                debug_assert_eq!(point.len(), 1 + 2 * size);
                 let group = EcGroup::from_curve_name(nid).map_err(Error::internal)?;
-                let bx = BigNum::from_slice(&point[1..1 + size]).map_err(Error::internal)?;
-                let by = BigNum::from_slice(&point[1 + size..]).map_err(Error::internal)?;
-                let key = EcKey::from_public_key_affine_coordinates(&group, &bx, &by)
-                    .map_err(|_| bad_key("EC point is not on the curve"))?;
-                key.check_key().map_err(|_| bad_key("EC public key is invalid"))
+                let mut ctx = BigNumContext::new().map_err(Error::internal)?;
+                let on_curve = EcPoint::from_bytes(&group, point, &mut ctx)
+                    .and_then(|p| p.is_on_curve(&group, &mut ctx))
+                    .unwrap_or(false);
+                if on_curve {
+                    Ok(())
+                } else {
+                    Err(bad_key("EC point is not on the curve"))
+                }
             }
             (PublicBytes::Rsa { n, e }, KeyType::Rsa) => Rsa::from_public_components(
                 BigNum::from_slice(n).map_err(Error::internal)?,
@@ -335,6 +345,29 @@ mod tests {
         assert!(!jwk.verify(b"header.payloaX", &raw).unwrap());
         let again = PublicJwk::from_json(&jwk.canonical).unwrap();
         assert_eq!(again.thumbprint, jwk.thumbprint);
+    }
+
+    /// An EC point off its curve, or with a coordinate at or above the field prime, is refused
+    /// with badPublicKey when first read; a point on the curve is accepted, for both curves.
+    #[test]
+    fn ec_points_off_the_curve_are_refused() {
+        for (nid, crv, size) in [(Nid::X9_62_PRIME256V1, "P-256", 32), (Nid::SECP384R1, "P-384", 48)] {
+            let group = EcGroup::from_curve_name(nid).unwrap();
+            let good = PublicJwk::from_spki_der(
+                &PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap().public_key_to_der().unwrap(),
+            )
+            .unwrap();
+            let value: Value = serde_json::from_str(&good.canonical).unwrap();
+            assert!(PublicJwk::from_value(&value).is_ok(), "{crv}: a generated key is accepted");
+            let mut y = b64_field(&value, "y").unwrap();
+            y[size - 1] ^= 1;
+            let off_curve = json!({"kty": "EC", "crv": crv, "x": value["x"], "y": ids::b64url(&y)});
+            let err = PublicJwk::from_value(&off_curve).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadPublicKey, "{crv}: {err}");
+            assert!(err.detail.contains("not on the curve"), "{crv}: {err}");
+            let too_big = json!({"kty": "EC", "crv": crv, "x": ids::b64url(&vec![0xff; size]), "y": value["y"]});
+            assert_eq!(PublicJwk::from_value(&too_big).unwrap_err().kind, ErrorKind::BadPublicKey, "{crv}");
+        }
     }
 
     /// Every accepted algorithm verifies through ring with the key as parsed from its JWK, and
