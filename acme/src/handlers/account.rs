@@ -16,7 +16,7 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
     };
     let request: NewAccountRequest = jws.json()?;
     let (ca, track, thumbprint) = (state.ca.clone(), state.track, key.thumbprint.clone());
-    if let Some(existing) = ca_call(move || ca.account_by_key(track, &thumbprint)).await? {
+    if let Some(existing) = ca_call(&state.ca, move || ca.account_by_key(track, &thumbprint)).await? {
         let body = wire::account(&state, &existing);
         return Ok(json_response(StatusCode::OK, Some(state.account_url(&existing.id)), &body));
     }
@@ -35,7 +35,7 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
         eab,
     };
     let (ca, track) = (state.ca.clone(), state.track);
-    let (account, created) = ca_call(move || ca.create_account(track, new)).await?;
+    let (account, created) = ca_call(&state.ca, move || ca.create_account(track, new)).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json_response(status, Some(state.account_url(&account.id)), &wire::account(&state, &account)))
 }
@@ -53,13 +53,13 @@ pub async fn account(state: web::Data<AcmeState>, path: web::Path<String>, jws: 
     let update: AccountUpdate = jws.json()?;
     let ca = state.ca.clone();
     let updated = match (update.status.as_deref(), update.contact) {
-        (Some("deactivated"), _) => ca_call(move || ca.deactivate_account(&account)).await?,
+        (Some("deactivated"), _) => ca_call(&state.ca, move || ca.deactivate_account(&account)).await?,
         (Some(other), _) if other != account.status.as_str() => {
             return Err(Problem::malformed(format!(
                 "an account's status can only be set to \"deactivated\", not {other:?}"
             )))
         }
-        (_, Some(contact)) => ca_call(move || ca.update_contact(&account, contact)).await?,
+        (_, Some(contact)) => ca_call(&state.ca, move || ca.update_contact(&account, contact)).await?,
         (_, None) => account,
     };
     Ok(json_response(StatusCode::OK, location, &wire::account(&state, &updated)))

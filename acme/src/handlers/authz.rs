@@ -17,7 +17,7 @@ pub async fn authorization(
     let account = jws.account()?.clone();
     let (ca, track, id) = (state.ca.clone(), state.track, path.into_inner());
     let authz = if jws.is_post_as_get() {
-        let authz = ca_call(move || ca.authorization(track, &id)).await?;
+        let authz = ca_call(&state.ca, move || ca.authorization(track, &id)).await?;
         if authz.account_id != account.id {
             return Err(Problem::unauthorized("this authorization belongs to another account"));
         }
@@ -27,7 +27,7 @@ pub async fn authorization(
         if update.status.as_deref() != Some("deactivated") {
             return Err(Problem::malformed("an authorization can only be updated to status \"deactivated\""));
         }
-        ca_call(move || ca.deactivate_authorization(&account, &id)).await?
+        ca_call(&state.ca, move || ca.deactivate_authorization(&account, &id)).await?
     };
     Ok(json_response(StatusCode::OK, None, &wire::authorization(&state, &authz)))
 }
@@ -41,14 +41,14 @@ pub async fn challenge(
     let account = jws.account()?.clone();
     let (ca, track, id) = (state.ca.clone(), state.track, path.into_inner());
     let challenge = if jws.is_post_as_get() {
-        let (challenge, authz) = ca_call(move || ca.challenge(track, &id)).await?;
+        let (challenge, authz) = ca_call(&state.ca, move || ca.challenge(track, &id)).await?;
         if authz.account_id != account.id {
             return Err(Problem::unauthorized("this challenge belongs to another account"));
         }
         challenge
     } else {
         let _: serde_json::Map<String, serde_json::Value> = jws.json()?;
-        let target = ca_call(move || ca.begin_validation(&account, &id)).await?;
+        let target = ca_call(&state.ca, move || ca.begin_validation(&account, &id)).await?;
         if target.start {
             let (validator, ca) = (state.validator.clone(), state.ca.clone());
             let target_for_task = target.clone();
@@ -61,7 +61,7 @@ pub async fn challenge(
             // in the background (dropping the handle does not cancel it).
             if tokio::time::timeout(QUICK_VALIDATION, validation).await.is_ok() {
                 let (ca, id) = (state.ca.clone(), target.challenge.id.clone());
-                let (challenge, _) = ca_call(move || ca.challenge(track, &id)).await?;
+                let (challenge, _) = ca_call(&state.ca, move || ca.challenge(track, &id)).await?;
                 return Ok(challenge_response(&state, &challenge));
             }
         }
@@ -82,9 +82,9 @@ async fn record_outcome(
     const DELAYS_MS: [u64; 4] = [0, 100, 500, 2000];
     for (attempt, delay) in DELAYS_MS.iter().enumerate() {
         tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
-        let (ca, id, outcome) = (ca.clone(), challenge_id.clone(), outcome.clone());
-        match tokio::task::spawn_blocking(move || ca.complete_validation(track, &id, outcome)).await {
-            Ok(Ok(())) => return,
+        let (for_call, id, outcome) = (ca.clone(), challenge_id.clone(), outcome.clone());
+        match super::ca_call(&ca, move || for_call.complete_validation(track, &id, outcome)).await {
+            Ok(()) => return,
             _ => {
                 tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, "recording a validation outcome failed")
             }

@@ -18,7 +18,7 @@ pub async fn certificate(
     let account = jws.account()?.clone();
     jws.require_post_as_get()?;
     let (ca, serial) = (state.ca.clone(), path.into_inner());
-    let cert = ca_call(move || ca.certificate_for(&account, &serial)).await?;
+    let cert = ca_call(&state.ca, move || ca.certificate_for(&account, &serial)).await?;
     let mut chain = der_to_pem(&cert.der);
     chain.push_str(state.ca.chain_pem(state.track));
     Ok(HttpResponse::build(StatusCode::OK).content_type("application/pem-certificate-chain").body(chain))
@@ -32,11 +32,11 @@ pub async fn revoke(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRespons
     let reason = request.reason;
     match jws.signer {
         Signer::Account(account) => {
-            ca_call(move || ca.revoke_by_subscriber(track, Revoker::Account(&account), &der, reason)).await?
+            ca_call(&state.ca, move || ca.revoke_by_subscriber(track, Revoker::Account(&account), &der, reason)).await?
         }
         Signer::Key(key) => {
             let thumbprint = key.thumbprint.clone();
-            ca_call(move || {
+            ca_call(&state.ca, move || {
                 ca.revoke_by_subscriber(track, Revoker::CertificateKey { thumbprint: &thumbprint }, &der, reason)
             })
             .await?

@@ -43,7 +43,7 @@ pub async fn renewal_info(
     id: web::Path<String>,
 ) -> Result<HttpResponse, crate::problem::Problem> {
     let (ca, track, id) = (state.ca.clone(), state.track, id.into_inner());
-    let window = super::ca_call(move || ca.renewal_info(track, &id)).await?;
+    let window = super::ca_call(&state.ca, move || ca.renewal_info(track, &id)).await?;
     let body = json!({
         "suggestedWindow": {
             "start": dualca_ca::clock::rfc3339(window.start),

@@ -33,10 +33,18 @@ pub fn set_blocking_limit(calls: usize) {
     let _ = BLOCKING_CALLS.set(tokio::sync::Semaphore::new(calls.max(1)));
 }
 
-/// Runs a blocking CA call off the async executor.
+/// Makes one CA call. On SQLite it runs in place, on this worker thread, and the response
+/// waits (asynchronously) until what it wrote or read is durable; elsewhere it runs on a
+/// blocking thread, at most `set_blocking_limit` at once.
 pub async fn ca_call<T: Send + 'static>(
+    ca: &std::sync::Arc<dualca_ca::Ca>,
     f: impl FnOnce() -> dualca_ca::Result<T> + Send + 'static,
 ) -> Result<T, Problem> {
+    if ca.calls_in_place() {
+        let (value, durability) = ca.in_place(f);
+        durability.wait().await?;
+        return Ok(value?);
+    }
     let slots = BLOCKING_CALLS.get_or_init(|| tokio::sync::Semaphore::new(16));
     // The semaphore is never closed, so acquiring fails only if it were.
     let _slot =

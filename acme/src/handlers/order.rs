@@ -22,7 +22,7 @@ pub async fn new_order(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpResp
         replaces: request.replaces,
     };
     let ca = state.ca.clone();
-    let order = ca_call(move || ca.new_order(&account, new)).await?;
+    let order = ca_call(&state.ca, move || ca.new_order(&account, new)).await?;
     let location = state.url(&format!("order/{}", order.id));
     Ok(json_response(StatusCode::CREATED, Some(location), &wire::order(&state, &order)))
 }
@@ -31,7 +31,7 @@ pub async fn order(state: web::Data<AcmeState>, path: web::Path<String>, jws: Jw
     let account = jws.account()?.clone();
     jws.require_post_as_get()?;
     let (ca, track, id) = (state.ca.clone(), state.track, path.into_inner());
-    let order = ca_call(move || ca.order(track, &id)).await?;
+    let order = ca_call(&state.ca, move || ca.order(track, &id)).await?;
     if order.account_id != account.id {
         return Err(Problem::unauthorized("this order belongs to another account"));
     }
@@ -53,7 +53,7 @@ pub async fn orders_list(
     let ca = state.ca.clone();
     let cursor = query.into_inner().cursor;
     let account_id = account.id.clone();
-    let (ids, next) = ca_call(move || ca.orders_page(&account, cursor.as_deref())).await?;
+    let (ids, next) = ca_call(&state.ca, move || ca.orders_page(&account, cursor.as_deref())).await?;
     let body = json!({ "orders": ids.iter().map(|id| state.url(&format!("order/{id}"))).collect::<Vec<_>>() });
     let mut res = json_response(StatusCode::OK, None, &body);
     if let Some(next) = next {
@@ -76,7 +76,7 @@ pub async fn finalize(state: web::Data<AcmeState>, path: web::Path<String>, jws:
     let request: FinalizeRequest = jws.json()?;
     let csr = jws::b64("csr", &request.csr)?;
     let (ca, id) = (state.ca.clone(), path.into_inner());
-    let order = ca_call(move || ca.finalize(&account, &id, &csr)).await?;
+    let order = ca_call(&state.ca, move || ca.finalize(&account, &id, &csr)).await?;
     crate::metrics::ISSUANCES.with_label_values(&[state.track.as_str(), order.profile.as_str()]).inc();
     let location = state.url(&format!("order/{}", order.id));
     Ok(json_response(StatusCode::OK, Some(location), &wire::order(&state, &order)))

@@ -151,6 +151,18 @@ impl Ca {
         &self.public_url
     }
 
+    /// Whether a front end should make its calls in place, on its own thread, and await their
+    /// durability (`in_place`), rather than hand them to a blocking pool
+    /// (`Storage::runs_in_place`).
+    pub fn calls_in_place(&self) -> bool {
+        self.storage.runs_in_place()
+    }
+
+    /// Runs `f` on this thread; what it returns may be shown once the `Durability` is awaited.
+    pub fn in_place<T>(&self, f: impl FnOnce() -> T) -> (T, crate::storage::Durability) {
+        self.storage.in_place(f)
+    }
+
     /// The URLs a certificate of this track and profile carries.
     pub fn certificate_urls(&self, track: Track, profile: &crate::policy::Profile) -> CertificateUrls {
         let short_lived = track == Track::Machine && profile.lifetime_seconds <= 7 * 24 * 3600;

@@ -1,7 +1,8 @@
 //! One connection type for both backends, a pool that opens the right one from the URL's
 //! scheme, and the transaction wrapper every write goes through.
 
-use std::sync::Mutex;
+use std::cell::Cell;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -11,7 +12,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{GroupCommit, Shared};
 use crate::{Error, Result};
 
 #[derive(diesel::MultiConnection)]
@@ -158,9 +159,32 @@ impl Storage {
         let value = f(&mut conn)?;
         drop(conn);
         if let Some(group) = &self.group {
-            group.wait_durable(group.visible())?;
+            owe_or_wait(group, group.visible())?;
         }
         Ok(value)
+    }
+
+    /// Whether the front end should run its calls in place, on its own executor thread, instead
+    /// of handing each to a blocking pool: on SQLite a call is microseconds of local work, and
+    /// the hand-offs cost more than the call (see BENCHMARKS.md). The durability wait, the one
+    /// slow part, is taken out of the call and awaited (`in_place`). On PostgreSQL every query
+    /// is a network round trip, so calls stay on the blocking pool.
+    pub fn runs_in_place(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
+    /// Runs `f` (which may make any number of reads and writes) on this thread, without waiting
+    /// for the commits it writes or sees to reach the disk; the `Durability` returned stands
+    /// for that wait, and the caller must await it before it shows anything of the result.
+    pub fn in_place<T>(&self, f: impl FnOnce() -> T) -> (T, Durability) {
+        let Some(group) = &self.group else {
+            return (f(), Durability { owed: None });
+        };
+        let scope = OwedScope::enter(group.shared());
+        let value = f();
+        let seq = scope.leave();
+        let owed = (seq > 0).then(|| (group.shared().clone(), seq));
+        (value, Durability { owed })
     }
 
     /// Runs a read in place, on the caller's thread, if SQLite has a connection free at once;
@@ -228,7 +252,7 @@ impl Storage {
                 drop(turn);
                 drop(conn);
                 if let (Some(group), Some(seq)) = (&self.group, seq) {
-                    group.wait_durable(seq)?;
+                    owe_or_wait(group, seq)?;
                 }
                 Ok(value)
             }
@@ -262,7 +286,7 @@ fn immediate_transaction<T>(
     AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")?;
     match f(conn) {
         Ok(value) => {
-            let seq = match group.map(GroupCommit::begin_commit).transpose() {
+            let seq = match group.map(|g| g.begin_commit()).transpose() {
                 Ok(seq) => seq,
                 Err(e) => {
                     let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
@@ -294,6 +318,79 @@ enum TxError {
 impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
         TxError::Diesel(e)
+    }
+}
+
+thread_local! {
+    /// While a call runs in place (`Storage::in_place`): the store it runs against (its group
+    /// commit's address) and the newest commit its reads and writes rest on so far.
+    static OWED: Cell<Option<(usize, u64)>> = const { Cell::new(None) };
+}
+
+fn group_id(shared: &Arc<Shared>) -> usize {
+    Arc::as_ptr(shared) as usize
+}
+
+/// Inside an in-place call on this store, adds `seq` to what the call owes; anywhere else,
+/// waits here until `seq` is durable.
+fn owe_or_wait(group: &GroupCommit, seq: u64) -> Result<()> {
+    let id = group_id(group.shared());
+    let deferred = OWED.with(|owed| match owed.get() {
+        Some((owner, so_far)) if owner == id => {
+            owed.set(Some((owner, so_far.max(seq))));
+            true
+        }
+        _ => false,
+    });
+    if deferred {
+        Ok(())
+    } else {
+        group.wait_durable(seq)
+    }
+}
+
+/// Marks this thread as running an in-place call; dropping it (also by a panic) puts back what
+/// was there, so no later call on the thread skips its durability wait.
+struct OwedScope {
+    previous: Option<(usize, u64)>,
+    left: bool,
+}
+
+impl OwedScope {
+    fn enter(shared: &Arc<Shared>) -> OwedScope {
+        let previous = OWED.with(|owed| owed.replace(Some((group_id(shared), 0))));
+        OwedScope { previous, left: false }
+    }
+
+    /// The newest commit the call owes.
+    fn leave(mut self) -> u64 {
+        self.left = true;
+        OWED.with(|owed| owed.replace(self.previous)).map_or(0, |(_, seq)| seq)
+    }
+}
+
+impl Drop for OwedScope {
+    fn drop(&mut self) {
+        if !self.left {
+            OWED.with(|owed| owed.set(self.previous));
+        }
+    }
+}
+
+/// What an in-place call still owes before its result may be shown: that the commits it wrote
+/// or read are on disk.
+#[must_use = "a result of an in-place call may be shown only once its durability is awaited"]
+pub struct Durability {
+    owed: Option<(Arc<Shared>, u64)>,
+}
+
+impl Durability {
+    /// Waits, without blocking the thread, until everything the call rests on is durable.
+    pub async fn wait(self) -> Result<()> {
+        match self.owed {
+            Some((group, seq)) => group.wait_durable_async(seq).await,
+            None => Ok(()),
+        }
     }
 }
 
@@ -381,6 +478,49 @@ mod tests {
         let group = storage.group.as_ref().unwrap();
         assert_eq!(group.durable(), commits, "the last commit is durable");
         eprintln!("200 concurrent commits, {} fsyncs", syncs - syncs_before);
+    }
+
+    /// An in-place call's writes are not waited for inside the call (nobody has asked the log
+    /// to be synced yet); awaiting its `Durability` makes them durable, through the syncer
+    /// thread, without a blocking waiter.
+    #[test]
+    fn an_in_place_write_is_durable_once_awaited() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let storage = Storage::open(path.to_str().unwrap(), 2).unwrap();
+        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let group = storage.group.as_ref().unwrap();
+        let (syncs_before, durable_before) = (group.syncs(), group.durable());
+        let (written, durability) = storage.in_place(|| {
+            storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?))?;
+            storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?))?;
+            storage.read(count)
+        });
+        assert_eq!(written.unwrap(), 2);
+        assert_eq!(group.commits(), durable_before + 2, "both commits are in the log");
+        assert_eq!(group.durable(), durable_before, "nothing was synced inside the call");
+        assert_eq!(group.syncs(), syncs_before);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(durability.wait()).unwrap();
+        assert_eq!(group.durable(), group.commits(), "awaited: both commits are durable");
+        assert!(group.syncs() > syncs_before);
+    }
+
+    /// A call that panics in place leaves the thread as it found it: later writes on it wait
+    /// for their own durability again.
+    #[test]
+    fn a_panic_in_place_does_not_leave_writes_unsynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let storage = Storage::open(path.to_str().unwrap(), 2).unwrap();
+        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = storage.in_place(|| -> Result<()> { panic!("a handler bug") });
+        }));
+        assert!(panicked.is_err());
+        storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
+        let group = storage.group.as_ref().unwrap();
+        assert_eq!(group.durable(), group.commits(), "an ordinary write returned only once durable");
     }
 
     #[test]

@@ -28,11 +28,20 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use crate::{Error, Result};
 
+/// The group commit of one database file: the shared state, and the thread that syncs the log
+/// for callers that wait asynchronously (`Durability::wait`), which must not block their
+/// executor thread on an fsync. Dropping it stops that thread.
 pub(super) struct GroupCommit {
+    shared: Arc<Shared>,
+    syncer: Option<JoinHandle<()>>,
+}
+
+pub(super) struct Shared {
     wal: Mutex<WalFile>,
     /// Commits numbered in writer order: the newest one begun (bumped just before COMMIT, so
     /// a reader that can see a commit also sees its number)...
@@ -41,11 +50,24 @@ pub(super) struct GroupCommit {
     committed: AtomicU64,
     /// ...and the newest one an fsync has covered.
     durable: AtomicU64,
+    /// The newest commit an asynchronous caller waits for; the syncer thread works towards it.
+    requested: AtomicU64,
     /// True while an fsync is under way; `changed` announces its end and each COMMIT's.
     syncing: Mutex<bool>,
     changed: Condvar,
+    /// Wakes the syncer thread: a new request, or the end.
+    wake_syncer: Condvar,
+    stopping: AtomicBool,
     failed: AtomicBool,
     syncs: AtomicU64,
+    /// What asynchronous waiters watch: the newest durable commit, and whether an fsync failed.
+    published: tokio::sync::watch::Sender<Published>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Published {
+    durable: u64,
+    failed: bool,
 }
 
 struct WalFile {
@@ -83,18 +105,54 @@ impl GroupCommit {
         let path = PathBuf::from(format!("{db_path}-wal"));
         let wal = WalFile::open(path.clone())
             .map_err(|e| Error::internal(format!("cannot open the SQLite log {}: {e}", path.display())))?;
-        Ok(GroupCommit {
+        let shared = Arc::new(Shared {
             wal: Mutex::new(wal),
             begun: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
             syncing: Mutex::new(false),
             changed: Condvar::new(),
+            wake_syncer: Condvar::new(),
+            stopping: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
-        })
+            published: tokio::sync::watch::Sender::new(Published::default()),
+        });
+        let for_syncer = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("sqlite-log-sync".into())
+            .spawn(move || for_syncer.run_syncer())
+            .map_err(|e| Error::internal(format!("cannot start the SQLite log syncer: {e}")))?;
+        Ok(GroupCommit { shared, syncer: Some(syncer) })
     }
 
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl std::ops::Deref for GroupCommit {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let guard = self.shared.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        drop(guard);
+        self.shared.wake_syncer.notify_all();
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
+    }
+}
+
+impl Shared {
     /// Called by the writer, holding the write turn, just before COMMIT: its commit's number.
     pub(super) fn begin_commit(&self) -> Result<u64> {
         self.check()?;
@@ -153,7 +211,64 @@ impl GroupCommit {
             }
             drop(syncing);
             self.changed.notify_all();
+            self.publish();
             outcome.map_err(|e| Error::internal(format!("the SQLite log could not be synced: {e}")))?;
+        }
+    }
+
+    /// Tells asynchronous waiters how far the log is durable.
+    fn publish(&self) {
+        // Read under the watch's lock: both values only grow, so publishers racing each other
+        // can never send an older state after a newer one.
+        self.published.send_if_modified(|p| {
+            let now =
+                Published { durable: self.durable.load(Ordering::SeqCst), failed: self.failed.load(Ordering::SeqCst) };
+            let modified = p.durable != now.durable || p.failed != now.failed;
+            *p = now;
+            modified
+        });
+    }
+
+    /// Waits, without blocking the thread, until commit `seq` is on disk: the syncer thread
+    /// makes it so if no blocking waiter does first.
+    pub(super) async fn wait_durable_async(&self, seq: u64) -> Result<()> {
+        let mut watch = self.published.subscribe();
+        if self.durable.load(Ordering::SeqCst) < seq {
+            if self.requested.fetch_max(seq, Ordering::SeqCst) < seq {
+                let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+                drop(guard);
+                self.wake_syncer.notify_one();
+            }
+            // The sender lives as long as `self`, so the watch cannot close under us.
+            let _ = watch.wait_for(|p| p.durable >= seq || p.failed).await;
+        }
+        self.check()?;
+        if self.durable.load(Ordering::SeqCst) < seq {
+            return Err(Error::internal("the SQLite log syncer stopped"));
+        }
+        Ok(())
+    }
+
+    /// The syncer thread: sleeps until an asynchronous caller asks for a commit not yet on
+    /// disk, then makes it durable the way a blocking waiter does (sharing its fsync, or
+    /// starting one), until the store is dropped.
+    fn run_syncer(&self) {
+        loop {
+            let mut guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            let target = loop {
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let requested = self.requested.load(Ordering::SeqCst);
+                if requested > self.durable.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst) {
+                    break requested;
+                }
+                guard = self.wake_syncer.wait(guard).unwrap_or_else(|p| p.into_inner());
+            };
+            drop(guard);
+            // A failure is logged and published by `wait_durable`; the waiters see it there.
+            let _ = self.wait_durable(target);
+            self.publish();
         }
     }
 

@@ -20,4 +20,4 @@ mod schema;
 pub(crate) mod tokens;
 
 pub use certificates::CertificateCounts;
-pub use connection::{Backend, DbConnection, Storage};
+pub use connection::{Backend, DbConnection, Durability, Storage};
