@@ -186,6 +186,32 @@ impl PublicJwk {
         Self::from_pkey(&pkey)
     }
 
+    /// The JWK of an EC key given as its uncompressed point (`04 || x || y`), already verified
+    /// against (a CSR's signature with ring checks the point on its curve).
+    pub(crate) fn from_verified_point(key_type: KeyType, point: &[u8]) -> Result<PublicJwk> {
+        let (crv, size) = match key_type {
+            KeyType::P256 => ("P-256", 32),
+            KeyType::P384 => ("P-384", 48),
+            _ => return Err(Error::internal("an EC point for a key type that is not EC")),
+        };
+        if point.len() != 1 + 2 * size || point[0] != 0x04 {
+            return Err(bad_key(format!("the {crv} key is not an uncompressed point")));
+        }
+        let (x, y) = point[1..].split_at(size);
+        let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(x), "y": ids::b64url(y)});
+        Ok(Self::finish(key_type, PublicBytes::Point(point.to_vec()), canonical))
+    }
+
+    /// The JWK of an RSA key given as its big-endian modulus and exponent, with any leading
+    /// zero octets (DER integers carry one before a set high bit) removed, as RFC 7518 §6.3.1
+    /// wants them.
+    pub(crate) fn from_rsa_components(n: &[u8], e: &[u8]) -> PublicJwk {
+        let minimal = |bytes: &[u8]| bytes[bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len())..].to_vec();
+        let (n, e) = (minimal(n), minimal(e));
+        let canonical = json!({"e": ids::b64url(&e), "kty": "RSA", "n": ids::b64url(&n)});
+        Self::finish(KeyType::Rsa, PublicBytes::Rsa { n, e }, canonical)
+    }
+
     /// The JWK of a key OpenSSL has parsed already (a CSR's, say).
     pub fn from_pkey(pkey: &openssl::pkey::PKeyRef<openssl::pkey::Public>) -> Result<PublicJwk> {
         match pkey.id() {
