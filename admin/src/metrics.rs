@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::auth::AdminState;
 
@@ -50,7 +50,31 @@ static OUTBOX_GIVEN_UP: LazyLock<IntGauge> = LazyLock::new(|| {
     g
 });
 
+/// Group commit on a SQLite database file (`dualca_ca::storage::Storage::commit_counts`): the
+/// ratio of the two is how many commits share one fsync of the log.
+static SQLITE_COMMITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new("dualca_sqlite_commits_total", "Write transactions committed to the SQLite database")
+        .expect("valid metric");
+    REGISTRY.register(Box::new(c.clone())).expect("registered once");
+    c
+});
+
+static SQLITE_LOG_SYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "dualca_sqlite_log_syncs_total",
+        "fsyncs of the SQLite write-ahead log that made commits durable (group commit)",
+    )
+    .expect("valid metric");
+    REGISTRY.register(Box::new(c.clone())).expect("registered once");
+    c
+});
+
 pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    if let Some((commits, syncs)) = state.ca.commit_counts() {
+        // Counters only go up: add what happened since the last scrape.
+        SQLITE_COMMITS.inc_by(commits.saturating_sub(SQLITE_COMMITS.get()));
+        SQLITE_LOG_SYNCS.inc_by(syncs.saturating_sub(SQLITE_LOG_SYNCS.get()));
+    }
     for track in dualca_ca::Track::ALL {
         let ca = state.ca.clone();
         if let Ok(Ok(counts)) = web::block(move || ca.certificate_counts(track)).await {

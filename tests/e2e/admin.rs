@@ -475,6 +475,15 @@ async fn certificates_openapi_and_metrics(db: Db) {
     assert!(metrics.contains("dualca_certificates{state=\"active\",track=\"machine\"}"), "{metrics}");
     assert!(metrics.contains("dualca_acme_request_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains("dualca_issuances_total"), "{metrics}");
+    // Group commit is SQLite's; there, the issuances above committed and synced the log. (The
+    // registry is the process's, shared by the tests' servers, so only the sign is checked.)
+    if db == Db::Sqlite {
+        let counter =
+            |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok());
+        let commits = counter("dualca_sqlite_commits_total").expect("commits counted");
+        let syncs = counter("dualca_sqlite_log_syncs_total").expect("log syncs counted");
+        assert!(commits > 0 && syncs > 0, "{commits} commits, {syncs} syncs");
+    }
     server.stop().await;
 }
 on_both_databases!(certificates_openapi_and_metrics);

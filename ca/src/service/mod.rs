@@ -158,6 +158,12 @@ impl Ca {
         self.storage.runs_in_place()
     }
 
+    /// On a SQLite database file: commits since start, and the fsyncs of the log that made
+    /// them durable (`Storage::commit_counts`).
+    pub fn commit_counts(&self) -> Option<(u64, u64)> {
+        self.storage.commit_counts()
+    }
+
     /// Runs `f` on this thread; what it returns may be shown once the `Durability` is awaited.
     pub fn in_place<T>(&self, f: impl FnOnce() -> T) -> (T, crate::storage::Durability) {
         self.storage.in_place(f)
