@@ -7,30 +7,30 @@ use crate::model::{Account, AccountStatus};
 use crate::{Result, Track};
 
 pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> Result<()> {
-    diesel::insert_into(a::accounts).values(row).execute(conn)?;
+    on_backend!(conn, |c| diesel::insert_into(a::accounts).values(row).execute(c))?;
     Ok(())
 }
 
 pub fn by_id(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Account>> {
-    a::accounts
+    on_backend!(conn, |c| a::accounts
         .filter(a::id.eq(id))
         .filter(a::track.eq(track.as_str()))
         .select(AccountRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(Account::try_from)
-        .transpose()
+        .get_result(c)
+        .optional())?
+    .map(Account::try_from)
+    .transpose()
 }
 
 pub fn by_thumbprint(conn: &mut DbConnection, track: Track, thumbprint: &str) -> Result<Option<Account>> {
-    a::accounts
+    on_backend!(conn, |c| a::accounts
         .filter(a::track.eq(track.as_str()))
         .filter(a::key_thumbprint.eq(thumbprint))
         .select(AccountRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(Account::try_from)
-        .transpose()
+        .get_result(c)
+        .optional())?
+    .map(Account::try_from)
+    .transpose()
 }
 
 pub fn set_contact(conn: &mut DbConnection, id: &str, contact: &[String], now: i64) -> Result<()> {

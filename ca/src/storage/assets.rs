@@ -63,11 +63,11 @@ fn into_asset(row: AssetRow, identifiers: Vec<Identifier>) -> Result<Asset> {
 }
 
 fn identifiers_of(conn: &mut DbConnection, asset_id: &str) -> Result<Vec<Identifier>> {
-    let pairs: Vec<(String, String)> = ai::asset_identifiers
+    let pairs: Vec<(String, String)> = on_backend!(conn, |db| ai::asset_identifiers
         .filter(ai::asset_id.eq(asset_id))
         .order((ai::identifier_type.asc(), ai::identifier_value.asc()))
         .select((ai::identifier_type, ai::identifier_value))
-        .load(conn)?;
+        .load(db))?;
     pairs
         .into_iter()
         .map(|(t, v)| {
@@ -112,7 +112,9 @@ pub fn by_name(conn: &mut DbConnection, name: &str) -> Result<Option<Asset>> {
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Asset>> {
-    let Some(row) = a::assets.filter(a::id.eq(id)).select(AssetRow::as_select()).get_result(conn).optional()? else {
+    let Some(row) =
+        on_backend!(conn, |db| a::assets.filter(a::id.eq(id)).select(AssetRow::as_select()).get_result(db).optional())?
+    else {
         return Ok(None);
     };
     let ids = identifiers_of(conn, &row.id)?;
@@ -192,11 +194,17 @@ pub fn insert_eab(conn: &mut DbConnection, row: &EabKeyRow) -> Result<()> {
 }
 
 pub fn eab(conn: &mut DbConnection, kid: &str) -> Result<Option<EabKeyRow>> {
-    Ok(e::eab_keys.filter(e::kid.eq(kid)).select(EabKeyRow::as_select()).get_result(conn).optional()?)
+    Ok(on_backend!(conn, |db| e::eab_keys
+        .filter(e::kid.eq(kid))
+        .select(EabKeyRow::as_select())
+        .get_result(db)
+        .optional())?)
 }
 
 pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<()> {
-    diesel::update(e::eab_keys.filter(e::kid.eq(kid))).set(e::used_at.eq(Some(now))).execute(conn)?;
+    on_backend!(conn, |db| diesel::update(e::eab_keys.filter(e::kid.eq(kid)))
+        .set(e::used_at.eq(Some(now)))
+        .execute(db))?;
     Ok(())
 }
 

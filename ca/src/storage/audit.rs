@@ -16,8 +16,15 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         };
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(pg)?;
     }
-    let head = e::audit_events.filter(e::track.eq(event.track.as_str())).order(e::seq.desc()).select((e::seq, e::hash));
-    let last: Option<(i64, String)> = newest(conn, head)?;
+    // The chain's head: no LIMIT on SQLite, where a bound LIMIT makes the statement be compiled
+    // again at every bind (the primary key's order makes the first row the head); PostgreSQL
+    // needs it to stop early.
+    let head =
+        || e::audit_events.filter(e::track.eq(event.track.as_str())).order(e::seq.desc()).select((e::seq, e::hash));
+    let last: Option<(i64, String)> = match conn {
+        DbConnection::Sqlite(db) => head().get_result(db).optional()?,
+        DbConnection::Postgresql(db) => head().first(db).optional()?,
+    };
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
@@ -34,7 +41,7 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         prev_hash,
         hash,
     };
-    diesel::insert_into(e::audit_events).values(&row).execute(conn)?;
+    on_backend!(conn, |db| diesel::insert_into(e::audit_events).values(&row).execute(db))?;
     Ok(seq)
 }
 

@@ -7,19 +7,19 @@ use crate::model::{CertificateRecord, CertificateStatus};
 use crate::{Result, Track};
 
 pub fn insert(conn: &mut DbConnection, row: &CertificateRow) -> Result<()> {
-    diesel::insert_into(k::certificates).values(row).execute(conn)?;
+    on_backend!(conn, |db| diesel::insert_into(k::certificates).values(row).execute(db))?;
     Ok(())
 }
 
 pub fn by_serial(conn: &mut DbConnection, track: Track, serial: &str) -> Result<Option<CertificateRecord>> {
-    k::certificates
+    on_backend!(conn, |db| k::certificates
         .filter(k::serial.eq(serial))
         .filter(k::track.eq(track.as_str()))
         .select(CertificateRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(CertificateRecord::try_from)
-        .transpose()
+        .get_result(db)
+        .optional())?
+    .map(CertificateRecord::try_from)
+    .transpose()
 }
 
 /// Marks a valid certificate revoked. False when it was already revoked.

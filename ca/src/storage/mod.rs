@@ -1,6 +1,21 @@
 //! All database access. Nothing outside this module builds a query; the services in this crate
 //! call the functions here inside `Storage::write` or `Storage::read`.
 
+/// Runs one diesel query on the connection's own backend instead of through the
+/// `MultiConnection` enum: diesel's derived wrapper renders the query's whole SQL text on every
+/// execution, even when its prepared statement is cached by type, which cost about a twentieth
+/// of the CPU per issuance (BENCHMARKS.md, run of 2026-12-06). The body is written once and
+/// compiled for each backend, so the same query text serves both. Used on the request path;
+/// elsewhere the enum's convenience wins.
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::storage::DbConnection::Sqlite($c) => $body,
+            $crate::storage::DbConnection::Postgresql($c) => $body,
+        }
+    };
+}
+
 pub(crate) mod accounts;
 pub(crate) mod assets;
 pub(crate) mod audit;

@@ -9,18 +9,18 @@ use crate::model::*;
 use crate::{Result, Track};
 
 pub fn insert_order(conn: &mut DbConnection, row: &OrderRow) -> Result<()> {
-    diesel::insert_into(o::orders).values(row).execute(conn)?;
+    on_backend!(conn, |c| diesel::insert_into(o::orders).values(row).execute(c))?;
     Ok(())
 }
 
 pub fn insert_authorization(conn: &mut DbConnection, row: &AuthorizationRow) -> Result<()> {
-    diesel::insert_into(z::authorizations).values(row).execute(conn)?;
+    on_backend!(conn, |c| diesel::insert_into(z::authorizations).values(row).execute(c))?;
     Ok(())
 }
 
 pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Result<()> {
     for row in rows {
-        diesel::insert_into(c::challenges).values(row).execute(conn)?;
+        on_backend!(conn, |db| diesel::insert_into(c::challenges).values(row).execute(db))?;
     }
     Ok(())
 }
@@ -32,12 +32,12 @@ pub fn order_with_authorizations(
     track: Track,
     id: &str,
 ) -> Result<Option<(Order, Vec<Authorization>)>> {
-    let Some(row) = o::orders
+    let Some(row) = on_backend!(conn, |db| o::orders
         .filter(o::id.eq(id))
         .filter(o::track.eq(track.as_str()))
         .select(OrderRow::as_select())
-        .get_result(conn)
-        .optional()?
+        .get_result(db)
+        .optional())?
     else {
         return Ok(None);
     };
@@ -48,17 +48,17 @@ pub fn order_with_authorizations(
 
 /// An order's authorizations, in order, with their challenges.
 fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
-    let rows: Vec<AuthorizationRow> = z::authorizations
+    let rows: Vec<AuthorizationRow> = on_backend!(conn, |db| z::authorizations
         .filter(z::order_id.eq(order_id))
         .order(z::position.asc())
         .select(AuthorizationRow::as_select())
-        .load(conn)?;
-    let challenge_rows: Vec<ChallengeRow> = c::challenges
+        .load(db))?;
+    let challenge_rows: Vec<ChallengeRow> = on_backend!(conn, |db| c::challenges
         .inner_join(z::authorizations.on(z::id.eq(c::authorization_id)))
         .filter(z::order_id.eq(order_id))
         .order((c::authorization_id.asc(), c::position.asc()))
         .select(ChallengeRow::as_select())
-        .load(conn)?;
+        .load(db))?;
     let mut by_authorization: std::collections::HashMap<String, Vec<Challenge>> = std::collections::HashMap::new();
     for row in challenge_rows {
         let authorization = row.authorization_id.clone();
@@ -73,21 +73,21 @@ fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<A
 }
 
 fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challenge>> {
-    let rows: Vec<ChallengeRow> = c::challenges
+    let rows: Vec<ChallengeRow> = on_backend!(conn, |db| c::challenges
         .filter(c::authorization_id.eq(authz_id))
         .order(c::position.asc())
         .select(ChallengeRow::as_select())
-        .load(conn)?;
+        .load(db))?;
     rows.into_iter().map(ChallengeRow::into_domain).collect()
 }
 
 pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
-    let Some(row) = z::authorizations
+    let Some(row) = on_backend!(conn, |db| z::authorizations
         .filter(z::id.eq(id))
         .filter(z::track.eq(track.as_str()))
         .select(AuthorizationRow::as_select())
-        .get_result(conn)
-        .optional()?
+        .get_result(db)
+        .optional())?
     else {
         return Ok(None);
     };
@@ -96,13 +96,13 @@ pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<
 }
 
 pub fn challenge(conn: &mut DbConnection, id: &str) -> Result<Option<Challenge>> {
-    c::challenges
+    on_backend!(conn, |db| c::challenges
         .filter(c::id.eq(id))
         .select(ChallengeRow::as_select())
-        .get_result(conn)
-        .optional()?
-        .map(ChallengeRow::into_domain)
-        .transpose()
+        .get_result(db)
+        .optional())?
+    .map(ChallengeRow::into_domain)
+    .transpose()
 }
 
 /// A page of an account's order ids, oldest first, after the cursor (`created_micros`, `id`).
@@ -126,14 +126,16 @@ pub fn order_ids_page(
 /// Moves an order from `from` to valid with its certificate. Returns false when the order was
 /// no longer in `from` (a concurrent finalize won).
 pub fn set_order_valid(conn: &mut DbConnection, id: &str, from: OrderStatus, serial: &str) -> Result<bool> {
-    let n = diesel::update(o::orders.filter(o::id.eq(id)).filter(o::status.eq(from.as_str())))
+    let n = on_backend!(conn, |db| diesel::update(o::orders.filter(o::id.eq(id)).filter(o::status.eq(from.as_str())))
         .set((o::status.eq(OrderStatus::Valid.as_str()), o::certificate_serial.eq(serial)))
-        .execute(conn)?;
+        .execute(db))?;
     Ok(n == 1)
 }
 
 pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: AuthzStatus) -> Result<()> {
-    diesel::update(z::authorizations.filter(z::id.eq(id))).set(z::status.eq(status.as_str())).execute(conn)?;
+    on_backend!(conn, |db| diesel::update(z::authorizations.filter(z::id.eq(id)))
+        .set(z::status.eq(status.as_str()))
+        .execute(db))?;
     Ok(())
 }
 
@@ -146,9 +148,10 @@ pub fn transition_challenge(
     validated: Option<i64>,
     error: Option<&StoredProblem>,
 ) -> Result<bool> {
-    let n = diesel::update(c::challenges.filter(c::id.eq(id)).filter(c::status.eq(from.as_str())))
-        .set((c::status.eq(to.as_str()), c::validated.eq(validated), c::error.eq(error.map(problem_to_text))))
-        .execute(conn)?;
+    let n =
+        on_backend!(conn, |db| diesel::update(c::challenges.filter(c::id.eq(id)).filter(c::status.eq(from.as_str())))
+            .set((c::status.eq(to.as_str()), c::validated.eq(validated), c::error.eq(error.map(problem_to_text))))
+            .execute(db))?;
     Ok(n == 1)
 }
 
