@@ -247,9 +247,12 @@ impl Storage {
         let mut conn = self.pool.get()?;
         match self.backend {
             Backend::Sqlite => {
+                let writing = self.group.as_ref().map(|g| WriterGuard::enter(g.shared()));
                 let turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
-                let (value, seq) = immediate_transaction(&mut conn, self.group.as_ref(), f)?;
+                let outcome = immediate_transaction(&mut conn, self.group.as_ref(), f);
                 drop(turn);
+                drop(writing);
+                let (value, seq) = outcome?;
                 drop(conn);
                 if let (Some(group), Some(seq)) = (&self.group, seq) {
                     owe_or_wait(group, seq)?;
@@ -346,6 +349,23 @@ fn owe_or_wait(group: &GroupCommit, seq: u64) -> Result<()> {
         Ok(())
     } else {
         group.wait_durable(seq)
+    }
+}
+
+/// Counts a write transaction as under way for group commit's syncer, until dropped (also on
+/// an error or a panic).
+struct WriterGuard<'a>(&'a Shared);
+
+impl<'a> WriterGuard<'a> {
+    fn enter(shared: &'a Arc<Shared>) -> WriterGuard<'a> {
+        shared.writer_entered();
+        WriterGuard(shared)
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.writer_left();
     }
 }
 
@@ -504,6 +524,41 @@ mod tests {
         runtime.block_on(durability.wait()).unwrap();
         assert_eq!(group.durable(), group.commits(), "awaited: both commits are durable");
         assert!(group.syncs() > syncs_before);
+    }
+
+    /// The syncer waits for writers under way before it syncs, but only briefly: a writer that
+    /// stays in its transaction does not hold up the durability of a commit made before it.
+    #[test]
+    fn the_syncer_does_not_wait_for_a_writer_that_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let storage = Storage::open(path.to_str().unwrap(), 4).unwrap();
+        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let group = storage.group.as_ref().unwrap();
+        let ((), durability) = storage.in_place(|| {
+            storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
+        });
+        let first = group.commits();
+        let (entered, has_entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let storage = &storage;
+            let staying = s.spawn(move || {
+                storage.write(|conn| {
+                    entered.send(()).unwrap();
+                    let _ = released.recv_timeout(Duration::from_secs(30));
+                    Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?)
+                })
+            });
+            has_entered.recv().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(durability.wait()).unwrap();
+            assert!(group.durable() >= first, "the first commit is durable while the other writer stays");
+            assert_eq!(group.commits(), first, "the other writer has not committed");
+            release.send(()).unwrap();
+            staying.join().unwrap().unwrap();
+        });
+        assert_eq!(storage.read(count).unwrap(), 2);
     }
 
     /// A call that panics in place leaves the thread as it found it: later writes on it wait

@@ -27,15 +27,19 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
 
 /// The group commit of one database file: the shared state, and the thread that syncs the log
 /// for callers that wait asynchronously (`Durability::wait`), which must not block their
 /// executor thread on an fsync. Dropping it stops that thread.
+/// How long the syncer waits at most for writers under way before it syncs (`run_syncer`).
+const LINGER: Duration = Duration::from_millis(1);
+
 pub(super) struct GroupCommit {
     shared: Arc<Shared>,
     syncer: Option<JoinHandle<()>>,
@@ -52,6 +56,10 @@ pub(super) struct Shared {
     durable: AtomicU64,
     /// The newest commit an asynchronous caller waits for; the syncer thread works towards it.
     requested: AtomicU64,
+    /// Write transactions of this process under way (waiting for the write turn or in it).
+    writers: AtomicUsize,
+    /// True while the syncer waits for those writers before its fsync (`LINGER`).
+    lingering: AtomicBool,
     /// True while an fsync is under way; `changed` announces its end and each COMMIT's.
     syncing: Mutex<bool>,
     changed: Condvar,
@@ -111,6 +119,8 @@ impl GroupCommit {
             committed: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             requested: AtomicU64::new(0),
+            writers: AtomicUsize::new(0),
+            lingering: AtomicBool::new(false),
             syncing: Mutex::new(false),
             changed: Condvar::new(),
             wake_syncer: Condvar::new(),
@@ -166,6 +176,21 @@ impl Shared {
         self.committed.store(seq, Ordering::SeqCst);
         drop(guard);
         self.changed.notify_all();
+    }
+
+    /// Called as a write transaction starts waiting for the write turn.
+    pub(super) fn writer_entered(&self) {
+        self.writers.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Called once that transaction has committed or rolled back.
+    pub(super) fn writer_left(&self) {
+        self.writers.fetch_sub(1, Ordering::SeqCst);
+        if self.lingering.load(Ordering::SeqCst) {
+            let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            drop(guard);
+            self.changed.notify_all();
+        }
     }
 
     /// The number a read must wait for: the newest commit it may have seen.
@@ -252,6 +277,12 @@ impl Shared {
     /// The syncer thread: sleeps until an asynchronous caller asks for a commit not yet on
     /// disk, then makes it durable the way a blocking waiter does (sharing its fsync, or
     /// starting one), until the store is dropped.
+    ///
+    /// Before it syncs, it waits while other write transactions of this process are under
+    /// way, for at most `LINGER`, so that one fsync covers their commits too (PostgreSQL's
+    /// `commit_delay` with `commit_siblings`, in effect). An fsync costs tens of microseconds
+    /// of CPU here, and without the wait a burst of writers got little more than one commit
+    /// per fsync (BENCHMARKS.md); a store with no other writer syncs at once.
     fn run_syncer(&self) {
         loop {
             let mut guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,6 +296,16 @@ impl Shared {
                 }
                 guard = self.wake_syncer.wait(guard).unwrap_or_else(|p| p.into_inner());
             };
+            let deadline = Instant::now() + LINGER;
+            self.lingering.store(true, Ordering::SeqCst);
+            while self.writers.load(Ordering::SeqCst) > 0 && !self.stopping.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                guard = self.changed.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+            }
+            self.lingering.store(false, Ordering::SeqCst);
             drop(guard);
             // A failure is logged and published by `wait_durable`; the waiters see it there.
             let _ = self.wait_durable(target);
