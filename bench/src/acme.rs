@@ -96,6 +96,14 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Whether the first poll of an authorization waits after the challenge's answer. A challenge
+/// the server answered `valid` (it validated within the request) needs no wait: lego's
+/// `validate` returns at once then. The authorization is still read once, so every server sees
+/// the same requests per flow; a `pending` or `processing` answer waits as Retry-After says.
+pub fn first_poll_waits(challenge_status: &str) -> bool {
+    challenge_status != "valid"
+}
+
 /// How long to wait before the next poll: what the server asked for, but at least the floor
 /// and at most the cap (so a server cannot stall a bounded run for long).
 pub fn poll_wait(retry_after: Option<Duration>, floor: Duration, cap: Duration) -> Duration {
@@ -444,9 +452,12 @@ impl Session {
             ));
         }
         let mut retry_after = reply.retry_after;
-        for _ in 0..self.client.settings.max_polls {
-            let settings = &self.client.settings;
-            tokio::time::sleep(poll_wait(retry_after, settings.poll_floor, settings.retry_after_cap)).await;
+        let wait_first = first_poll_waits(&answered.status);
+        for poll in 0..self.client.settings.max_polls {
+            if poll > 0 || wait_first {
+                let settings = &self.client.settings;
+                tokio::time::sleep(poll_wait(retry_after, settings.poll_floor, settings.retry_after_cap)).await;
+            }
             let reply = self.post(Endpoint::Poll, authz_url, None, Signer::Kid(account)).await?;
             let authz: Authorization = reply.json("authorization")?;
             match authz.status.as_str() {
@@ -522,6 +533,13 @@ mod tests {
         for bad in ["https://10.0.0.1/", "https://example.com/", "https://[2001:db8::1]/", "ftp://localhost/"] {
             assert!(ensure_loopback(&Url::parse(bad).unwrap()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_a_challenge_not_yet_valid_makes_the_first_poll_wait() {
+        assert!(!first_poll_waits("valid"));
+        assert!(first_poll_waits("processing"));
+        assert!(first_poll_waits("pending"));
     }
 
     #[test]
