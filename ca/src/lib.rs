@@ -30,4 +30,5 @@ pub use service::{
     AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
     NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, SyncPlan, SyncReport, ValidationTarget,
 };
+pub use storage::Durability;
 pub use track::Track;

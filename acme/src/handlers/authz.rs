@@ -2,7 +2,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
 use dualca_ca::model::ChallengeStatus;
 
-use super::{ca_call, json_response};
+use super::{ca_call, ca_call_owing, json_response};
 use crate::jws::Jws;
 use crate::problem::Problem;
 use crate::wire::{self, StatusUpdate};
@@ -48,23 +48,25 @@ pub async fn challenge(
         challenge
     } else {
         let _: serde_json::Map<String, serde_json::Value> = jws.json()?;
-        let target = ca_call(&state.ca, move || ca.begin_validation(&account, &id)).await?;
+        let (target, begun) = ca_call_owing(&state.ca, move || ca.begin_validation(&account, &id)).await?;
         if target.start {
+            // The validation starts before the move to processing is on disk: it only reads
+            // the client's server, and its outcome commits after that move, so the outcome's
+            // durability covers both.
             let (validator, ca) = (state.validator.clone(), state.ca.clone());
             let target_for_task = target.clone();
             let validation = tokio::spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
-                record_outcome(ca, track, target_for_task.challenge.id.clone(), outcome).await;
+                record_outcome(ca, track, target_for_task.challenge.id.clone(), outcome).await
             });
             // A validation that finishes quickly (most do) is answered in this response, so
             // the client need not wait out a Retry-After of whole seconds; a slow one goes on
             // in the background (dropping the handle does not cancel it).
-            if tokio::time::timeout(QUICK_VALIDATION, validation).await.is_ok() {
-                let (ca, id) = (state.ca.clone(), target.challenge.id.clone());
-                let (challenge, _) = ca_call(&state.ca, move || ca.challenge(track, &id)).await?;
-                return Ok(challenge_response(&state, &challenge));
+            if let Ok(Ok(Some(settled))) = tokio::time::timeout(QUICK_VALIDATION, validation).await {
+                return Ok(challenge_response(&state, &settled));
             }
         }
+        begun.wait().await?;
         target.challenge
     };
     Ok(challenge_response(&state, &challenge))
@@ -73,24 +75,26 @@ pub async fn challenge(
 /// Records a validation's outcome, trying again a few times (bounded) when the database
 /// refuses for a moment: an outcome that is never recorded leaves the challenge `processing`
 /// for good. Recording is a compare-and-set from `processing`, so a repeat changes nothing.
+/// Returns the settled challenge once it is durable, or `None` when it could not be recorded.
 async fn record_outcome(
     ca: std::sync::Arc<dualca_ca::Ca>,
     track: dualca_ca::Track,
     challenge_id: String,
     outcome: Result<(), dualca_ca::model::StoredProblem>,
-) {
+) -> Option<dualca_ca::model::Challenge> {
     const DELAYS_MS: [u64; 4] = [0, 100, 500, 2000];
     for (attempt, delay) in DELAYS_MS.iter().enumerate() {
         tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
         let (for_call, id, outcome) = (ca.clone(), challenge_id.clone(), outcome.clone());
         match super::ca_call(&ca, move || for_call.complete_validation(track, &id, outcome)).await {
-            Ok(()) => return,
+            Ok(settled) => return Some(settled),
             _ => {
                 tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, "recording a validation outcome failed")
             }
         }
     }
     tracing::error!(challenge = %challenge_id, "could not record a validation outcome; the challenge stays processing");
+    None
 }
 
 /// How long a challenge POST waits for its validation before answering `processing`.

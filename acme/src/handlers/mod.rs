@@ -40,14 +40,46 @@ pub async fn ca_call<T: Send + 'static>(
     ca: &std::sync::Arc<dualca_ca::Ca>,
     f: impl FnOnce() -> dualca_ca::Result<T> + Send + 'static,
 ) -> Result<T, Problem> {
+    let (value, owed) = ca_call_owing(ca, f).await?;
+    owed.wait().await?;
+    Ok(value)
+}
+
+/// `ca_call` that hands back its durability wait instead of taking it, for a handler that can
+/// start other work first. Nothing of the value may be shown before `Owed::wait`, or before a
+/// later call's wait on the same store, which covers it. An error is returned only once what
+/// it rests on is durable.
+pub async fn ca_call_owing<T: Send + 'static>(
+    ca: &std::sync::Arc<dualca_ca::Ca>,
+    f: impl FnOnce() -> dualca_ca::Result<T> + Send + 'static,
+) -> Result<(T, Owed), Problem> {
     if ca.calls_in_place() {
         let (value, durability) = ca.in_place(f);
-        durability.wait().await?;
-        return Ok(value?);
+        return match value {
+            Ok(value) => Ok((value, Owed(Some(durability)))),
+            Err(e) => {
+                durability.wait().await?;
+                Err(e.into())
+            }
+        };
     }
     let slots = BLOCKING_CALLS.get_or_init(|| tokio::sync::Semaphore::new(16));
     // The semaphore is never closed, so acquiring fails only if it were.
     let _slot =
         slots.acquire().await.map_err(|_| Problem::from(dualca_ca::Error::internal("blocking-call limit closed")))?;
-    Ok(actix_web::web::block(f).await??)
+    Ok((actix_web::web::block(f).await??, Owed(None)))
+}
+
+/// The durability wait of a call made with `ca_call_owing` (none off SQLite, where the call
+/// returned only once durable).
+#[must_use = "a result may be shown only once its durability is awaited"]
+pub struct Owed(Option<dualca_ca::Durability>);
+
+impl Owed {
+    pub async fn wait(self) -> Result<(), Problem> {
+        match self.0 {
+            Some(durability) => Ok(durability.wait().await?),
+            None => Ok(()),
+        }
+    }
 }

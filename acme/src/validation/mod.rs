@@ -96,6 +96,7 @@ impl Validator {
             }
         };
         // Every step has its own timeout; this bounds the whole, redirects and retries included.
+        let started = std::time::Instant::now();
         let outcome = match tokio::time::timeout(self.settings.timeout * 2, validation).await {
             Ok(r) => r,
             Err(_) => Err(problem(ErrorKind::Connection, "validation timed out")),
@@ -107,10 +108,10 @@ impl Validator {
         }
         match &outcome {
             Ok(()) => {
-                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), "validation succeeded")
+                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "validation succeeded")
             }
             Err(p) => {
-                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), error = p.kind.name(), detail = %p.detail, "validation failed")
+                tracing::info!(identifier = %identifier, challenge = target.challenge.kind.as_str(), elapsed_ms = started.elapsed().as_secs_f64() * 1e3, error = p.kind.name(), detail = %p.detail, "validation failed")
             }
         }
         outcome

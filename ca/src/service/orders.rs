@@ -275,17 +275,20 @@ impl Ca {
         })
     }
 
-    /// Records a validation's outcome on the challenge and its authorization.
+    /// Records a validation's outcome on the challenge and its authorization; returns the
+    /// challenge as it now stands (settled by this outcome, or by an earlier one).
     pub fn complete_validation(
         &self,
         track: Track,
         challenge_id: &str,
         outcome: Result<(), StoredProblem>,
-    ) -> Result<()> {
+    ) -> Result<Challenge> {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
-            record_validation_outcome(conn, track, &challenge, &authz, &outcome, now).map(|_| ())
+            record_validation_outcome(conn, track, &challenge, &authz, &outcome, now)?;
+            store::challenge(conn, challenge_id)?
+                .ok_or_else(|| Error::internal(format!("challenge {challenge_id} vanished while it was settled")))
         })
     }
 
