@@ -53,21 +53,21 @@ static OUTBOX_GIVEN_UP: LazyLock<IntGauge> = LazyLock::new(|| {
 /// Group commit on a SQLite database file (`dualca_ca::storage::Storage::commit_counts`): the
 /// ratio of the two is how many commits share one fsync of the log.
 static SQLITE_COMMITS: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new("dualca_sqlite_commits_total", "Write transactions committed to the SQLite database")
-        .expect("valid metric");
-    REGISTRY.register(Box::new(c.clone())).expect("registered once");
-    c
+    registered_counter("dualca_sqlite_commits_total", "Write transactions committed to the SQLite database")
 });
 
 static SQLITE_LOG_SYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
+    registered_counter(
         "dualca_sqlite_log_syncs_total",
         "fsyncs of the SQLite write-ahead log that made commits durable (group commit)",
     )
-    .expect("valid metric");
+});
+
+fn registered_counter(name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
     REGISTRY.register(Box::new(c.clone())).expect("registered once");
     c
-});
+}
 
 pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
     if let Some((commits, syncs)) = state.ca.commit_counts() {

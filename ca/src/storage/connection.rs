@@ -430,6 +430,19 @@ mod tests {
         Ok(diesel::sql_query("SELECT COUNT(*) AS n FROM t").get_result::<Count>(conn)?.n)
     }
 
+    /// A store on a fresh database file, with one table `t` to write to.
+    fn store_with_table(connections: u32) -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dualca.sqlite");
+        let storage = Storage::open(path.to_str().unwrap(), connections).unwrap();
+        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        (dir, storage)
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+    }
+
     /// Two `Storage`s on one file stand for two processes (the server and a CLI command), which
     /// share no writer mutex. A write transaction that reads before it writes, while the other
     /// commits a write in between, used to fail at once with SQLITE_BUSY_SNAPSHOT ("database is
@@ -472,10 +485,7 @@ mod tests {
     /// (the last fsync covers the last commit), and no more fsyncs run than commits.
     #[test]
     fn concurrent_writes_share_fsyncs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dualca.sqlite");
-        let storage = Storage::open(path.to_str().unwrap(), 8).unwrap();
-        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (_dir, storage) = store_with_table(8);
         let (commits_before, syncs_before) = storage.commit_counts().expect("a database file commits in groups");
         std::thread::scope(|s| {
             for worker in 0..8 {
@@ -505,10 +515,7 @@ mod tests {
     /// thread, without a blocking waiter.
     #[test]
     fn an_in_place_write_is_durable_once_awaited() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dualca.sqlite");
-        let storage = Storage::open(path.to_str().unwrap(), 2).unwrap();
-        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (_dir, storage) = store_with_table(2);
         let group = storage.group.as_ref().unwrap();
         let (syncs_before, durable_before) = (group.syncs(), group.durable());
         let (written, durability) = storage.in_place(|| {
@@ -520,8 +527,7 @@ mod tests {
         assert_eq!(group.commits(), durable_before + 2, "both commits are in the log");
         assert_eq!(group.durable(), durable_before, "nothing was synced inside the call");
         assert_eq!(group.syncs(), syncs_before);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(durability.wait()).unwrap();
+        block_on(durability.wait()).unwrap();
         assert_eq!(group.durable(), group.commits(), "awaited: both commits are durable");
         assert!(group.syncs() > syncs_before);
     }
@@ -530,10 +536,7 @@ mod tests {
     /// stays in its transaction does not hold up the durability of a commit made before it.
     #[test]
     fn the_syncer_does_not_wait_for_a_writer_that_stays() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dualca.sqlite");
-        let storage = Storage::open(path.to_str().unwrap(), 4).unwrap();
-        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (_dir, storage) = store_with_table(4);
         let group = storage.group.as_ref().unwrap();
         let ((), durability) = storage.in_place(|| {
             storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
@@ -551,8 +554,7 @@ mod tests {
                 })
             });
             has_entered.recv().unwrap();
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(durability.wait()).unwrap();
+            block_on(durability.wait()).unwrap();
             assert!(group.durable() >= first, "the first commit is durable while the other writer stays");
             assert_eq!(group.commits(), first, "the other writer has not committed");
             release.send(()).unwrap();
@@ -565,10 +567,7 @@ mod tests {
     /// for their own durability again.
     #[test]
     fn a_panic_in_place_does_not_leave_writes_unsynced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dualca.sqlite");
-        let storage = Storage::open(path.to_str().unwrap(), 2).unwrap();
-        storage.write(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER NOT NULL)")?)).unwrap();
+        let (_dir, storage) = store_with_table(2);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _ = storage.in_place(|| -> Result<()> { panic!("a handler bug") });
         }));
