@@ -173,7 +173,8 @@ start_dualca() {
     pids+=("$server_pid")
     wait_until_up "https://localhost:$DUALCA_PORT/acme/machine/directory" "$run/server.log" --cacert "$data/ca/root.pem"
     directory=https://localhost:$DUALCA_PORT/acme/machine/directory
-    target_args=(--ca-root "$data/ca/root.pem" --eab-kid "$kid" --eab-hmac "$hmac")
+    # = joins each value to its flag: a base64url key begins with - one time in 64.
+    target_args=(--ca-root "$data/ca/root.pem" --eab-kid="$kid" --eab-hmac="$hmac")
 }
 
 # Pebble's own test certificate is not in the Debian package: make a CA and a localhost leaf.

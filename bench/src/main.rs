@@ -48,10 +48,11 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// EAB key id, for CAs that require external account binding.
-    #[arg(long, requires = "eab_hmac")]
+    #[arg(long, requires = "eab_hmac", allow_hyphen_values = true)]
     eab_kid: Option<String>,
-    /// EAB HMAC key, base64url.
-    #[arg(long, requires = "eab_kid")]
+    /// EAB HMAC key, base64url: it begins with '-' one time in 64, which is a value here, not
+    /// an option.
+    #[arg(long, requires = "eab_kid", allow_hyphen_values = true)]
     eab_hmac: Option<String>,
     /// Key of the certificates requested (the account key is always P-256).
     #[arg(long, value_enum, default_value_t = KeyType::P256)]
@@ -493,6 +494,24 @@ mod tests {
         assert_eq!(parse_identifier("Web1.Example.Test").unwrap(), Identifier::Dns("web1.example.test".into()));
         assert!(parse_identifier("10.0.0.5").is_err());
         assert!(parse_identifier("http://x").is_err());
+    }
+
+    /// A base64url key that begins with '-' is the flag's value, not another flag.
+    #[test]
+    fn eab_values_may_begin_with_a_hyphen() {
+        use clap::Parser;
+        let args = Args::try_parse_from([
+            "dualca-bench",
+            "--directory",
+            "https://localhost:14000/acme/machine/directory",
+            "--eab-kid",
+            "-kid",
+            "--eab-hmac",
+            "-Qx9_key",
+        ])
+        .unwrap();
+        assert_eq!(args.eab_kid.as_deref(), Some("-kid"));
+        assert_eq!(args.eab_hmac.as_deref(), Some("-Qx9_key"));
     }
 
     #[test]
