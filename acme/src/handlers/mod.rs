@@ -54,7 +54,16 @@ pub async fn ca_call_owing<T: Send + 'static>(
     f: impl FnOnce() -> dualca_ca::Result<T> + Send + 'static,
 ) -> Result<(T, Owed), Problem> {
     if ca.calls_in_place() {
-        let (value, durability) = ca.in_place(f);
+        // A panic inside the call (a bug) answers this request with serverInternal, as it did
+        // on the blocking pool, instead of unwinding through the worker and dropping every
+        // connection on it. The storage layer gives back what the call held as it unwinds: the
+        // writer's turn, the thread's durability scope, and the connection, which the pool
+        // closes (its transaction still open), rolling that transaction back.
+        let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ca.in_place(f)));
+        let Ok((value, durability)) = called else {
+            tracing::error!("a CA call panicked; the request is answered with an internal error");
+            return Err(Problem::from(dualca_ca::Error::internal("the CA call failed")));
+        };
         return match value {
             Ok(value) => Ok((value, Owed(Some(durability)))),
             Err(e) => {

@@ -563,16 +563,25 @@ mod tests {
         assert_eq!(storage.read(count).unwrap(), 2);
     }
 
-    /// A call that panics in place leaves the thread as it found it: later writes on it wait
-    /// for their own durability again.
+    /// A call that panics in place, inside a write transaction, leaves the store and the
+    /// thread as it found them: the transaction is rolled back, the writer's turn and the
+    /// connection are given back, and later writes on the thread wait for their own durability
+    /// again.
     #[test]
     fn a_panic_in_place_does_not_leave_writes_unsynced() {
         let (_dir, storage) = store_with_table(2);
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = storage.in_place(|| -> Result<()> { panic!("a handler bug") });
+            let _ = storage.in_place(|| {
+                storage.write(|conn| -> Result<()> {
+                    conn.batch_execute("INSERT INTO t (x) VALUES (7)")?;
+                    panic!("a handler bug")
+                })
+            });
         }));
         assert!(panicked.is_err());
+        assert_eq!(storage.read(count).unwrap(), 0, "the panicked transaction was rolled back");
         storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
+        assert_eq!(storage.read(count).unwrap(), 1);
         let group = storage.group.as_ref().unwrap();
         assert_eq!(group.durable(), group.commits(), "an ordinary write returned only once durable");
     }
