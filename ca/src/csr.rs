@@ -14,7 +14,7 @@ use x509_parser::oid_registry::{
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 
-use crate::jwk::{KeyType, PublicJwk};
+use crate::jwk::{modulus_bits, KeyType, PublicJwk};
 use crate::model::{Identifier, IdentifierKind};
 use crate::{ids, Error, Result};
 
@@ -118,13 +118,6 @@ pub fn check_csr(der: &[u8]) -> Result<CheckedCsr> {
         key_kind,
         key_thumbprint: jwk.thumbprint,
     })
-}
-
-/// The length in bits of a DER integer's big-endian magnitude (leading zero octets ignored).
-fn modulus_bits(modulus: &[u8]) -> u32 {
-    let Some(first) = modulus.iter().position(|b| *b != 0) else { return 0 };
-    let significant = &modulus[first..];
-    (significant.len() as u32 - 1) * 8 + (8 - significant[0].leading_zeros())
 }
 
 fn identifier_from_general_name(name: &GeneralName<'_>) -> Result<Identifier> {

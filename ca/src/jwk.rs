@@ -83,9 +83,9 @@ impl PublicJwk {
         }
         match jwk["kty"].as_str() {
             Some("EC") => {
-                let (key_type, size, crv) = match jwk["crv"].as_str() {
-                    Some("P-256") => (KeyType::P256, 32, "P-256"),
-                    Some("P-384") => (KeyType::P384, 48, "P-384"),
+                let (key_type, size) = match jwk["crv"].as_str() {
+                    Some("P-256") => (KeyType::P256, 32),
+                    Some("P-384") => (KeyType::P384, 48),
                     other => return Err(bad_key(format!("EC curve {other:?} is not accepted: use P-256 or P-384"))),
                 };
                 let x = b64_field(jwk, "x")?;
@@ -93,12 +93,7 @@ impl PublicJwk {
                 if x.len() != size || y.len() != size {
                     return Err(bad_key("EC coordinates have the wrong length"));
                 }
-                let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
-                let mut point = Vec::with_capacity(1 + 2 * size);
-                point.push(0x04);
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                Ok(Self::finish(key_type, PublicBytes::Point(point), canonical))
+                Ok(Self::ec(key_type, &x, &y))
             }
             Some("RSA") => {
                 let n = b64_field(jwk, "n")?;
@@ -108,7 +103,7 @@ impl PublicJwk {
                 // The modulus's exact bit length, and an exponent ring verifies with (odd, at
                 // least 3, below 2^33): a key refused here gets badPublicKey, not a signature
                 // that never verifies.
-                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                let bits = modulus_bits(n);
                 if !(2048..=8192).contains(&bits) {
                     return Err(bad_key(format!("RSA key has {bits} bits; 2048 to 8192 are accepted")));
                 }
@@ -116,8 +111,7 @@ impl PublicJwk {
                 if e.len() > 5 || exponent < 3 || exponent % 2 == 0 || exponent >= 1 << 33 {
                     return Err(bad_key("RSA public exponent must be odd, at least 3 and below 2^33"));
                 }
-                let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
-                Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n: n.to_vec(), e: e.to_vec() }, canonical))
+                Ok(Self::rsa(n, e))
             }
             Some("OKP") => {
                 if jwk["crv"].as_str() != Some("Ed25519") {
@@ -186,30 +180,26 @@ impl PublicJwk {
         Self::from_pkey(&pkey)
     }
 
-    /// The JWK of an EC key given as its uncompressed point (`04 || x || y`), already verified
-    /// against (a CSR's signature with ring checks the point on its curve).
+    /// The JWK of an EC key given as its uncompressed point (`04 || x || y`), not checked
+    /// here: the caller has verified a signature with it (ring checks the point on its curve).
     pub(crate) fn from_verified_point(key_type: KeyType, point: &[u8]) -> Result<PublicJwk> {
-        let (crv, size) = match key_type {
-            KeyType::P256 => ("P-256", 32),
-            KeyType::P384 => ("P-384", 48),
+        let size = match key_type {
+            KeyType::P256 => 32,
+            KeyType::P384 => 48,
             _ => return Err(Error::internal("an EC point for a key type that is not EC")),
         };
         if point.len() != 1 + 2 * size || point[0] != 0x04 {
-            return Err(bad_key(format!("the {crv} key is not an uncompressed point")));
+            return Err(bad_key("the EC key is not an uncompressed point"));
         }
         let (x, y) = point[1..].split_at(size);
-        let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(x), "y": ids::b64url(y)});
-        Ok(Self::finish(key_type, PublicBytes::Point(point.to_vec()), canonical))
+        Ok(Self::ec(key_type, x, y))
     }
 
     /// The JWK of an RSA key given as its big-endian modulus and exponent, with any leading
     /// zero octets (DER integers carry one before a set high bit) removed, as RFC 7518 §6.3.1
     /// wants them.
     pub(crate) fn from_rsa_components(n: &[u8], e: &[u8]) -> PublicJwk {
-        let minimal = |bytes: &[u8]| bytes[bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len())..].to_vec();
-        let (n, e) = (minimal(n), minimal(e));
-        let canonical = json!({"e": ids::b64url(&e), "kty": "RSA", "n": ids::b64url(&n)});
-        Self::finish(KeyType::Rsa, PublicBytes::Rsa { n, e }, canonical)
+        Self::rsa(strip_leading_zeros(n), strip_leading_zeros(e))
     }
 
     /// The JWK of a key OpenSSL has parsed already (a CSR's, say).
@@ -217,24 +207,17 @@ impl PublicJwk {
         match pkey.id() {
             Id::EC => {
                 let ec = pkey.ec_key().map_err(Error::internal)?;
-                let (crv, key_type, size) = match ec.group().curve_name() {
-                    Some(Nid::X9_62_PRIME256V1) => ("P-256", KeyType::P256, 32),
-                    Some(Nid::SECP384R1) => ("P-384", KeyType::P384, 48),
+                let (key_type, size) = match ec.group().curve_name() {
+                    Some(Nid::X9_62_PRIME256V1) => (KeyType::P256, 32),
+                    Some(Nid::SECP384R1) => (KeyType::P384, 48),
                     _ => return Err(bad_key("EC curve is not accepted")),
                 };
                 let (x, y) = affine(ec.group(), ec.public_key())?;
-                let (x, y) = (pad(&x, size), pad(&y, size));
-                let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(&x), "y": ids::b64url(&y)});
-                let mut point = vec![0x04];
-                point.extend_from_slice(&x);
-                point.extend_from_slice(&y);
-                Ok(Self::finish(key_type, PublicBytes::Point(point), canonical))
+                Ok(Self::ec(key_type, &pad(&x, size), &pad(&y, size)))
             }
             Id::RSA => {
                 let rsa = pkey.rsa().map_err(Error::internal)?;
-                let (n, e) = (rsa.n().to_vec(), rsa.e().to_vec());
-                let canonical = json!({"e": ids::b64url(&e), "kty": "RSA", "n": ids::b64url(&n)});
-                Ok(Self::finish(KeyType::Rsa, PublicBytes::Rsa { n, e }, canonical))
+                Ok(Self::rsa(&rsa.n().to_vec(), &rsa.e().to_vec()))
             }
             Id::ED25519 => {
                 let raw = pkey.raw_public_key().map_err(Error::internal)?;
@@ -243,6 +226,23 @@ impl PublicJwk {
             }
             _ => Err(bad_key("key type is not accepted")),
         }
+    }
+
+    /// An EC key from its coordinates, each already the curve's size.
+    fn ec(key_type: KeyType, x: &[u8], y: &[u8]) -> PublicJwk {
+        let crv = if key_type == KeyType::P384 { "P-384" } else { "P-256" };
+        let canonical = json!({"crv": crv, "kty": "EC", "x": ids::b64url(x), "y": ids::b64url(y)});
+        let mut point = Vec::with_capacity(1 + x.len() + y.len());
+        point.push(0x04);
+        point.extend_from_slice(x);
+        point.extend_from_slice(y);
+        Self::finish(key_type, PublicBytes::Point(point), canonical)
+    }
+
+    /// An RSA key from its modulus and exponent, without leading zero octets.
+    fn rsa(n: &[u8], e: &[u8]) -> PublicJwk {
+        let canonical = json!({"e": ids::b64url(e), "kty": "RSA", "n": ids::b64url(n)});
+        Self::finish(KeyType::Rsa, PublicBytes::Rsa { n: n.to_vec(), e: e.to_vec() }, canonical)
     }
 
     fn finish(key_type: KeyType, public: PublicBytes, canonical: Value) -> PublicJwk {
@@ -310,6 +310,14 @@ impl KeyCache {
         keys.insert(canonical.to_string(), key.clone());
         Ok(key)
     }
+}
+
+/// The length in bits of a big-endian magnitude (leading zero octets ignored): an RSA modulus's
+/// size, from a JWK or a CSR.
+pub(crate) fn modulus_bits(modulus: &[u8]) -> u32 {
+    let Some(first) = modulus.iter().position(|b| *b != 0) else { return 0 };
+    let significant = &modulus[first..];
+    (significant.len() as u32 - 1) * 8 + (8 - significant[0].leading_zeros())
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {

@@ -6,6 +6,21 @@ use super::DbConnection;
 use crate::audit::{AuditEvent, GENESIS_HASH};
 use crate::{Result, Track};
 
+/// The first row of a query ordered along the primary key. On SQLite without a LIMIT: diesel
+/// binds `first`'s limit as a parameter, and SQLite recompiles a statement whose LIMIT is a
+/// bound value every time it is bound (it may plan by the value), which on the audit append,
+/// once per write transaction, cost more than the query; the ordered index scan stops at the
+/// first row either way. PostgreSQL sends a whole result to the client, so it keeps the limit.
+/// The query is written once and run on the connection's own backend, as `on_backend!` does.
+macro_rules! newest {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            DbConnection::Sqlite(db) => $query.get_result(db).optional(),
+            DbConnection::Postgresql(db) => $query.first(db).optional(),
+        }
+    };
+}
+
 /// Appends one event to its track's chain. On PostgreSQL a transaction-scoped advisory lock
 /// per track orders concurrent appends; on SQLite the single writer already does.
 pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
@@ -16,15 +31,10 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         };
         diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(pg)?;
     }
-    // The chain's head: no LIMIT on SQLite, where a bound LIMIT makes the statement be compiled
-    // again at every bind (the primary key's order makes the first row the head); PostgreSQL
-    // needs it to stop early.
-    let head =
-        || e::audit_events.filter(e::track.eq(event.track.as_str())).order(e::seq.desc()).select((e::seq, e::hash));
-    let last: Option<(i64, String)> = match conn {
-        DbConnection::Sqlite(db) => head().get_result(db).optional()?,
-        DbConnection::Postgresql(db) => head().first(db).optional()?,
-    };
+    let last: Option<(i64, String)> = newest!(
+        conn,
+        e::audit_events.filter(e::track.eq(event.track.as_str())).order(e::seq.desc()).select((e::seq, e::hash))
+    )?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
@@ -101,22 +111,8 @@ pub fn search(
 }
 
 pub fn head(conn: &mut DbConnection, track: Track) -> Result<Option<AuditRow>> {
-    newest(conn, e::audit_events.filter(e::track.eq(track.as_str())).order(e::seq.desc()).select(AuditRow::as_select()))
-}
-
-/// The first row of a query ordered along the primary key. On SQLite without a LIMIT: diesel
-/// binds `first`'s limit as a parameter, and SQLite recompiles a statement whose LIMIT is a
-/// bound value every time it is bound (it may plan by the value), which on the audit append,
-/// once per write transaction, cost more than the query; the ordered index scan stops at the
-/// first row either way. PostgreSQL sends a whole result to the client, so it keeps the limit.
-fn newest<Q, U>(conn: &mut DbConnection, query: Q) -> Result<Option<U>>
-where
-    Q: diesel::query_dsl::methods::LimitDsl + RunQueryDsl<DbConnection>,
-    Q: diesel::query_dsl::LoadQuery<'static, DbConnection, U>,
-    Q::Output: diesel::query_dsl::LoadQuery<'static, DbConnection, U>,
-{
-    Ok(match conn {
-        DbConnection::Sqlite(_) => query.get_result(conn).optional()?,
-        DbConnection::Postgresql(_) => query.first(conn).optional()?,
-    })
+    Ok(newest!(
+        conn,
+        e::audit_events.filter(e::track.eq(track.as_str())).order(e::seq.desc()).select(AuditRow::as_select())
+    )?)
 }

@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
 
-/// The group commit of one database file: the shared state, and the thread that syncs the log
-/// for callers that wait asynchronously (`Durability::wait`), which must not block their
-/// executor thread on an fsync. Dropping it stops that thread.
 /// How long the syncer waits at most for writers under way before it syncs (`run_syncer`).
 const LINGER: Duration = Duration::from_millis(1);
 
+/// The group commit of one database file: the shared state, and the thread that syncs the log
+/// for callers that wait asynchronously (`Durability::wait`), which must not block their
+/// executor thread on an fsync. Dropping it stops that thread.
 pub(super) struct GroupCommit {
     shared: Arc<Shared>,
     syncer: Option<JoinHandle<()>>,
@@ -153,9 +153,7 @@ impl std::ops::Deref for GroupCommit {
 impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        let guard = self.shared.syncing.lock().unwrap_or_else(|p| p.into_inner());
-        drop(guard);
-        self.shared.wake_syncer.notify_all();
+        self.shared.wake(&self.shared.wake_syncer);
         if let Some(syncer) = self.syncer.take() {
             let _ = syncer.join();
         }
@@ -187,9 +185,7 @@ impl Shared {
     pub(super) fn writer_left(&self) {
         self.writers.fetch_sub(1, Ordering::SeqCst);
         if self.lingering.load(Ordering::SeqCst) {
-            let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
-            drop(guard);
-            self.changed.notify_all();
+            self.wake(&self.changed);
         }
     }
 
@@ -241,6 +237,13 @@ impl Shared {
         }
     }
 
+    /// Wakes the threads waiting on `condvar`, after taking and dropping the lock they check
+    /// their condition under: one between its check and its wait cannot miss the wake-up.
+    fn wake(&self, condvar: &Condvar) {
+        drop(self.syncing.lock().unwrap_or_else(|p| p.into_inner()));
+        condvar.notify_all();
+    }
+
     /// Tells asynchronous waiters how far the log is durable.
     fn publish(&self) {
         // Read under the watch's lock: both values only grow, so publishers racing each other
@@ -260,9 +263,7 @@ impl Shared {
         let mut watch = self.published.subscribe();
         if self.durable.load(Ordering::SeqCst) < seq {
             if self.requested.fetch_max(seq, Ordering::SeqCst) < seq {
-                let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
-                drop(guard);
-                self.wake_syncer.notify_one();
+                self.wake(&self.wake_syncer);
             }
             // The sender lives as long as `self`, so the watch cannot close under us.
             let _ = watch.wait_for(|p| p.durable >= seq || p.failed).await;
