@@ -63,6 +63,10 @@ static SQLITE_LOG_SYNCS: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+static SQLITE_CHECKPOINTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    registered_counter("dualca_sqlite_checkpoints_total", "Checkpoints of the SQLite write-ahead log into the database")
+});
+
 fn registered_counter(name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     REGISTRY.register(Box::new(c.clone())).expect("registered once");
@@ -70,10 +74,11 @@ fn registered_counter(name: &str, help: &str) -> IntCounter {
 }
 
 pub async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    if let Some((commits, syncs)) = state.ca.commit_counts() {
+    if let Some(counts) = state.ca.commit_counts() {
         // Counters only go up: add what happened since the last scrape.
-        SQLITE_COMMITS.inc_by(commits.saturating_sub(SQLITE_COMMITS.get()));
-        SQLITE_LOG_SYNCS.inc_by(syncs.saturating_sub(SQLITE_LOG_SYNCS.get()));
+        SQLITE_COMMITS.inc_by(counts.commits.saturating_sub(SQLITE_COMMITS.get()));
+        SQLITE_LOG_SYNCS.inc_by(counts.syncs.saturating_sub(SQLITE_LOG_SYNCS.get()));
+        SQLITE_CHECKPOINTS.inc_by(counts.checkpoints.saturating_sub(SQLITE_CHECKPOINTS.get()));
     }
     for track in dualca_ca::Track::ALL {
         let ca = state.ca.clone();

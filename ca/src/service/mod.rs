@@ -158,9 +158,9 @@ impl Ca {
         self.storage.runs_in_place()
     }
 
-    /// On a SQLite database file: commits since start, and the fsyncs of the log that made
-    /// them durable (`Storage::commit_counts`).
-    pub fn commit_counts(&self) -> Option<(u64, u64)> {
+    /// On a SQLite database file: commits since start, the fsyncs of the log that made them
+    /// durable, and the log's checkpoints (`Storage::commit_counts`).
+    pub fn commit_counts(&self) -> Option<crate::storage::CommitCounts> {
         self.storage.commit_counts()
     }
 

@@ -12,7 +12,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use super::group_commit::{GroupCommit, Shared};
+use super::group_commit::{Checkpointer, GroupCommit, Shared};
 use crate::{Error, Result};
 
 #[derive(diesel::MultiConnection)]
@@ -66,10 +66,12 @@ impl ManageConnection for Manager {
                 // the response that depends on it leaves: through `GroupCommit` for a database
                 // file (NORMAL: COMMIT writes the log, a shared fsync follows), or by COMMIT's
                 // own fsync (FULL) otherwise.
-                let synchronous = if self.grouped { "NORMAL" } else { "FULL" };
+                // Under group commit the log is checkpointed by `Checkpointer`, off the threads
+                // that commit; otherwise by SQLite, at the commit that crosses its threshold.
+                let (synchronous, autocheckpoint) = if self.grouped { ("NORMAL", 0) } else { ("FULL", 1000) };
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                     PRAGMA foreign_keys = ON;"
+                     PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = {autocheckpoint};"
                 ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
@@ -92,10 +94,24 @@ pub struct Storage {
     pool: Pool<Manager>,
     backend: Backend,
     /// SQLite has one writer at a time; taking the turn in process queues this process's
-    /// writers without SQLite's busy-wait sleeps. PostgreSQL needs no such lock.
-    sqlite_writer: Mutex<()>,
-    /// Present for a SQLite database file: how its commits become durable.
+    /// writers without SQLite's busy-wait sleeps. PostgreSQL needs no such lock. The
+    /// checkpointer takes it too, for the short last pass of each checkpoint.
+    sqlite_writer: Arc<Mutex<()>>,
+    /// Present for a SQLite database file: how its commits become durable...
     group: Option<GroupCommit>,
+    /// ...and how its log is checkpointed.
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Group commit on a SQLite database file, since start (`Storage::commit_counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Write transactions committed.
+    pub commits: u64,
+    /// fsyncs of the log that made them durable.
+    pub syncs: u64,
+    /// Checkpoints of the log into the database.
+    pub checkpoints: u64,
 }
 
 /// The file of a SQLite URL, when it is a plain path (not `:memory:` or a `file:` URI).
@@ -124,13 +140,16 @@ impl Storage {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;
-        let mut storage = Storage { pool, backend, sqlite_writer: Mutex::new(()), group: None };
+        let mut storage =
+            Storage { pool, backend, sqlite_writer: Arc::new(Mutex::new(())), group: None, checkpointer: None };
         storage.migrate()?;
         if let Some(file) = file {
             // The log exists now: the pool's connections opened the database in WAL mode and
             // the migrations (or the check that none is pending) read it.
             let group = GroupCommit::open(file)?;
             group.sync_now()?;
+            storage.checkpointer =
+                Some(Checkpointer::start(file, group.shared().clone(), storage.sqlite_writer.clone())?);
             storage.group = Some(group);
         }
         Ok(storage)
@@ -200,10 +219,14 @@ impl Storage {
         Some(f(&mut conn))
     }
 
-    /// For a SQLite database file: how many commits there have been since start, and how many
-    /// fsyncs of the log made them durable.
-    pub fn commit_counts(&self) -> Option<(u64, u64)> {
-        self.group.as_ref().map(|g| (g.commits(), g.syncs()))
+    /// For a SQLite database file: commits since start, the fsyncs of the log that made them
+    /// durable, and the checkpoints of the log.
+    pub fn commit_counts(&self) -> Option<CommitCounts> {
+        self.group.as_ref().map(|g| CommitCounts {
+            commits: g.commits(),
+            syncs: g.syncs(),
+            checkpoints: g.checkpoints(),
+        })
     }
 
     /// Runs a scheduled job in at most one process at a time: on PostgreSQL it holds a
@@ -486,7 +509,8 @@ mod tests {
     #[test]
     fn concurrent_writes_share_fsyncs() {
         let (_dir, storage) = store_with_table(8);
-        let (commits_before, syncs_before) = storage.commit_counts().expect("a database file commits in groups");
+        let before = storage.commit_counts().expect("a database file commits in groups");
+        let (commits_before, syncs_before) = (before.commits, before.syncs);
         std::thread::scope(|s| {
             for worker in 0..8 {
                 let storage = &storage;
@@ -502,12 +526,78 @@ mod tests {
             }
         });
         assert_eq!(storage.read(count).unwrap(), 200);
-        let (commits, syncs) = storage.commit_counts().unwrap();
+        let CommitCounts { commits, syncs, .. } = storage.commit_counts().unwrap();
         assert_eq!(commits - commits_before, 200);
         assert!(syncs > syncs_before && syncs - syncs_before <= 200, "{} fsyncs for 200 commits", syncs - syncs_before);
         let group = storage.group.as_ref().unwrap();
         assert_eq!(group.durable(), commits, "the last commit is durable");
         eprintln!("200 concurrent commits, {} fsyncs", syncs - syncs_before);
+    }
+
+    /// The pool's connections leave checkpoints to the checkpointer, which moves the log into
+    /// the database file once the writes stop: a copy of the database file alone, without its
+    /// log, holds every row.
+    #[test]
+    fn the_checkpointer_moves_the_log_into_the_database() {
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            wal_autocheckpoint: i64,
+        }
+        let (dir, storage) = store_with_table(2);
+        let setting =
+            storage.read(|conn| Ok(diesel::sql_query("PRAGMA wal_autocheckpoint").get_result::<Setting>(conn)?));
+        assert_eq!(setting.unwrap().wal_autocheckpoint, 0, "no checkpoint inside a COMMIT");
+        for x in 0..20 {
+            storage.write(|conn| Ok(conn.batch_execute(&format!("INSERT INTO t (x) VALUES ({x})"))?)).unwrap();
+        }
+        let before = storage.commit_counts().unwrap().checkpoints;
+        // Bounded: the checkpointer runs within CHECKPOINT_IDLE plus a poll of the last write.
+        for _ in 0..100 {
+            if storage.commit_counts().unwrap().checkpoints > before {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(storage.commit_counts().unwrap().checkpoints > before, "no checkpoint within 5 s");
+        let copy = dir.path().join("copy.sqlite");
+        std::fs::copy(dir.path().join("dualca.sqlite"), &copy).unwrap();
+        let alone = Storage::open(copy.to_str().unwrap(), 1).unwrap();
+        assert_eq!(alone.read(count).unwrap(), 20, "every row is in the database file");
+    }
+
+    /// Under a steady stream of writes and reads the log still starts over after each
+    /// checkpoint instead of growing: 3 000 commits of two pages or more would make a log of
+    /// some 24 MiB if it never did.
+    #[test]
+    fn the_log_stays_bounded_under_steady_writes() {
+        let (dir, storage) = store_with_table(4);
+        let wal = dir.path().join("dualca.sqlite-wal");
+        let before = storage.commit_counts().unwrap().checkpoints;
+        let writing = std::sync::atomic::AtomicBool::new(true);
+        let mut largest = 0;
+        std::thread::scope(|s| {
+            let (storage, writing) = (&storage, &writing);
+            s.spawn(move || {
+                for x in 0..3000 {
+                    storage.write(|conn| Ok(conn.batch_execute(&format!("INSERT INTO t (x) VALUES ({x})"))?)).unwrap();
+                }
+                writing.store(false, std::sync::atomic::Ordering::SeqCst);
+            });
+            s.spawn(move || {
+                while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                    storage.read(count).unwrap();
+                }
+            });
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let checkpoints = storage.commit_counts().unwrap().checkpoints - before;
+        assert!(checkpoints >= 3, "{checkpoints} checkpoints in 3000 commits");
+        assert!(largest < 8 << 20, "the log reached {largest} bytes");
+        eprintln!("3000 commits: {checkpoints} checkpoints, log at most {largest} bytes");
     }
 
     /// An in-place call's writes are not waited for inside the call (nobody has asked the log

@@ -20,6 +20,11 @@
 //! inode changes (SQLite deletes it when the last connection closes; everything in it was
 //! checkpointed by then).
 //!
+//! Checkpoints run on a thread of their own (`Checkpointer`), not inside the COMMIT that
+//! crosses SQLite's automatic threshold: that COMMIT would copy the log's pages into the
+//! database and fsync both on whatever thread made it, which for calls made in place is an
+//! actix worker serving other requests.
+//!
 //! A failed fsync poisons the whole store: after one, the kernel may have dropped the dirty
 //! pages it could not write, and a later fsync that succeeds would not bring them back. Every
 //! write and read after it fails until the process restarts and SQLite recovers from the log.
@@ -32,10 +37,23 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
+
 use crate::{Error, Result};
 
 /// How long the syncer waits at most for writers under way before it syncs (`run_syncer`).
 const LINGER: Duration = Duration::from_millis(1);
+
+/// The checkpointer moves the log into the database after this many commits (an issuance
+/// flow's commits write about 11 pages each, so the log stays near 20 MiB at most)...
+const CHECKPOINT_EVERY: u64 = 500;
+/// ...or once a second while fewer have come, so an idle store's log is emptied too.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+/// How often it looks.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(50);
+/// How long a checkpoint's last pass waits for readers of older snapshots, holding writers.
+const RESTART_WAIT: Duration = Duration::from_millis(100);
 
 /// The group commit of one database file: the shared state, and the thread that syncs the log
 /// for callers that wait asynchronously (`Durability::wait`), which must not block their
@@ -68,6 +86,7 @@ pub(super) struct Shared {
     stopping: AtomicBool,
     failed: AtomicBool,
     syncs: AtomicU64,
+    checkpoints: AtomicU64,
     /// What asynchronous waiters watch: the newest durable commit, and whether an fsync failed.
     published: tokio::sync::watch::Sender<Published>,
 }
@@ -127,6 +146,7 @@ impl GroupCommit {
             stopping: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             published: tokio::sync::watch::Sender::new(Published::default()),
         });
         let for_syncer = shared.clone();
@@ -341,6 +361,88 @@ impl Shared {
 
     pub(super) fn commits(&self) -> u64 {
         self.committed.load(Ordering::SeqCst)
+    }
+
+    /// How many checkpoints the checkpointer has run.
+    pub(super) fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+}
+
+/// Checkpoints the log of one database file on a thread of its own, with a connection of its
+/// own, whose pool connections have SQLite's automatic checkpoints turned off: after every
+/// `CHECKPOINT_EVERY` commits of this process, or `CHECKPOINT_IDLE` after the last one.
+///
+/// Each checkpoint has two passes. A PASSIVE one copies most of the log while readers and
+/// writers go on. It cannot finish under a steady load: new commits keep arriving, so the log
+/// would never start over and would grow without end (it reached 440 MB in a 2000-issuance
+/// run). The second pass holds this process's writers back (the in-process write turn) and
+/// runs a RESTART checkpoint. That copies only what came during the first pass, and waits, for
+/// at most `RESTART_WAIT`, for readers of older snapshots to finish. The next writer then
+/// starts the log over from its beginning. Dropping the checkpointer stops the thread.
+pub(super) struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub(super) fn start(db_path: &str, group: Arc<Shared>, writer: Arc<Mutex<()>>) -> Result<Checkpointer> {
+        let mut conn = SqliteConnection::establish(db_path)
+            .map_err(|e| Error::internal(format!("cannot open the SQLite checkpoint connection: {e}")))?;
+        // NORMAL: the checkpoint syncs the log before it copies and the database after.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL;",
+            RESTART_WAIT.as_millis()
+        ))?;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let for_thread = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || run_checkpointer(conn, &group, &writer, &for_thread))
+            .map_err(|e| Error::internal(format!("cannot start the SQLite checkpointer: {e}")))?;
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.stop.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run_checkpointer(mut conn: SqliteConnection, group: &Shared, writer: &Mutex<()>, stop: &(Mutex<bool>, Condvar)) {
+    let mut done_through = group.commits();
+    let mut last = Instant::now();
+    loop {
+        let stopped = stop.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopped, _) =
+            stop.1.wait_timeout_while(stopped, CHECKPOINT_POLL, |s| !*s).unwrap_or_else(|p| p.into_inner());
+        if *stopped {
+            return;
+        }
+        drop(stopped);
+        let committed = group.commits();
+        let pending = committed.saturating_sub(done_through);
+        if pending < CHECKPOINT_EVERY && (pending == 0 || last.elapsed() < CHECKPOINT_IDLE) {
+            continue;
+        }
+        let outcome = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").and_then(|()| {
+            let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.batch_execute("PRAGMA wal_checkpoint(RESTART)")
+        });
+        match outcome {
+            Ok(()) => {
+                group.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            // The next round tries again; the log grows meanwhile, and nothing is lost.
+            Err(e) => tracing::warn!(error = %e, "a checkpoint of the SQLite log failed"),
+        }
+        done_through = committed;
+        last = Instant::now();
     }
 }
 

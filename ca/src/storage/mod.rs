@@ -35,4 +35,4 @@ mod schema;
 pub(crate) mod tokens;
 
 pub use certificates::CertificateCounts;
-pub use connection::{Backend, DbConnection, Durability, Storage};
+pub use connection::{Backend, CommitCounts, DbConnection, Durability, Storage};
