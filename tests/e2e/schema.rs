@@ -1,5 +1,6 @@
 //! Migration discipline, checked on the schema itself: the SQLite and PostgreSQL migrations stay
-//! in step, each has up and down, and no foreign key deletes rows by cascade.
+//! in step, each has up and down, and no foreign key deletes rows by cascade. Also the storage
+//! layer's hold on PostgreSQL connections that the server ends.
 
 use diesel::sql_types::Text;
 use diesel::{Connection, QueryableByName, RunQueryDsl};
@@ -82,4 +83,42 @@ fn no_foreign_key_cascades_on_postgres() {
             key.on_delete
         );
     }
+}
+
+#[derive(QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// A PostgreSQL connection the server has ended is replaced. The pool checks a connection at
+/// checkout only when no call on it succeeded within the last half second, so a connection
+/// idle for longer is replaced before any call fails, and one that dies while in use fails one
+/// call, after which it is checked, and replaced, before the next.
+#[test]
+fn a_postgres_connection_the_server_ended_is_replaced() {
+    let Some(url) = postgres_database() else { return };
+    // One connection, so every call gets the same one until it is replaced.
+    let storage = dualca_ca::storage::Storage::open(&url, 1).unwrap();
+    let pid = || {
+        storage.read(|conn| Ok(diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result::<BackendPid>(conn)?.pid))
+    };
+    let mut admin = diesel::pg::PgConnection::establish(&url).unwrap();
+    let mut end = |pid: i32| {
+        diesel::sql_query(format!("SELECT pg_terminate_backend({pid}) AS pid")).execute(&mut admin).unwrap();
+        // pg_terminate_backend only signals; give the backend a moment to go.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+
+    let first = pid().unwrap();
+    end(first);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let second = pid().expect("an idle connection is checked at checkout and replaced");
+    assert_ne!(second, first);
+
+    end(second);
+    let failed = pid();
+    assert!(failed.is_err(), "a connection proven moments ago is used unchecked: {failed:?}");
+    let third = pid().expect("after a failed call the connection is checked, and replaced");
+    assert_ne!(third, second);
 }

@@ -50,11 +50,72 @@ struct Manager {
     grouped: bool,
 }
 
+/// A pooled connection can skip the check at checkout for this long after a call on it last
+/// succeeded (HikariCP's `aliveBypassWindowMs` does the same). Checking every checkout cost a
+/// PostgreSQL round trip per CA call, a third of all statements (BENCHMARKS.md).
+const PROVEN_FOR: Duration = Duration::from_millis(500);
+
+/// A connection in the pool, with when a call on it last succeeded: `None` when it is new, or
+/// its last call failed, which may mean the server went away.
+pub(crate) struct Pooled {
+    conn: DbConnection,
+    proven: Option<std::time::Instant>,
+}
+
+impl Pooled {
+    /// Records how a call on this connection went. A domain error (`NotFound`, a conflict) is
+    /// no sign of trouble with the connection; an internal one may be.
+    fn record<T>(&mut self, outcome: &Result<T>) {
+        self.proven = match outcome {
+            Err(e) if e.kind == crate::ErrorKind::Internal => None,
+            _ => Some(std::time::Instant::now()),
+        };
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = DbConnection;
+
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+}
+
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Pooled;
     type Error = r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+    fn connect(&self) -> Result<Pooled, r2d2::Error> {
+        let conn = self.open()?;
+        Ok(Pooled { conn, proven: None })
+    }
+
+    /// Run at checkout on PostgreSQL, whose connections can go stale (a server restart): a
+    /// round trip, unless a call on the connection succeeded within `PROVEN_FOR`.
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), r2d2::Error> {
+        if conn.proven.is_some_and(|at| at.elapsed() < PROVEN_FOR) {
+            return Ok(());
+        }
+        conn.conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)?;
+        conn.proven = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// A connection whose transaction manager was left broken (a panic inside a transaction)
+    /// is dropped rather than returned to the pool.
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(&mut conn.conn)
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConnection, r2d2::Error> {
         match self.backend {
             Backend::Postgres => {
                 PgConnection::establish(&self.url).map(DbConnection::Postgresql).map_err(r2d2::Error::ConnectionError)
@@ -77,16 +138,6 @@ impl ManageConnection for Manager {
                 Ok(DbConnection::Sqlite(conn))
             }
         }
-    }
-
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
-    }
-
-    /// A connection whose transaction manager was left broken (a panic inside a transaction)
-    /// is dropped rather than returned to the pool.
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -164,7 +215,7 @@ impl Storage {
             .pool
             .get()
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot connect to the database: {e}")))?;
-        let result = match &mut *conn {
+        let result = match &mut conn.conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
             DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
         };
@@ -175,7 +226,9 @@ impl Storage {
     /// it is returned once those are durable.
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        let value = f(&mut conn)?;
+        let outcome = f(&mut conn);
+        conn.record(&outcome);
+        let value = outcome?;
         drop(conn);
         if let Some(group) = &self.group {
             owe_or_wait(group, group.visible())?;
@@ -238,28 +291,31 @@ impl Storage {
             Backend::Sqlite => f().map(|()| true),
             Backend::Postgres => {
                 let mut conn = self.pool.get()?;
-                let DbConnection::Postgresql(pg) = &mut *conn else {
+                let DbConnection::Postgresql(pg) = &mut conn.conn else {
                     return Err(Error::internal("PostgreSQL pool returned another connection"));
                 };
-                pg.transaction::<bool, TxError, _>(|tx| {
-                    #[derive(diesel::QueryableByName)]
-                    struct Locked {
-                        #[diesel(sql_type = diesel::sql_types::Bool)]
-                        locked: bool,
-                    }
-                    let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
-                        .bind::<diesel::sql_types::BigInt, _>(key)
-                        .get_result(tx)?;
-                    if !got.locked {
-                        return Ok(false);
-                    }
-                    f().map_err(TxError::Domain)?;
-                    Ok(true)
-                })
-                .map_err(|e| match e {
-                    TxError::Domain(e) => e,
-                    TxError::Diesel(e) => Error::from(e),
-                })
+                let outcome = pg
+                    .transaction::<bool, TxError, _>(|tx| {
+                        #[derive(diesel::QueryableByName)]
+                        struct Locked {
+                            #[diesel(sql_type = diesel::sql_types::Bool)]
+                            locked: bool,
+                        }
+                        let got: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                            .bind::<diesel::sql_types::BigInt, _>(key)
+                            .get_result(tx)?;
+                        if !got.locked {
+                            return Ok(false);
+                        }
+                        f().map_err(TxError::Domain)?;
+                        Ok(true)
+                    })
+                    .map_err(|e| match e {
+                        TxError::Domain(e) => e,
+                        TxError::Diesel(e) => Error::from(e),
+                    });
+                conn.record(&outcome);
+                outcome
             }
         }
     }
@@ -283,10 +339,13 @@ impl Storage {
                 Ok(value)
             }
             Backend::Postgres => {
-                conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
-                    TxError::Domain(e) => e,
-                    TxError::Diesel(e) => Error::from(e),
-                })
+                let outcome =
+                    conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
+                        TxError::Domain(e) => e,
+                        TxError::Diesel(e) => Error::from(e),
+                    });
+                conn.record(&outcome);
+                outcome
             }
         }
     }
