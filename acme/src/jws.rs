@@ -44,6 +44,10 @@ pub enum Signer {
     Key(PublicJwk),
 }
 
+/// A nonce for the response, issued while the request was checked (`Jws`); the middleware
+/// issues one itself when there is none.
+pub struct ResponseNonce(pub String);
+
 pub struct Jws {
     pub signer: Signer,
     pub payload: Vec<u8>,
@@ -118,6 +122,11 @@ pub fn verify_signature(jws: &FlattenedJws, key: &PublicJwk, alg: &str) -> Resul
     Ok(())
 }
 
+/// The account id in a `kid`, when it is an account URL of this directory (`prefix`).
+fn account_id<'a>(kid: &'a str, prefix: &str) -> Option<&'a str> {
+    kid.strip_prefix(prefix).filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
 impl FromRequest for Jws {
     type Error = Problem;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -152,11 +161,38 @@ impl FromRequest for Jws {
 
             let nonce =
                 protected.nonce.clone().ok_or_else(|| Problem::bad_nonce("the protected header has no nonce"))?;
+            let prefix = state.account_url("");
+            // Nonces kept in the database (PostgreSQL) cost a blocking call each. One call
+            // redeems this request's nonce, issues the response's (`ResponseNonce`, which the
+            // middleware would otherwise issue in a call of its own), and reads the `kid`'s
+            // account, which the checks below would otherwise read in a third.
+            let mut prefetched = None;
             let fresh = if state.ca.nonces_in_memory() {
                 state.ca.consume_nonce(&nonce)?
             } else {
                 let ca = state.ca.clone();
-                web::block(move || ca.consume_nonce(&nonce)).await??
+                let track = state.track;
+                let id = protected
+                    .jwk
+                    .is_none()
+                    .then(|| protected.kid.as_deref().and_then(|kid| account_id(kid, &prefix)))
+                    .flatten();
+                let id = id.map(str::to_string);
+                let (response_nonce, fresh, account) = web::block(move || {
+                    let response_nonce = ca.new_nonce().ok();
+                    let fresh = ca.consume_nonce(&nonce);
+                    let account = match (&fresh, id) {
+                        (Ok(true), Some(id)) => Some(ca.account(track, &id)),
+                        _ => None,
+                    };
+                    (response_nonce, fresh, account)
+                })
+                .await?;
+                if let Some(response_nonce) = response_nonce {
+                    req.extensions_mut().insert(ResponseNonce(response_nonce));
+                }
+                prefetched = account;
+                fresh?
             };
             if !fresh {
                 return Err(Problem::bad_nonce("the nonce is unknown, expired or already used"));
@@ -182,19 +218,21 @@ impl FromRequest for Jws {
                     Signer::Key(key)
                 }
                 (None, Some(kid)) => {
-                    let prefix = state.account_url("");
-                    let Some(id) = kid.strip_prefix(&prefix).filter(|id| !id.is_empty() && !id.contains('/')) else {
+                    let Some(id) = account_id(kid, &prefix) else {
                         return Err(Problem::from(dualca_ca::Error::account_does_not_exist(format!(
                             "kid {kid:?} is not an account URL of the {} directory",
                             state.track
                         ))));
                     };
-                    let account = match state.ca.account_in_place(state.track, id) {
+                    let account = match prefetched.take() {
                         Some(found) => found?,
-                        None => {
-                            let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
-                            web::block(move || ca.account(track, &id)).await??
-                        }
+                        None => match state.ca.account_in_place(state.track, id) {
+                            Some(found) => found?,
+                            None => {
+                                let (ca, track, id) = (state.ca.clone(), state.track, id.to_string());
+                                web::block(move || ca.account(track, &id)).await??
+                            }
+                        },
                     };
                     let key = state.ca.account_key(&account)?;
                     verify_signature(&jws, &key, &alg)?;

@@ -13,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
+use crate::jws::ResponseNonce;
 use crate::problem::{self, Problem};
 use crate::AcmeState;
 
@@ -88,7 +89,10 @@ where
                 };
                 res = res.into_response(replacement.error_response());
             }
-            let nonce = if state.ca.nonces_in_memory() {
+            let issued = res.request().extensions_mut().remove::<ResponseNonce>();
+            let nonce = if let Some(ResponseNonce(nonce)) = issued {
+                Ok(nonce)
+            } else if state.ca.nonces_in_memory() {
                 state.ca.new_nonce()
             } else {
                 let ca = state.ca.clone();
