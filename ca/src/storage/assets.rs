@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::schema::{asset_identifiers::dsl as ai, assets::dsl as a, eab_keys::dsl as e};
-use super::DbConnection;
+use super::{Bind, DbConnection, Fixed};
 use crate::model::*;
 use crate::{Error, Result};
 
@@ -202,9 +202,11 @@ pub fn eab(conn: &mut DbConnection, kid: &str) -> Result<Option<EabKeyRow>> {
 }
 
 pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<()> {
-    on_backend!(conn, |db| diesel::update(e::eab_keys.filter(e::kid.eq(kid)))
-        .set(e::used_at.eq(Some(now)))
-        .execute(db))?;
+    let update = Fixed::new(
+        "UPDATE eab_keys SET used_at = ? WHERE kid = ?",
+        vec![Bind::NullableBigInt(Some(now)), Bind::Text(kid)],
+    );
+    on_backend!(conn, |db| update.execute(db))?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub(crate) mod certificates;
 mod connection;
 pub(crate) mod crl;
 pub(crate) mod email_challenges;
+mod fixed;
 mod group_commit;
 pub(crate) mod nonces;
 pub(crate) mod orders;
@@ -36,3 +37,4 @@ pub(crate) mod tokens;
 
 pub use certificates::CertificateCounts;
 pub use connection::{Backend, CommitCounts, DbConnection, Durability, Storage};
+pub(crate) use fixed::{Bind, Fixed};

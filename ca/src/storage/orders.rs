@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::rows::{problem_to_text, AuthorizationRow, ChallengeRow, OrderRow};
 use super::schema::{authorizations::dsl as z, challenges::dsl as c, orders::dsl as o};
-use super::DbConnection;
+use super::{Bind, DbConnection, Fixed};
 use crate::model::*;
 use crate::{Result, Track};
 
@@ -126,16 +126,20 @@ pub fn order_ids_page(
 /// Moves an order from `from` to valid with its certificate. Returns false when the order was
 /// no longer in `from` (a concurrent finalize won).
 pub fn set_order_valid(conn: &mut DbConnection, id: &str, from: OrderStatus, serial: &str) -> Result<bool> {
-    let n = on_backend!(conn, |db| diesel::update(o::orders.filter(o::id.eq(id)).filter(o::status.eq(from.as_str())))
-        .set((o::status.eq(OrderStatus::Valid.as_str()), o::certificate_serial.eq(serial)))
-        .execute(db))?;
+    let update = Fixed::new(
+        "UPDATE orders SET status = ?, certificate_serial = ? WHERE id = ? AND status = ?",
+        vec![Bind::Text(OrderStatus::Valid.as_str()), Bind::Text(serial), Bind::Text(id), Bind::Text(from.as_str())],
+    );
+    let n = on_backend!(conn, |db| update.execute(db))?;
     Ok(n == 1)
 }
 
 pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: AuthzStatus) -> Result<()> {
-    on_backend!(conn, |db| diesel::update(z::authorizations.filter(z::id.eq(id)))
-        .set(z::status.eq(status.as_str()))
-        .execute(db))?;
+    let update = Fixed::new(
+        "UPDATE authorizations SET status = ? WHERE id = ?",
+        vec![Bind::Text(status.as_str()), Bind::Text(id)],
+    );
+    on_backend!(conn, |db| update.execute(db))?;
     Ok(())
 }
 
@@ -148,10 +152,18 @@ pub fn transition_challenge(
     validated: Option<i64>,
     error: Option<&StoredProblem>,
 ) -> Result<bool> {
-    let n =
-        on_backend!(conn, |db| diesel::update(c::challenges.filter(c::id.eq(id)).filter(c::status.eq(from.as_str())))
-            .set((c::status.eq(to.as_str()), c::validated.eq(validated), c::error.eq(error.map(problem_to_text))))
-            .execute(db))?;
+    let error = error.map(problem_to_text);
+    let update = Fixed::new(
+        "UPDATE challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?",
+        vec![
+            Bind::Text(to.as_str()),
+            Bind::NullableBigInt(validated),
+            Bind::NullableText(error.as_deref()),
+            Bind::Text(id),
+            Bind::Text(from.as_str()),
+        ],
+    );
+    let n = on_backend!(conn, |db| update.execute(db))?;
     Ok(n == 1)
 }
 
