@@ -93,8 +93,8 @@ struct BackendPid {
 
 /// A PostgreSQL connection the server has ended is replaced. The pool checks a connection at
 /// checkout only when no call on it succeeded within the last half second, so a connection
-/// idle for longer is replaced before any call fails, and one that dies while in use fails one
-/// call, after which it is checked, and replaced, before the next.
+/// idle for longer is replaced before any call fails, and one that dies while proven fails at
+/// most one call, after which it is checked, and replaced, before the next.
 #[test]
 fn a_postgres_connection_the_server_ended_is_replaced() {
     let Some(url) = postgres_database() else { return };
@@ -106,8 +106,18 @@ fn a_postgres_connection_the_server_ended_is_replaced() {
     let mut admin = diesel::pg::PgConnection::establish(&url).unwrap();
     let mut end = |pid: i32| {
         diesel::sql_query(format!("SELECT pg_terminate_backend({pid}) AS pid")).execute(&mut admin).unwrap();
-        // pg_terminate_backend only signals; give the backend a moment to go.
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // pg_terminate_backend only signals; wait (bounded) until the backend is gone.
+        for _ in 0..100 {
+            let left: Vec<BackendPid> =
+                diesel::sql_query(format!("SELECT pid FROM pg_stat_activity WHERE pid = {pid}"))
+                    .load(&mut admin)
+                    .unwrap();
+            if left.is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("backend {pid} did not end");
     };
 
     let first = pid().unwrap();
@@ -116,9 +126,15 @@ fn a_postgres_connection_the_server_ended_is_replaced() {
     let second = pid().expect("an idle connection is checked at checkout and replaced");
     assert_ne!(second, first);
 
+    // Ended while proven: the next call may use it unchecked and fail (on a machine slow
+    // enough to let the window pass, it is checked instead), but never more than one call.
     end(second);
-    let failed = pid();
-    assert!(failed.is_err(), "a connection proven moments ago is used unchecked: {failed:?}");
-    let third = pid().expect("after a failed call the connection is checked, and replaced");
+    let third = match pid() {
+        Ok(third) => third,
+        Err(e) => {
+            assert!(e.kind == dualca_ca::ErrorKind::Internal, "{e:?}");
+            pid().expect("after a failed call the connection is checked, and replaced")
+        }
+    };
     assert_ne!(third, second);
 }

@@ -63,13 +63,15 @@ pub(crate) struct Pooled {
 }
 
 impl Pooled {
-    /// Records how a call on this connection went. A domain error (`NotFound`, a conflict) is
-    /// no sign of trouble with the connection; an internal one may be.
+    /// Records how a call on this connection went: a success proves it, and an internal error
+    /// may mean trouble with it. A domain error (`NotFound`, a conflict) proves nothing either
+    /// way, since a call may have turned a database error into one.
     fn record<T>(&mut self, outcome: &Result<T>) {
-        self.proven = match outcome {
-            Err(e) if e.kind == crate::ErrorKind::Internal => None,
-            _ => Some(std::time::Instant::now()),
-        };
+        match outcome {
+            Ok(_) => self.proven = Some(std::time::Instant::now()),
+            Err(e) if e.kind == crate::ErrorKind::Internal => self.proven = None,
+            Err(_) => {}
+        }
     }
 }
 

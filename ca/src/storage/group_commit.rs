@@ -363,7 +363,7 @@ impl Shared {
         self.committed.load(Ordering::SeqCst)
     }
 
-    /// How many checkpoints the checkpointer has run.
+    /// How many checkpoints the checkpointer has finished.
     pub(super) fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
     }
@@ -417,6 +417,9 @@ impl Drop for Checkpointer {
 fn run_checkpointer(mut conn: SqliteConnection, group: &Shared, writer: &Mutex<()>, stop: &(Mutex<bool>, Condvar)) {
     let mut done_through = group.commits();
     let mut last = Instant::now();
+    // After a checkpoint that could not finish, the next waits at least this long, so that a
+    // long reader does not make every poll hold the writers back for `RESTART_WAIT`.
+    let mut not_before = Instant::now();
     loop {
         let stopped = stop.0.lock().unwrap_or_else(|p| p.into_inner());
         let (stopped, _) =
@@ -427,23 +430,47 @@ fn run_checkpointer(mut conn: SqliteConnection, group: &Shared, writer: &Mutex<(
         drop(stopped);
         let committed = group.commits();
         let pending = committed.saturating_sub(done_through);
-        if pending < CHECKPOINT_EVERY && (pending == 0 || last.elapsed() < CHECKPOINT_IDLE) {
+        if Instant::now() < not_before
+            || (pending < CHECKPOINT_EVERY && (pending == 0 || last.elapsed() < CHECKPOINT_IDLE))
+        {
             continue;
         }
-        let outcome = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)").and_then(|()| {
+        let outcome = checkpoint(&mut conn, "PASSIVE").and_then(|_| {
             let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
-            conn.batch_execute("PRAGMA wal_checkpoint(RESTART)")
+            checkpoint(&mut conn, "RESTART")
         });
+        last = Instant::now();
         match outcome {
-            Ok(()) => {
+            Ok(true) => {
                 group.checkpoints.fetch_add(1, Ordering::Relaxed);
+                done_through = committed;
+            }
+            // Readers of older snapshots outlasted `RESTART_WAIT`: what was copied stays
+            // copied, and the log starts over after a later checkpoint.
+            Ok(false) => {
+                tracing::warn!("a checkpoint of the SQLite log could not finish: readers held older snapshots");
+                not_before = last + CHECKPOINT_IDLE;
             }
             // The next round tries again; the log grows meanwhile, and nothing is lost.
-            Err(e) => tracing::warn!(error = %e, "a checkpoint of the SQLite log failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "a checkpoint of the SQLite log failed");
+                not_before = last + CHECKPOINT_IDLE;
+            }
         }
-        done_through = committed;
-        last = Instant::now();
     }
+}
+
+/// Runs one checkpoint in `mode`; whether it finished. SQLite answers a checkpoint that gave
+/// up waiting for readers or writers with a row whose `busy` is 1, not with an error.
+fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> diesel::QueryResult<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        busy: i32,
+    }
+    use diesel::RunQueryDsl;
+    let outcome: Outcome = diesel::sql_query(format!("PRAGMA wal_checkpoint({mode})")).get_result(conn)?;
+    Ok(outcome.busy == 0)
 }
 
 #[cfg(test)]
