@@ -209,3 +209,54 @@ async fn http01_follows_redirects_only_to_the_validation_ports(db: Db) {
     server.stop().await;
 }
 on_both_databases!(http01_follows_redirects_only_to_the_validation_ports);
+
+/// A validation that outlasts the challenge POST's wait (half a second) is answered with
+/// `processing` and a Retry-After, reads as processing while it runs, and settles to valid.
+async fn a_slow_http01_validation_is_answered_processing_then_settles(db: Db) {
+    // An http-01 responder that takes 1.2 s to answer each request, with one body for all.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = slow.local_addr().unwrap().port();
+    let body = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let served = body.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..8 {
+            let Ok((mut stream, _)) = slow.accept().await else { return };
+            let served = served.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+                let body = served.lock().unwrap().clone();
+                let response =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
+    let c = challenge(&authzs[0], "http-01");
+    *body.lock().unwrap() = key_authorization(&raw, c["token"].as_str().unwrap());
+    let url = c["url"].as_str().unwrap();
+    let res = raw.post(url, Some(&json!({}))).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json()["status"], "processing", "{}", res.text);
+    assert_eq!(res.header("retry-after").as_deref(), Some("1"));
+    let read = raw.post(url, None).await.json();
+    assert_eq!(read["status"], "processing", "{read}");
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "valid", "{done}");
+    assert_eq!(challenge(&done, "http-01")["status"], "valid");
+    assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
+    server.stop().await;
+}
+on_both_databases!(a_slow_http01_validation_is_answered_processing_then_settles);

@@ -50,9 +50,8 @@ pub async fn challenge(
         let _: serde_json::Map<String, serde_json::Value> = jws.json()?;
         let (target, begun) = ca_call_owing(&state.ca, move || ca.begin_validation(&account, &id)).await?;
         if target.start {
-            // The validation starts before the move to processing is on disk: it only reads
-            // the client's server, and its outcome commits after that move, so the outcome's
-            // durability covers both.
+            // A network validation writes nothing before it runs: its outcome moves the
+            // challenge from pending in one commit.
             let (validator, ca) = (state.validator.clone(), state.ca.clone());
             let target_for_task = target.clone();
             let validation = tokio::spawn(async move {
@@ -61,10 +60,15 @@ pub async fn challenge(
             });
             // A validation that finishes quickly (most do) is answered in this response, so
             // the client need not wait out a Retry-After of whole seconds; a slow one goes on
-            // in the background (dropping the handle does not cancel it).
+            // in the background (dropping the handle does not cancel it), and the challenge is
+            // recorded as processing for the response and the client's polls.
             if let Ok(Ok(Some(settled))) = tokio::time::timeout(QUICK_VALIDATION, validation).await {
                 return Ok(challenge_response(&state, &settled));
             }
+            begun.wait().await?;
+            let (ca, id) = (state.ca.clone(), target.challenge.id.clone());
+            let marked = ca_call(&state.ca, move || ca.mark_processing(track, &id)).await?;
+            return Ok(challenge_response(&state, &marked));
         }
         begun.wait().await?;
         target.challenge

@@ -156,7 +156,15 @@ impl Ca {
             None => Ok(None),
             Some(outcome) => {
                 let status = if outcome.is_ok() { ChallengeStatus::Valid } else { ChallengeStatus::Invalid };
-                record_validation_outcome(conn, Track::Human, challenge, authz, &outcome, now)?;
+                record_validation_outcome(
+                    conn,
+                    Track::Human,
+                    challenge,
+                    &[ChallengeStatus::Processing],
+                    authz,
+                    &outcome,
+                    now,
+                )?;
                 Ok(Some(status))
             }
         }
@@ -192,7 +200,15 @@ impl Ca {
                 .ok_or_else(|| Error::internal("the challenge's account is gone"))?;
             let verdict = self.judge_reply(conn, reply, &row, &challenge, &account.key_thumbprint)?;
             if challenge.status == ChallengeStatus::Processing {
-                record_validation_outcome(conn, Track::Human, &challenge, &authz, &verdict, now)?;
+                record_validation_outcome(
+                    conn,
+                    Track::Human,
+                    &challenge,
+                    &[ChallengeStatus::Processing],
+                    &authz,
+                    &verdict,
+                    now,
+                )?;
             } else {
                 store::record_reply(conn, &challenge.id, now, &verdict)?;
             }

@@ -229,9 +229,48 @@ impl Ca {
         self.storage.read(|conn| load_challenge(conn, track, id, now))
     }
 
-    /// RFC 8555 §7.5.1: the client says it is ready. A pending challenge moves to processing
-    /// and the caller validates it; any other state is returned as it is.
+    /// RFC 8555 §7.5.1: the client says it is ready. For a challenge validated over the
+    /// network (http-01, dns-01, tls-alpn-01) this only reads: a pending challenge comes back
+    /// with `start`, the caller validates it, and `complete_validation` moves it from pending
+    /// (or processing) to its outcome in one commit. A validation that outlasts the response
+    /// is recorded as processing by `mark_processing`. An email-reply-00 challenge moves to
+    /// processing here, since its outcome waits for a mail. Any other state comes back as it is.
     pub fn begin_validation(&self, account: &Account, challenge_id: &str) -> Result<ValidationTarget> {
+        let now = self.clock.unix();
+        let track = account.track;
+        let (challenge, authz) = self.storage.read(|conn| load_challenge(conn, track, challenge_id, now))?;
+        ensure_owner(account, &authz.account_id, "challenge")?;
+        if challenge.kind == ChallengeKind::EmailReply00 {
+            return self.begin_email_validation(account, challenge_id);
+        }
+        let start = challenge.status == ChallengeStatus::Pending;
+        if start {
+            ensure_answerable(&authz)?;
+        }
+        Ok(ValidationTarget {
+            identifier: authz.identifier,
+            account_thumbprint: account.key_thumbprint.clone(),
+            start,
+            challenge,
+        })
+    }
+
+    /// Records that a network validation is under way, for a response that will not wait for
+    /// it: pending moves to processing. Returns the challenge as it now stands (already settled,
+    /// when the outcome came first).
+    pub fn mark_processing(&self, track: Track, challenge_id: &str) -> Result<Challenge> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            // The track's check: a challenge of the other track is not found.
+            load_challenge(conn, track, challenge_id, now)?;
+            start_processing(conn, challenge_id)?;
+            store::challenge(conn, challenge_id)?.ok_or_else(|| not_found("challenge", challenge_id))
+        })
+    }
+
+    /// `begin_validation` for email-reply-00: moves a pending challenge to processing, and
+    /// settles it at once when its reply came first.
+    fn begin_email_validation(&self, account: &Account, challenge_id: &str) -> Result<ValidationTarget> {
         let now = self.clock.unix();
         let track = account.track;
         self.storage.write(|conn| {
@@ -246,29 +285,13 @@ impl Ca {
             if challenge.status != ChallengeStatus::Pending {
                 return Ok(target);
             }
-            if authz.status != AuthzStatus::Pending {
-                return Err(Error::malformed(format!(
-                    "the authorization is {}; its challenges can no longer be answered",
-                    authz.status.as_str()
-                )));
-            }
-            if store::transition_challenge(
-                conn,
-                challenge_id,
-                ChallengeStatus::Pending,
-                ChallengeStatus::Processing,
-                None,
-                None,
-            )? {
+            ensure_answerable(&authz)?;
+            if start_processing(conn, challenge_id)? {
                 target.challenge.status = ChallengeStatus::Processing;
-                if challenge.kind == ChallengeKind::EmailReply00 {
-                    // No network validation: the reply, received or still to come, decides.
-                    if let Some(status) = self.settle_email_challenge(conn, &target.challenge, &authz, now)? {
-                        target.challenge = store::challenge(conn, challenge_id)?.unwrap_or(target.challenge);
-                        debug_assert_eq!(target.challenge.status, status);
-                    }
-                } else {
-                    target.start = true;
+                // No network validation: the reply, received or still to come, decides.
+                if let Some(status) = self.settle_email_challenge(conn, &target.challenge, &authz, now)? {
+                    target.challenge = store::challenge(conn, challenge_id)?.unwrap_or(target.challenge);
+                    debug_assert_eq!(target.challenge.status, status);
                 }
             }
             Ok(target)
@@ -286,7 +309,11 @@ impl Ca {
         let now = self.clock.unix();
         self.storage.write(|conn| {
             let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
-            record_validation_outcome(conn, track, &challenge, &authz, &outcome, now)?;
+            // Pending when no response had to say processing before the outcome came. Both
+            // states are accepted in one compare-and-set: on PostgreSQL a `mark_processing`
+            // may commit between this read and the update.
+            const UNSETTLED: &[ChallengeStatus] = &[ChallengeStatus::Pending, ChallengeStatus::Processing];
+            record_validation_outcome(conn, track, &challenge, UNSETTLED, &authz, &outcome, now)?;
             store::challenge(conn, challenge_id)?
                 .ok_or_else(|| Error::internal(format!("challenge {challenge_id} vanished while it was settled")))
         })
@@ -470,12 +497,38 @@ fn load_authorization(conn: &mut DbConnection, track: Track, id: &str, now: i64)
     Ok(authz)
 }
 
-/// Moves a processing challenge to valid or invalid, and its authorization with it, with the
-/// audit event; false, changing nothing, when the challenge was no longer processing.
+/// Moves a pending challenge to processing; false when it was no longer pending.
+fn start_processing(conn: &mut DbConnection, challenge_id: &str) -> Result<bool> {
+    store::transition_challenge(
+        conn,
+        challenge_id,
+        &[ChallengeStatus::Pending],
+        ChallengeStatus::Processing,
+        None,
+        None,
+    )
+}
+
+/// Refuses an answer to a challenge whose authorization is no longer pending.
+fn ensure_answerable(authz: &Authorization) -> Result<()> {
+    if authz.status != AuthzStatus::Pending {
+        return Err(Error::malformed(format!(
+            "the authorization is {}; its challenges can no longer be answered",
+            authz.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Moves a challenge from one of `from` (processing; or, for a network validation, pending
+/// as well, when no response reported it as processing) to valid or invalid, and its
+/// authorization with it, with the audit event; false, changing nothing, when the challenge
+/// was in none of them.
 pub(super) fn record_validation_outcome(
     conn: &mut DbConnection,
     track: Track,
     challenge: &Challenge,
+    from: &[ChallengeStatus],
     authz: &Authorization,
     outcome: &Result<(), StoredProblem>,
     now: i64,
@@ -485,7 +538,7 @@ pub(super) fn record_validation_outcome(
         Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
     };
     let validated = outcome.is_ok().then_some(now);
-    if !store::transition_challenge(conn, &challenge.id, ChallengeStatus::Processing, to, validated, error)? {
+    if !store::transition_challenge(conn, &challenge.id, from, to, validated, error)? {
         return Ok(false);
     }
     // An authorization that expired or was deactivated meanwhile keeps that state.

@@ -143,26 +143,30 @@ pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: Authz
     Ok(())
 }
 
-/// Compare-and-set on a challenge's status; false when it was not in `from`.
+/// Compare-and-set on a challenge's status; false when it was in none of `from` (one or two
+/// states).
 pub fn transition_challenge(
     conn: &mut DbConnection,
     id: &str,
-    from: ChallengeStatus,
+    from: &[ChallengeStatus],
     to: ChallengeStatus,
     validated: Option<i64>,
     error: Option<&StoredProblem>,
 ) -> Result<bool> {
     let error = error.map(problem_to_text);
-    let update = Fixed::new(
-        "UPDATE challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?",
-        vec![
-            Bind::Text(to.as_str()),
-            Bind::NullableBigInt(validated),
-            Bind::NullableText(error.as_deref()),
-            Bind::Text(id),
-            Bind::Text(from.as_str()),
-        ],
-    );
+    let mut binds = vec![
+        Bind::Text(to.as_str()),
+        Bind::NullableBigInt(validated),
+        Bind::NullableText(error.as_deref()),
+        Bind::Text(id),
+    ];
+    binds.extend(from.iter().map(|status| Bind::Text(status.as_str())));
+    let sql = match from.len() {
+        1 => "UPDATE challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status = ?",
+        2 => "UPDATE challenges SET status = ?, validated = ?, error = ? WHERE id = ? AND status IN (?, ?)",
+        n => return Err(crate::Error::internal(format!("a challenge moves from one or two states, not {n}"))),
+    };
+    let update = Fixed::new(sql, binds);
     let n = on_backend!(conn, |db| update.execute(db))?;
     Ok(n == 1)
 }
