@@ -166,18 +166,15 @@ impl FromRequest for Jws {
             // redeems this request's nonce, issues the response's (`ResponseNonce`, which the
             // middleware would otherwise issue in a call of its own), and reads the `kid`'s
             // account, which the checks below would otherwise read in a third.
-            let mut prefetched = None;
-            let fresh = if state.ca.nonces_in_memory() {
-                state.ca.consume_nonce(&nonce)?
+            let (fresh, prefetched) = if state.ca.nonces_in_memory() {
+                (state.ca.consume_nonce(&nonce)?, None)
             } else {
                 let ca = state.ca.clone();
                 let track = state.track;
-                let id = protected
-                    .jwk
-                    .is_none()
-                    .then(|| protected.kid.as_deref().and_then(|kid| account_id(kid, &prefix)))
-                    .flatten();
-                let id = id.map(str::to_string);
+                let id = match (&protected.jwk, &protected.kid) {
+                    (None, Some(kid)) => account_id(kid, &prefix).map(str::to_string),
+                    _ => None,
+                };
                 let (response_nonce, fresh, account) = web::block(move || {
                     let response_nonce = ca.new_nonce().ok();
                     let fresh = ca.consume_nonce(&nonce);
@@ -191,8 +188,7 @@ impl FromRequest for Jws {
                 if let Some(response_nonce) = response_nonce {
                     req.extensions_mut().insert(ResponseNonce(response_nonce));
                 }
-                prefetched = account;
-                fresh?
+                (fresh?, account)
             };
             if !fresh {
                 return Err(Problem::bad_nonce("the nonce is unknown, expired or already used"));
@@ -224,7 +220,7 @@ impl FromRequest for Jws {
                             state.track
                         ))));
                     };
-                    let account = match prefetched.take() {
+                    let account = match prefetched {
                         Some(found) => found?,
                         None => match state.ca.account_in_place(state.track, id) {
                             Some(found) => found?,
