@@ -54,7 +54,7 @@ pub fn open_ca(settings: &Settings, public_url: &str) -> Result<Ca> {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App> {
-        let listener = TcpListener::bind(settings.listen).with_context(|| format!("bind {}", settings.listen))?;
+        let listener = bind_listener(settings.listen)?;
         let port = listener.local_addr()?.port();
         let public_url = settings.public_url_for_port(port);
         let validator_settings = settings.validator()?;
@@ -111,6 +111,7 @@ impl App {
                 .configure(|cfg| dualca_admin::public_routes(cfg, ca))
         })
         .workers(worker_count())
+        .tcp_nodelay(true)
         .listen_rustls_0_23(listener, tls)?
         .run();
         Ok(App {
@@ -197,6 +198,16 @@ fn dualca_acme_body_limit() -> usize {
     64 * 1024
 }
 
+/// The HTTPS listener, with TCP_NODELAY set on it. Linux gives each accepted socket the
+/// listener's TCP_NODELAY, and actix sets it itself only once the TLS handshake is done, so
+/// without this the handshake's last flight waited for the client's delayed ACK: 40 ms on every
+/// new connection (BENCHMARKS.md).
+fn bind_listener(addr: std::net::SocketAddr) -> Result<TcpListener> {
+    let listener = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+    socket2::SockRef::from(&listener).set_tcp_nodelay(true).with_context(|| format!("TCP_NODELAY on {addr}"))?;
+    Ok(listener)
+}
+
 fn worker_count() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
 }
@@ -217,5 +228,26 @@ fn redact_userinfo(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The accepted connection, not just the listener, must have TCP_NODELAY: the TLS
+    /// handshake runs before actix would set it.
+    #[test]
+    fn accepted_connections_have_nodelay() {
+        let listener = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert!(accepted.nodelay().unwrap(), "the accepted socket lacks TCP_NODELAY");
+        // A listener bound without the helper gives sockets without it (so the check above
+        // tests the helper, not a system default).
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+        assert!(!plain.accept().unwrap().0.nodelay().unwrap());
     }
 }
