@@ -150,6 +150,8 @@ pub struct Storage {
     /// writers without SQLite's busy-wait sleeps. PostgreSQL needs no such lock. The
     /// checkpointer takes it too, for the short last pass of each checkpoint.
     sqlite_writer: Arc<Mutex<()>>,
+    /// For a SQLite database file: the connection every call tries first (`Storage::checkout`).
+    primary: Option<Mutex<Option<r2d2::PooledConnection<Manager>>>>,
     /// Present for a SQLite database file: how its commits become durable...
     group: Option<GroupCommit>,
     /// ...and how its log is checkpointed.
@@ -193,8 +195,14 @@ impl Storage {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| Error::new(crate::ErrorKind::Internal, format!("cannot open the database: {e}")))?;
-        let mut storage =
-            Storage { pool, backend, sqlite_writer: Arc::new(Mutex::new(())), group: None, checkpointer: None };
+        let mut storage = Storage {
+            pool,
+            backend,
+            sqlite_writer: Arc::new(Mutex::new(())),
+            primary: None,
+            group: None,
+            checkpointer: None,
+        };
         storage.migrate()?;
         if let Some(file) = file {
             // The log exists now: the pool's connections opened the database in WAL mode and
@@ -204,6 +212,7 @@ impl Storage {
             storage.checkpointer =
                 Some(Checkpointer::start(file, group.shared().clone(), storage.sqlite_writer.clone())?);
             storage.group = Some(group);
+            storage.primary = Some(Mutex::new(None));
         }
         Ok(storage)
     }
@@ -227,7 +236,7 @@ impl Storage {
     /// Runs `f` outside a transaction, for reads. What it returns may rest on commits it saw;
     /// it is returned once those are durable.
     pub fn read<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
+        let mut conn = self.checkout()?;
         let outcome = f(&mut conn);
         conn.record(&outcome);
         let value = outcome?;
@@ -270,7 +279,10 @@ impl Storage {
         if self.backend != Backend::Sqlite {
             return None;
         }
-        let mut conn = self.pool.try_get()?;
+        let mut conn = match self.primary() {
+            Some(primary) => primary,
+            None => Checkout::Pool(self.pool.try_get()?),
+        };
         Some(f(&mut conn))
     }
 
@@ -325,11 +337,11 @@ impl Storage {
     /// Runs `f` in one transaction: everything it writes (state, audit, outbox) commits
     /// together or not at all.
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
         match self.backend {
             Backend::Sqlite => {
                 let writing = self.group.as_ref().map(|g| WriterGuard::enter(g.shared()));
                 let turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut conn = self.checkout_for_write()?;
                 let outcome = immediate_transaction(&mut conn, self.group.as_ref(), f);
                 drop(turn);
                 drop(writing);
@@ -341,6 +353,7 @@ impl Storage {
                 Ok(value)
             }
             Backend::Postgres => {
+                let mut conn = self.pool.get()?;
                 let outcome =
                     conn.transaction::<T, TxError, _>(|tx| f(tx).map_err(TxError::Domain)).map_err(|e| match e {
                         TxError::Domain(e) => e,
@@ -348,6 +361,102 @@ impl Storage {
                     });
                 conn.record(&outcome);
                 outcome
+            }
+        }
+    }
+}
+
+impl Storage {
+    /// The primary connection if no other call holds it, else one from the pool.
+    fn checkout(&self) -> Result<Checkout<'_>> {
+        match self.primary() {
+            Some(primary) => Ok(primary),
+            None => Ok(Checkout::Pool(self.pool.get()?)),
+        }
+    }
+
+    /// The primary connection, waiting for the read that may hold it, so that every write
+    /// goes through it and its page cache stays valid; from the pool only without one.
+    fn checkout_for_write(&self) -> Result<Checkout<'_>> {
+        let Some(primary) = self.primary.as_ref() else {
+            return Ok(Checkout::Pool(self.pool.get()?));
+        };
+        // A write inside another call on this thread would wait for the primary, which that
+        // call holds, or hold it while another writer waits for it with the turn: a deadlock
+        // either way. No call nests one; this keeps it so.
+        if HOLDS_PRIMARY.get() {
+            return Err(Error::internal("a write was started inside another storage call"));
+        }
+        let mut held = primary.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(self.pool.get()?);
+        }
+        Ok(Checkout::Primary(PrimaryGuard::new(held)))
+    }
+
+    /// The primary connection, if this is a SQLite database file and no other call holds it.
+    fn primary(&self) -> Option<Checkout<'_>> {
+        let mut held = match self.primary.as_ref()?.try_lock() {
+            Ok(held) => held,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if held.is_none() {
+            *held = Some(self.pool.try_get()?);
+        }
+        Some(Checkout::Primary(PrimaryGuard::new(held)))
+    }
+}
+
+/// A connection for one call: the primary, or one from the pool.
+enum Checkout<'a> {
+    Primary(PrimaryGuard<'a>),
+    Pool(r2d2::PooledConnection<Manager>),
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Pooled;
+
+    fn deref(&self) -> &Pooled {
+        match self {
+            Checkout::Primary(p) => p.0.as_ref().expect("a held primary connection is present"),
+            Checkout::Pool(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Pooled {
+        match self {
+            Checkout::Primary(p) => p.0.as_mut().expect("a held primary connection is present"),
+            Checkout::Pool(c) => c,
+        }
+    }
+}
+
+/// The held primary connection. A connection left broken (a panic inside a transaction,
+/// which leaves it open and holding SQLite's write lock) goes back to the pool as it is let
+/// go, which drops it, so the lock is given up at once; the next call takes a fresh one.
+struct PrimaryGuard<'a>(std::sync::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>);
+
+thread_local! {
+    /// Whether this thread holds the primary connection (`Storage::checkout_for_write`).
+    static HOLDS_PRIMARY: Cell<bool> = const { Cell::new(false) };
+}
+
+impl<'a> PrimaryGuard<'a> {
+    fn new(held: std::sync::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>) -> PrimaryGuard<'a> {
+        HOLDS_PRIMARY.set(true);
+        PrimaryGuard(held)
+    }
+}
+
+impl Drop for PrimaryGuard<'_> {
+    fn drop(&mut self) {
+        HOLDS_PRIMARY.set(false);
+        if let Some(conn) = self.0.as_mut() {
+            if diesel::r2d2::R2D2Connection::is_broken(&mut conn.conn) {
+                self.0.take();
             }
         }
     }
@@ -735,6 +844,66 @@ mod tests {
         assert_eq!(storage.read(count).unwrap(), 1);
         let group = storage.group.as_ref().unwrap();
         assert_eq!(group.durable(), group.commits(), "an ordinary write returned only once durable");
+    }
+
+    /// A write on the primary connection that panics must give up SQLite's write lock as it
+    /// unwinds, not when this store next uses the connection: another process's write gets
+    /// through (it would wait out its 10 s busy timeout and fail otherwise).
+    #[test]
+    fn a_panic_on_the_primary_releases_the_write_lock_at_once() {
+        let (dir, storage) = store_with_table(2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = storage.write(|conn| -> Result<()> {
+                conn.batch_execute("INSERT INTO t (x) VALUES (7)")?;
+                panic!("a handler bug")
+            });
+        }));
+        assert!(panicked.is_err());
+        let other = Storage::open(dir.path().join("dualca.sqlite").to_str().unwrap(), 2).unwrap();
+        other.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
+        assert_eq!(storage.read(count).unwrap(), 1);
+        storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?)).unwrap();
+        assert_eq!(other.read(count).unwrap(), 2);
+    }
+
+    /// Every call tries the primary connection first. A read that finds it held, here by a
+    /// write transaction still open on another thread, takes a pool connection instead of
+    /// waiting, and sees only what is committed.
+    #[test]
+    fn a_read_does_not_wait_for_the_primary() {
+        let (_dir, storage) = store_with_table(4);
+        let (inside, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let storage = &storage;
+            let writer = s.spawn(move || {
+                storage.write(|conn| {
+                    conn.batch_execute("INSERT INTO t (x) VALUES (1)")?;
+                    inside.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+            });
+            entered.recv().unwrap();
+            assert_eq!(storage.read(count).unwrap(), 0, "the open write is not seen");
+            assert_eq!(storage.read_in_place(count).unwrap().unwrap(), 0);
+            release.send(()).unwrap();
+            writer.join().unwrap().unwrap();
+        });
+        assert_eq!(storage.read(count).unwrap(), 1);
+    }
+
+    /// A write started inside a read on the same thread would wait for the primary the read
+    /// holds: it is refused instead, and the thread can write once the read is over.
+    #[test]
+    fn a_write_inside_a_read_is_refused_not_deadlocked() {
+        let (_dir, storage) = store_with_table(4);
+        let nested = storage
+            .read(|_| Ok(storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?))))
+            .unwrap();
+        assert_eq!(nested.unwrap_err().kind, crate::ErrorKind::Internal, "the nested write is refused");
+        storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?)).unwrap();
+        assert_eq!(storage.read(count).unwrap(), 1);
     }
 
     #[test]
