@@ -54,7 +54,7 @@ pub async fn challenge(
             // challenge from pending in one commit.
             let (validator, ca) = (state.validator.clone(), state.ca.clone());
             let target_for_task = target.clone();
-            let validation = tokio::spawn(async move {
+            let validation = state.validator.spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
                 record_outcome(ca, track, target_for_task.challenge.id.clone(), outcome).await
             });

@@ -45,6 +45,10 @@ pub struct Validator {
     resolver: Arc<TokioResolver>,
     http: reqwest::Client,
     tls: Arc<rustls::ClientConfig>,
+    /// The runtime of the validation thread (`Validator::spawn`).
+    thread: tokio::runtime::Handle,
+    /// Dropped with the validator, which ends the validation thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub(crate) fn problem(kind: ErrorKind, detail: impl Into<String>) -> StoredProblem {
@@ -67,7 +71,21 @@ impl Validator {
         let resolver = Arc::new(resolver);
         let http = http01::client(&settings, resolver.clone())?;
         let tls = tlsalpn01::client_config()?;
-        Ok(Validator { settings, resolver, http, tls })
+        let (thread, _stop) = validation_thread()?;
+        Ok(Validator { settings, resolver, http, tls, thread, _stop })
+    }
+
+    /// Runs `task` (a validation and the recording of its outcome) on the validation thread.
+    /// On an actix worker each step of a validation (connect, send, each read) would wait its
+    /// turn behind the requests that worker is serving; on a thread of its own it is polled as
+    /// soon as its socket is ready, and the challenge's answer waits for the peer, not for the
+    /// queue (BENCHMARKS.md).
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.thread.spawn(task)
     }
 
     /// Resolves a name through the static map, then DNS.
@@ -118,6 +136,26 @@ impl Validator {
     }
 }
 
+/// A thread with a runtime of its own, which runs until the sender returned is dropped; the
+/// runtime is dropped on that thread, never inside another runtime.
+fn validation_thread() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("validation runtime: {e}"))?;
+    let handle = runtime.handle().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("dualca-validation".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            })
+        })
+        .map_err(|e| format!("validation thread: {e}"))?;
+    Ok((handle, stop))
+}
+
 pub(crate) async fn resolve_with(
     hosts: &HashMap<String, IpAddr>,
     resolver: &TokioResolver,
@@ -139,4 +177,35 @@ pub(crate) async fn resolve_with(
 
 pub(crate) fn sha256_b64(input: &str) -> String {
     dualca_ca::ids::b64url(&dualca_ca::ids::sha256(input.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validations run on the validation thread, whoever spawns them, and dropping the
+    /// validator ends that thread, dropping what it had not finished.
+    #[test]
+    fn validations_run_on_their_own_thread_until_the_validator_is_dropped() {
+        let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let validator = Validator::new(ValidatorSettings::default()).unwrap();
+        let name = outer.block_on(validator.spawn(async { std::thread::current().name().map(str::to_string) }));
+        assert_eq!(name.unwrap().as_deref(), Some("dualca-validation"));
+
+        struct SaysWhenDropped(std::sync::mpsc::Sender<()>);
+        impl Drop for SaysWhenDropped {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let (dropped, told) = std::sync::mpsc::channel();
+        let guard = SaysWhenDropped(dropped);
+        let _pending = validator.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
+        assert!(told.recv_timeout(Duration::from_millis(100)).is_err(), "the task runs while the validator lives");
+        drop(validator);
+        told.recv_timeout(Duration::from_secs(5)).expect("the unfinished task was dropped with the thread");
+    }
 }
