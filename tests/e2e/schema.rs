@@ -86,6 +86,36 @@ fn no_foreign_key_cascades_on_postgres() {
 }
 
 #[derive(QueryableByName)]
+struct Persistence {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    relname: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    persistence: String,
+}
+
+/// On PostgreSQL only the nonces table is unlogged (no WAL, so no WAL flush for the two
+/// commits per request that issue and redeem nonces); every table that holds state, audit
+/// events included, stays logged, so a crash or a failover keeps it.
+#[test]
+fn only_the_nonces_are_unlogged_on_postgres() {
+    let Some(url) = postgres_database() else { return };
+    dualca_ca::storage::Storage::open(&url, 1).unwrap();
+    let mut conn = diesel::pg::PgConnection::establish(&url).unwrap();
+    let tables: Vec<Persistence> = diesel::sql_query(
+        "SELECT c.relname::text AS relname, c.relpersistence::text AS persistence FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert!(tables.len() >= 10, "{} tables", tables.len());
+    for table in tables {
+        let expected = if table.relname == "nonces" { "u" } else { "p" };
+        assert_eq!(table.persistence, expected, "persistence of {}", table.relname);
+    }
+}
+
+#[derive(QueryableByName)]
 struct BackendPid {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     pid: i32,

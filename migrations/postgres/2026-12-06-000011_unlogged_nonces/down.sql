@@ -1,0 +1,1 @@
+ALTER TABLE nonces SET LOGGED;
