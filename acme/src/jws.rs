@@ -175,20 +175,13 @@ impl FromRequest for Jws {
                     (None, Some(kid)) => account_id(kid, &prefix).map(str::to_string),
                     _ => None,
                 };
-                let (response_nonce, fresh, account) = web::block(move || {
-                    let response_nonce = ca.new_nonce().ok();
-                    let fresh = ca.consume_nonce(&nonce);
-                    let account = match (&fresh, id) {
-                        (Ok(true), Some(id)) => Some(ca.account(track, &id)),
-                        _ => None,
-                    };
-                    (response_nonce, fresh, account)
+                let exchanged = web::block(move || {
+                    ca.exchange_nonce(&nonce, id.as_deref().map(|id| (track, id)))
+                        .unwrap_or_else(|| Err(dualca_ca::Error::internal("nonces are not in the database")))
                 })
-                .await?;
-                if let Some(response_nonce) = response_nonce {
-                    req.extensions_mut().insert(ResponseNonce(response_nonce));
-                }
-                (fresh?, account)
+                .await??;
+                req.extensions_mut().insert(ResponseNonce(exchanged.response_nonce));
+                (exchanged.fresh, exchanged.account)
             };
             if !fresh {
                 return Err(Problem::bad_nonce("the nonce is unknown, expired or already used"));

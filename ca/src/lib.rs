@@ -28,7 +28,8 @@ pub use service::{
 pub use service::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
 pub use service::{
     AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
-    NewOrder, RevocationSettings, Revoker, ServerCertificate, Settings, SyncPlan, SyncReport, ValidationTarget,
+    NewOrder, NonceExchange, RevocationSettings, Revoker, ServerCertificate, Settings, SyncPlan, SyncReport,
+    ValidationTarget,
 };
 pub use storage::Durability;
 pub use track::Track;

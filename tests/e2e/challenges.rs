@@ -152,6 +152,10 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     assert!(error["detail"].as_str().unwrap().contains("404"), "{error}");
     let order = raw.post(&order_url, None).await.json();
     assert_eq!(order["status"], "invalid");
+    // The order's problem is the failed challenge's, named by its identifier.
+    assert_eq!(order["error"]["type"], "urn:ietf:params:acme:error:unauthorized", "{order}");
+    let detail = order["error"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("authorization for dns:a.example.test failed: ") && detail.contains("404"), "{order}");
     // The wrong key authorization.
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");

@@ -50,7 +50,7 @@ fn account_actor(id: &str) -> String {
     format!("account:{id}")
 }
 
-fn no_account(track: Track, id: &str) -> Error {
+pub(super) fn no_account(track: Track, id: &str) -> Error {
     Error::account_does_not_exist(format!("no account {id:?} on the {track} track"))
 }
 

@@ -23,6 +23,7 @@ pub use assets::{AssetQuery, Decommissioned, EabProof, SyncPlan, SyncReport};
 pub use email_reply::{
     expected_response, subject_token, EmailReply, EmailReplySettings, ReplyAuthentication, AUTO_SUBMITTED_ACME,
 };
+pub use nonces::NonceExchange;
 pub use orders::{NewOrder, ValidationTarget};
 pub use outbox::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
 pub use revocation::Revoker;

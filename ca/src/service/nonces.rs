@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::Ca;
+use crate::model::Account;
 use crate::storage::{nonces as store, Backend};
-use crate::{ids, Result};
+use crate::{ids, Result, Track};
 
 /// An upper bound on outstanding in-memory nonces; past it the oldest are dropped, and a client
 /// holding one gets badNonce and retries with the fresh nonce that comes with it.
@@ -16,6 +17,16 @@ const MEMORY_LIMIT: usize = 200_000;
 pub(super) enum NonceStore {
     Memory { lifetime: i64, issued: Mutex<HashMap<String, i64>> },
     Database { lifetime: i64 },
+}
+
+/// What `Ca::exchange_nonce` found and did.
+pub struct NonceExchange {
+    /// A new nonce, for the response.
+    pub response_nonce: String,
+    /// Whether the request's nonce was one this CA issued, unexpired and unused (now used).
+    pub fresh: bool,
+    /// For a fresh nonce and a `kid`: the account, or why there is none.
+    pub account: Option<Result<Account>>,
 }
 
 impl NonceStore {
@@ -68,6 +79,26 @@ impl Ca {
             }
             NonceStore::Database { .. } => self.storage.read(|conn| store::consume(conn, nonce, now)),
         }
+    }
+
+    /// With nonces in the database (PostgreSQL), what a JWS request needs of it in one round
+    /// trip instead of three: a nonce for the response, whether the request's `nonce` was fresh
+    /// (it is spent now), and, for a fresh nonce and a `kid`, the account it names (or the
+    /// accountDoesNotExist error). With nonces in memory, `None`: issue and redeem in place.
+    pub fn exchange_nonce(&self, nonce: &str, account: Option<(Track, &str)>) -> Option<Result<NonceExchange>> {
+        let NonceStore::Database { lifetime } = &self.nonces else {
+            return None;
+        };
+        let issued = ids::new_id();
+        let now = self.clock.unix();
+        let exchanged = self.storage.read(|conn| store::exchange(conn, nonce, now, &issued, now + lifetime, account));
+        Some(exchanged.map(|(fresh, found)| {
+            let account = match (fresh, account) {
+                (true, Some((track, id))) => Some(found.ok_or_else(|| super::accounts::no_account(track, id))),
+                _ => None,
+            };
+            NonceExchange { response_nonce: issued, fresh, account }
+        }))
     }
 
     /// Drops expired nonces, from memory or from the table; a scheduled job calls this.

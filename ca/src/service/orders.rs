@@ -223,7 +223,8 @@ impl Ca {
         })
     }
 
-    /// The challenge and the authorization it belongs to.
+    /// The challenge and the authorization it belongs to, without the authorization's
+    /// challenges (`challenges` is empty).
     pub fn challenge(&self, track: Track, id: &str) -> Result<(Challenge, Authorization)> {
         let now = self.clock.unix();
         self.storage.read(|conn| load_challenge(conn, track, id, now))
@@ -457,12 +458,14 @@ fn not_found(what: &str, id: &str) -> Error {
 }
 
 fn load_order(conn: &mut DbConnection, track: Track, id: &str, now: i64) -> Result<Order> {
-    let (mut order, authorizations) =
+    let (mut order, mut authorizations) =
         store::order_with_authorizations(conn, track, id)?.ok_or_else(|| not_found("order", id))?;
     let statuses: Vec<AuthzStatus> =
         authorizations.iter().map(|a| authorization_status(a.status, a.expires, now)).collect();
     order.status = order_status(order.status, &statuses, order.expires, now);
     if order.status == OrderStatus::Invalid && order.error.is_none() {
+        // Only the problem of an invalid order needs the challenges (their errors).
+        store::order_challenges(conn, id, &mut authorizations)?;
         order.error = Some(invalid_order_problem(&authorizations, &statuses));
     }
     Ok(order)
@@ -556,6 +559,9 @@ pub(super) fn record_validation_outcome(
     Ok(true)
 }
 
+/// The challenge and its authorization, the latter without its challenges (`challenges` is
+/// empty): what answering or settling a challenge needs is the authorization's owner, status and
+/// identifier.
 pub(super) fn load_challenge(
     conn: &mut DbConnection,
     track: Track,
@@ -564,8 +570,9 @@ pub(super) fn load_challenge(
 ) -> Result<(Challenge, Authorization)> {
     let challenge = store::challenge(conn, id)?.ok_or_else(|| not_found("challenge", id))?;
     // The track filter sits on the authorization: a challenge of the other track is not found.
-    let authz =
-        load_authorization(conn, track, &challenge.authorization_id, now).map_err(|_| not_found("challenge", id))?;
+    let mut authz = store::authorization_alone(conn, track, &challenge.authorization_id)?
+        .ok_or_else(|| not_found("challenge", id))?;
+    authz.status = authorization_status(authz.status, authz.expires, now);
     Ok((challenge, authz))
 }
 

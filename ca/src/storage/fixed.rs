@@ -16,6 +16,7 @@ use diesel::{QueryResult, RunQueryDsl};
 /// One bind parameter of a `Fixed` statement.
 pub(crate) enum Bind<'a> {
     Text(&'a str),
+    BigInt(i64),
     NullableText(Option<&'a str>),
     NullableBigInt(Option<i64>),
 }
@@ -40,6 +41,11 @@ impl QueryId for Fixed<'_> {
 
 impl<Conn> RunQueryDsl<Conn> for Fixed<'_> {}
 
+/// A `Fixed` SELECT loads rows by column name (`QueryableByName`), as `sql_query` does.
+impl diesel::query_builder::Query for Fixed<'_> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
 impl<DB> QueryFragment<DB> for Fixed<'_>
 where
     DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
@@ -53,6 +59,7 @@ where
         for part in parts {
             match binds.next() {
                 Some(Bind::Text(value)) => out.push_bind_param::<Text, str>(value)?,
+                Some(Bind::BigInt(value)) => out.push_bind_param::<BigInt, i64>(value)?,
                 Some(Bind::NullableText(value)) => out.push_bind_param::<Nullable<Text>, Option<&str>>(value)?,
                 Some(Bind::NullableBigInt(value)) => out.push_bind_param::<Nullable<BigInt>, Option<i64>>(value)?,
                 None => return Err(mismatch(self.sql)),

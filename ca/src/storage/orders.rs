@@ -25,8 +25,8 @@ pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Resu
     Ok(())
 }
 
-/// An order with its authorizations, in order, and their challenges: three queries, however
-/// many authorizations there are.
+/// An order with its authorizations, in order, without their challenges (`challenges` is
+/// empty): two queries, however many authorizations there are. `order_challenges` adds them.
 pub fn order_with_authorizations(
     conn: &mut DbConnection,
     track: Track,
@@ -46,13 +46,19 @@ pub fn order_with_authorizations(
     Ok(Some((row.into_domain(ids)?, authorizations)))
 }
 
-/// An order's authorizations, in order, with their challenges.
+/// An order's authorizations, in order, without their challenges.
 fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
     let rows: Vec<AuthorizationRow> = on_backend!(conn, |db| z::authorizations
         .filter(z::order_id.eq(order_id))
         .order(z::position.asc())
         .select(AuthorizationRow::as_select())
         .load(db))?;
+    rows.into_iter().map(|r| r.into_domain(Vec::new())).collect()
+}
+
+/// Fills in the challenges of an order's authorizations (from `order_with_authorizations`), in
+/// one query.
+pub fn order_challenges(conn: &mut DbConnection, order_id: &str, authorizations: &mut [Authorization]) -> Result<()> {
     let challenge_rows: Vec<ChallengeRow> = on_backend!(conn, |db| c::challenges
         .inner_join(z::authorizations.on(z::id.eq(c::authorization_id)))
         .filter(z::order_id.eq(order_id))
@@ -64,12 +70,10 @@ fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<A
         let authorization = row.authorization_id.clone();
         by_authorization.entry(authorization).or_default().push(row.into_domain()?);
     }
-    rows.into_iter()
-        .map(|r| {
-            let challenges = by_authorization.remove(&r.id).unwrap_or_default();
-            r.into_domain(challenges)
-        })
-        .collect()
+    for authz in authorizations {
+        authz.challenges = by_authorization.remove(&authz.id).unwrap_or_default();
+    }
+    Ok(())
 }
 
 fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challenge>> {
@@ -81,18 +85,26 @@ fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challeng
     rows.into_iter().map(ChallengeRow::into_domain).collect()
 }
 
+/// The authorization with its challenges.
 pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
-    let Some(row) = on_backend!(conn, |db| z::authorizations
+    let Some(mut authz) = authorization_alone(conn, track, id)? else {
+        return Ok(None);
+    };
+    authz.challenges = challenges_of(conn, id)?;
+    Ok(Some(authz))
+}
+
+/// The authorization without its challenges (`challenges` is empty), for a caller that needs
+/// only its status, owner and identifier: one query instead of two.
+pub fn authorization_alone(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
+    on_backend!(conn, |db| z::authorizations
         .filter(z::id.eq(id))
         .filter(z::track.eq(track.as_str()))
         .select(AuthorizationRow::as_select())
         .get_result(db)
         .optional())?
-    else {
-        return Ok(None);
-    };
-    let challenges = challenges_of(conn, id)?;
-    row.into_domain(challenges).map(Some)
+    .map(|row| row.into_domain(Vec::new()))
+    .transpose()
 }
 
 pub fn challenge(conn: &mut DbConnection, id: &str) -> Result<Option<Challenge>> {
