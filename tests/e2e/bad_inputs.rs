@@ -295,6 +295,17 @@ async fn finalize_errors(db: Db) {
         .post(&raw.url("new-order"), Some(&json!({"identifiers": [{"type": "dns", "value": "b.example.test"}]})))
         .await;
     let finalize = res.json()["finalize"].as_str().unwrap().to_string();
+    // newOrder answers with the order as it is stored (it does not read it back), its
+    // authorizations in the order of its identifiers.
+    let two = raw
+        .post(
+            &raw.url("new-order"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "www.example.test"}, {"type": "dns", "value": "b.example.test"}]})),
+        )
+        .await;
+    assert_eq!(two.status, 201, "{}", two.text);
+    assert_eq!(two.json(), raw.post(&two.header("location").unwrap(), None).await.json());
+    assert_eq!(two.json()["authorizations"].as_array().unwrap().len(), 2);
     let (der, _) = csr(&["b.example.test"]);
     raw.post(&finalize, Some(&json!({"csr": b64(&der)}))).await.assert_problem("orderNotReady", 403);
 
@@ -330,6 +341,8 @@ async fn finalize_errors(db: Db) {
     let res = post_csr(good).await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.json()["status"], "valid");
+    // finalize answers with the order as it is now stored (it does not read it back).
+    assert_eq!(res.json(), raw.post(&order_url, None).await.json());
     // 45. Finalizing a valid order again.
     let (der, _) = csr(&["a.example.test"]);
     post_csr(der).await.assert_problem("orderNotReady", 403);

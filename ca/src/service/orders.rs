@@ -99,27 +99,26 @@ impl Ca {
         let order_id = ids::new_id();
         let expires = now + policy.order_lifetime_seconds;
         let authz_expires = now + policy.authorization_lifetime_seconds.min(policy.order_lifetime_seconds);
+        let order_row = OrderRow {
+            id: order_id.clone(),
+            track: track.as_str().into(),
+            account_id: account.id.clone(),
+            status: OrderStatus::Pending.as_str().into(),
+            identifiers: identifiers_to_text(&identifiers),
+            profile: profile.clone(),
+            expires,
+            error: None,
+            certificate_serial: None,
+            replaces: replaces.clone(),
+            created_at: now,
+            created_micros: (self.clock.now().unix_timestamp_nanos() / 1000) as i64,
+        };
+        let authz_ids: Vec<String> = identifiers.iter().map(|_| ids::new_id()).collect();
         self.storage.write(|conn| {
-            store::insert_order(
-                conn,
-                &OrderRow {
-                    id: order_id.clone(),
-                    track: track.as_str().into(),
-                    account_id: account.id.clone(),
-                    status: OrderStatus::Pending.as_str().into(),
-                    identifiers: identifiers_to_text(&identifiers),
-                    profile: profile.clone(),
-                    expires,
-                    error: None,
-                    certificate_serial: None,
-                    replaces: replaces.clone(),
-                    created_at: now,
-                    created_micros: (self.clock.now().unix_timestamp_nanos() / 1000) as i64,
-                },
-            )?;
-            for (position, identifier) in identifiers.iter().enumerate() {
+            store::insert_order(conn, &order_row)?;
+            for (position, (identifier, authz_id)) in identifiers.iter().zip(&authz_ids).enumerate() {
                 let wildcard = identifier.is_wildcard();
-                let authz_id = ids::new_id();
+                let authz_id = authz_id.clone();
                 store::insert_authorization(
                     conn,
                     &AuthorizationRow {
@@ -161,7 +160,12 @@ impl Ca {
                     "order.created",
                     format!("order:{order_id}"),
                     json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }))?;
-            load_order(conn, track, &order_id, now)
+            // The order as `load_order` would read it back, without reading it: every
+            // authorization was just made pending.
+            let pending = vec![AuthzStatus::Pending; authz_ids.len()];
+            let mut order = order_row.into_domain(authz_ids)?;
+            order.status = order_status(order.status, &pending, order.expires, now);
+            Ok(order)
         })
     }
 
@@ -436,7 +440,14 @@ impl Ca {
                     return Err(Error::already_replaced(format!("certificate {old} was already replaced")));
                 }
             }
-            load_order(conn, track, order_id, now)
+            // The order as `load_order` would read it back: `set_order_valid` moved it, and
+            // nothing else, from pending to valid with the serial, and a valid order stays so.
+            Ok(Order {
+                status: OrderStatus::Valid,
+                certificate_serial: Some(issued.serial_hex.clone()),
+                error: None,
+                ..order.clone()
+            })
         })
     }
 
