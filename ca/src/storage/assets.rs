@@ -107,7 +107,7 @@ pub fn by_name(conn: &mut DbConnection, name: &str) -> Result<Option<Asset>> {
 /// The asset with its identifiers, in one query (the asset's row comes once per identifier):
 /// every order and finalize of a machine account reads its asset.
 pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Asset>> {
-    let rows: Vec<(AssetRow, (Option<String>, Option<String>))> = on_backend!(conn, |db| a::assets
+    let rows: Vec<(AssetRow, StoredIdentifier)> = on_backend!(conn, |db| a::assets
         .left_join(ai::asset_identifiers.on(ai::asset_id.eq(a::id)))
         .filter(a::id.eq(id))
         .order((ai::identifier_type.asc(), ai::identifier_value.asc()))
@@ -126,6 +126,9 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Asset>> {
         .collect::<Result<Vec<_>>>()?;
     into_asset(row, identifiers).map(Some)
 }
+
+/// An identifier as `by_id`'s join returns it: NULLs for an asset without identifiers.
+type StoredIdentifier = (Option<String>, Option<String>);
 
 fn identifier_from(kind: &str, value: String) -> Result<Identifier> {
     IdentifierKind::parse(kind)
