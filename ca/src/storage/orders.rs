@@ -26,34 +26,31 @@ pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Resu
 }
 
 /// An order with its authorizations, in order, without their challenges (`challenges` is
-/// empty): two queries, however many authorizations there are. `order_challenges` adds them.
+/// empty), in one query (the order's row comes once per authorization). `order_challenges` adds
+/// the challenges.
 pub fn order_with_authorizations(
     conn: &mut DbConnection,
     track: Track,
     id: &str,
 ) -> Result<Option<(Order, Vec<Authorization>)>> {
-    let Some(row) = on_backend!(conn, |db| o::orders
+    let rows: Vec<(OrderRow, Option<AuthorizationRow>)> = on_backend!(conn, |db| o::orders
+        .left_join(z::authorizations.on(z::order_id.eq(o::id)))
         .filter(o::id.eq(id))
         .filter(o::track.eq(track.as_str()))
-        .select(OrderRow::as_select())
-        .get_result(db)
-        .optional())?
-    else {
+        .order(z::position.asc())
+        .select((OrderRow::as_select(), Option::<AuthorizationRow>::as_select()))
+        .load(db))?;
+    let mut rows = rows.into_iter();
+    let Some((row, first)) = rows.next() else {
         return Ok(None);
     };
-    let authorizations = order_authorizations(conn, id)?;
+    let authorizations = std::iter::once(first)
+        .chain(rows.map(|(_, authz)| authz))
+        .flatten()
+        .map(|r| r.into_domain(Vec::new()))
+        .collect::<Result<Vec<_>>>()?;
     let ids = authorizations.iter().map(|a| a.id.clone()).collect();
     Ok(Some((row.into_domain(ids)?, authorizations)))
-}
-
-/// An order's authorizations, in order, without their challenges.
-fn order_authorizations(conn: &mut DbConnection, order_id: &str) -> Result<Vec<Authorization>> {
-    let rows: Vec<AuthorizationRow> = on_backend!(conn, |db| z::authorizations
-        .filter(z::order_id.eq(order_id))
-        .order(z::position.asc())
-        .select(AuthorizationRow::as_select())
-        .load(db))?;
-    rows.into_iter().map(|r| r.into_domain(Vec::new())).collect()
 }
 
 /// Fills in the challenges of an order's authorizations (from `order_with_authorizations`), in
@@ -76,22 +73,26 @@ pub fn order_challenges(conn: &mut DbConnection, order_id: &str, authorizations:
     Ok(())
 }
 
-fn challenges_of(conn: &mut DbConnection, authz_id: &str) -> Result<Vec<Challenge>> {
-    let rows: Vec<ChallengeRow> = on_backend!(conn, |db| c::challenges
-        .filter(c::authorization_id.eq(authz_id))
-        .order(c::position.asc())
-        .select(ChallengeRow::as_select())
-        .load(db))?;
-    rows.into_iter().map(ChallengeRow::into_domain).collect()
-}
-
-/// The authorization with its challenges.
+/// The authorization with its challenges, in one query (the authorization's row comes once per
+/// challenge): clients poll authorizations.
 pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
-    let Some(mut authz) = authorization_alone(conn, track, id)? else {
+    let rows: Vec<(AuthorizationRow, Option<ChallengeRow>)> = on_backend!(conn, |db| z::authorizations
+        .left_join(c::challenges.on(c::authorization_id.eq(z::id)))
+        .filter(z::id.eq(id))
+        .filter(z::track.eq(track.as_str()))
+        .order(c::position.asc())
+        .select((AuthorizationRow::as_select(), Option::<ChallengeRow>::as_select()))
+        .load(db))?;
+    let mut rows = rows.into_iter();
+    let Some((row, first)) = rows.next() else {
         return Ok(None);
     };
-    authz.challenges = challenges_of(conn, id)?;
-    Ok(Some(authz))
+    let challenges = std::iter::once(first)
+        .chain(rows.map(|(_, challenge)| challenge))
+        .flatten()
+        .map(ChallengeRow::into_domain)
+        .collect::<Result<Vec<_>>>()?;
+    row.into_domain(challenges).map(Some)
 }
 
 /// The authorization without its challenges (`challenges` is empty), for a caller that needs

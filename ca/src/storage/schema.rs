@@ -186,5 +186,5 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(authorizations, challenges);
+diesel::allow_tables_to_appear_in_same_query!(orders, authorizations, challenges);
 diesel::allow_tables_to_appear_in_same_query!(assets, asset_identifiers);
