@@ -136,23 +136,29 @@ impl Validator {
     }
 }
 
-/// A thread with a runtime of its own, which runs until the sender returned is dropped; the
-/// runtime is dropped on that thread, never inside another runtime.
+/// A thread with a runtime of its own, which runs until the sender returned is dropped. The
+/// runtime is built and dropped on that thread, never inside another runtime (where dropping
+/// one panics).
 fn validation_thread() -> Result<(tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("validation runtime: {e}"))?;
-    let handle = runtime.handle().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (started, handle) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("dualca-validation".into())
         .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(format!("validation runtime: {e}")));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(runtime.handle().clone()));
             runtime.block_on(async {
                 let _ = stopped.await;
             })
         })
         .map_err(|e| format!("validation thread: {e}"))?;
+    let handle = handle.recv().map_err(|_| "the validation thread ended as it started".to_string())??;
     Ok((handle, stop))
 }
 

@@ -151,7 +151,7 @@ pub struct Storage {
     /// checkpointer takes it too, for the short last pass of each checkpoint.
     sqlite_writer: Arc<Mutex<()>>,
     /// For a SQLite database file: the connection every call tries first (`Storage::checkout`).
-    primary: Option<Mutex<Option<r2d2::PooledConnection<Manager>>>>,
+    primary: Option<Primary>,
     /// Present for a SQLite database file: how its commits become durable...
     group: Option<GroupCommit>,
     /// ...and how its log is checkpointed.
@@ -212,7 +212,11 @@ impl Storage {
             storage.checkpointer =
                 Some(Checkpointer::start(file, group.shared().clone(), storage.sqlite_writer.clone())?);
             storage.group = Some(group);
-            storage.primary = Some(Mutex::new(None));
+            // The primary keeps one connection for good; with a pool of one, every other call
+            // would wait out the pool's timeout for it.
+            if max_connections >= 2 {
+                storage.primary = Some(Primary::default());
+            }
         }
         Ok(storage)
     }
@@ -339,6 +343,13 @@ impl Storage {
     pub fn write<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
         match self.backend {
             Backend::Sqlite => {
+                // A write inside another call on this thread would wait for the primary that
+                // call holds (or, with the turn taken first, hold the turn while another
+                // writer, holding nothing else, waits for that primary): a deadlock either
+                // way. No call nests one; this keeps it so, before anything is taken.
+                if self.primary.as_ref().is_some_and(Primary::held_here) {
+                    return Err(Error::internal("a write was started inside another storage call"));
+                }
                 let writing = self.group.as_ref().map(|g| WriterGuard::enter(g.shared()));
                 let turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
                 let mut conn = self.checkout_for_write()?;
@@ -375,36 +386,50 @@ impl Storage {
         }
     }
 
-    /// The primary connection, waiting for the read that may hold it, so that every write
-    /// goes through it and its page cache stays valid; from the pool only without one.
+    /// The primary connection for a write (which holds the writer turn), so that every write
+    /// goes through it and its page cache stays valid. A read holding it is waited for, parked,
+    /// but only for `PRIMARY_WAIT`: a read on the request path takes microseconds, and a long
+    /// one (a CRL's revoked certificates, the dashboard's counts) must not hold up the writers,
+    /// so past that the write takes a pool connection.
     fn checkout_for_write(&self) -> Result<Checkout<'_>> {
         let Some(primary) = self.primary.as_ref() else {
             return Ok(Checkout::Pool(self.pool.get()?));
         };
-        // A write inside another call on this thread would wait for the primary, which that
-        // call holds, or hold it while another writer waits for it with the turn: a deadlock
-        // either way. No call nests one; this keeps it so.
-        if HOLDS_PRIMARY.get() {
-            return Err(Error::internal("a write was started inside another storage call"));
-        }
-        let mut held = primary.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut held) = primary.conn.try_lock_for(PRIMARY_WAIT) else {
+            return Ok(Checkout::Pool(self.pool.get()?));
+        };
         if held.is_none() {
             *held = Some(self.pool.get()?);
         }
-        Ok(Checkout::Primary(PrimaryGuard::new(held)))
+        Ok(Checkout::Primary(PrimaryGuard::new(primary, held)))
     }
 
     /// The primary connection, if this is a SQLite database file and no other call holds it.
     fn primary(&self) -> Option<Checkout<'_>> {
-        let mut held = match self.primary.as_ref()?.try_lock() {
-            Ok(held) => held,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let primary = self.primary.as_ref()?;
+        let mut held = primary.conn.try_lock()?;
         if held.is_none() {
             *held = Some(self.pool.try_get()?);
         }
-        Some(Checkout::Primary(PrimaryGuard::new(held)))
+        Some(Checkout::Primary(PrimaryGuard::new(primary, held)))
+    }
+}
+
+/// How long a write waits for the primary connection before it takes one from the pool.
+const PRIMARY_WAIT: Duration = Duration::from_millis(5);
+
+/// The connection every call on a SQLite database file tries first (`Storage::checkout`).
+/// parking_lot's mutex, for its timed lock; it has no poisoning, and a broken connection is
+/// dropped by `PrimaryGuard` as a panic unwinds.
+#[derive(Default)]
+struct Primary {
+    conn: parking_lot::Mutex<Option<r2d2::PooledConnection<Manager>>>,
+}
+
+impl Primary {
+    /// Whether this thread holds this store's primary connection.
+    fn held_here(&self) -> bool {
+        HOLDS_PRIMARY.get() == self as *const Primary as usize
     }
 }
 
@@ -419,7 +444,7 @@ impl std::ops::Deref for Checkout<'_> {
 
     fn deref(&self) -> &Pooled {
         match self {
-            Checkout::Primary(p) => p.0.as_ref().expect("a held primary connection is present"),
+            Checkout::Primary(p) => p.held.as_ref().expect("a held primary connection is present"),
             Checkout::Pool(c) => c,
         }
     }
@@ -428,7 +453,7 @@ impl std::ops::Deref for Checkout<'_> {
 impl std::ops::DerefMut for Checkout<'_> {
     fn deref_mut(&mut self) -> &mut Pooled {
         match self {
-            Checkout::Primary(p) => p.0.as_mut().expect("a held primary connection is present"),
+            Checkout::Primary(p) => p.held.as_mut().expect("a held primary connection is present"),
             Checkout::Pool(c) => c,
         }
     }
@@ -437,26 +462,34 @@ impl std::ops::DerefMut for Checkout<'_> {
 /// The held primary connection. A connection left broken (a panic inside a transaction,
 /// which leaves it open and holding SQLite's write lock) goes back to the pool as it is let
 /// go, which drops it, so the lock is given up at once; the next call takes a fresh one.
-struct PrimaryGuard<'a>(std::sync::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>);
+struct PrimaryGuard<'a> {
+    held: parking_lot::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>,
+    /// What `HOLDS_PRIMARY` said before, put back on drop.
+    previous: usize,
+}
 
 thread_local! {
-    /// Whether this thread holds the primary connection (`Storage::checkout_for_write`).
-    static HOLDS_PRIMARY: Cell<bool> = const { Cell::new(false) };
+    /// The primary this thread holds (its address, 0 for none), so that a write nested in a
+    /// call holding that store's primary is refused (`Storage::write`), and only for that store.
+    static HOLDS_PRIMARY: Cell<usize> = const { Cell::new(0) };
 }
 
 impl<'a> PrimaryGuard<'a> {
-    fn new(held: std::sync::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>) -> PrimaryGuard<'a> {
-        HOLDS_PRIMARY.set(true);
-        PrimaryGuard(held)
+    fn new(
+        primary: &Primary,
+        held: parking_lot::MutexGuard<'a, Option<r2d2::PooledConnection<Manager>>>,
+    ) -> PrimaryGuard<'a> {
+        let previous = HOLDS_PRIMARY.replace(primary as *const Primary as usize);
+        PrimaryGuard { held, previous }
     }
 }
 
 impl Drop for PrimaryGuard<'_> {
     fn drop(&mut self) {
-        HOLDS_PRIMARY.set(false);
-        if let Some(conn) = self.0.as_mut() {
+        HOLDS_PRIMARY.set(self.previous);
+        if let Some(conn) = self.held.as_mut() {
             if diesel::r2d2::R2D2Connection::is_broken(&mut conn.conn) {
-                self.0.take();
+                self.held.take();
             }
         }
     }
@@ -893,8 +926,52 @@ mod tests {
         assert_eq!(storage.read(count).unwrap(), 1);
     }
 
+    /// A long read holding the primary connection (a CRL's revoked certificates, say) does not
+    /// hold up a write: the writer spins for the primary only briefly, then takes a pool
+    /// connection and commits while the read is still under way.
+    #[test]
+    fn a_long_read_on_the_primary_does_not_hold_up_writes() {
+        let (_dir, storage) = store_with_table(4);
+        let (inside, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let (written, committed) = mpsc::channel();
+        std::thread::scope(|s| {
+            let storage = &storage;
+            let reader = s.spawn(move || {
+                storage.read(|conn| {
+                    assert!(storage.primary.as_ref().unwrap().held_here(), "the read holds the primary");
+                    inside.send(()).unwrap();
+                    released.recv().unwrap();
+                    count(conn)
+                })
+            });
+            entered.recv().unwrap();
+            s.spawn(move || {
+                let outcome = storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?));
+                written.send(outcome.is_ok()).unwrap();
+            });
+            let done = committed.recv_timeout(Duration::from_secs(5));
+            release.send(()).unwrap();
+            assert_eq!(done, Ok(true), "the write committed while the read held the primary");
+            reader.join().unwrap().unwrap();
+        });
+        assert_eq!(storage.read(count).unwrap(), 1);
+    }
+
+    /// With a pool of one connection there is no primary: it would keep that connection, and
+    /// every other call would wait out the pool's timeout.
+    #[test]
+    fn a_pool_of_one_has_no_primary() {
+        let (_dir, storage) = store_with_table(1);
+        assert!(storage.primary.is_none());
+        storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?)).unwrap();
+        assert_eq!(storage.read(count).unwrap(), 1);
+        assert_eq!(storage.read_in_place(count).unwrap().unwrap(), 1);
+    }
+
     /// A write started inside a read on the same thread would wait for the primary the read
-    /// holds: it is refused instead, and the thread can write once the read is over.
+    /// holds: it is refused instead, and the thread can write once the read is over. A write on
+    /// another store (another database) inside that read is not refused.
     #[test]
     fn a_write_inside_a_read_is_refused_not_deadlocked() {
         let (_dir, storage) = store_with_table(4);
@@ -902,6 +979,10 @@ mod tests {
             .read(|_| Ok(storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (1)")?))))
             .unwrap();
         assert_eq!(nested.unwrap_err().kind, crate::ErrorKind::Internal, "the nested write is refused");
+        let (_other_dir, other) = store_with_table(4);
+        let elsewhere =
+            storage.read(|_| Ok(other.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (3)")?)))).unwrap();
+        assert!(elsewhere.is_ok(), "a write on another store is not refused");
         storage.write(|conn| Ok(conn.batch_execute("INSERT INTO t (x) VALUES (2)")?)).unwrap();
         assert_eq!(storage.read(count).unwrap(), 1);
     }
