@@ -71,9 +71,11 @@ async fn start_relay(python: &Path, server: &TestServer, dir: &Path) -> (Child, 
     (child, port)
 }
 
-/// The .eml file of the challenge mail to `to` (bounded wait).
+/// The .eml file of the challenge mail to `to` (bounded wait: 30 s, for a CI machine busy with
+/// the other tests' browsers and ACME clients; the `dualca enroll` process has to start, make
+/// its key and order first).
 async fn challenge_file(server: &TestServer, to: &str) -> PathBuf {
-    for _ in 0..100 {
+    for _ in 0..300 {
         for entry in std::fs::read_dir(server.settings.data_dir.join("outbox")).into_iter().flatten().flatten() {
             let text = decode_quoted_printable(&std::fs::read_to_string(entry.path()).unwrap_or_default());
             if text.contains(&format!("To: {to}")) && text.contains("Subject: ACME: ") {
