@@ -113,17 +113,12 @@ pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Asset>> {
         .order((ai::identifier_type.asc(), ai::identifier_value.asc()))
         .select((AssetRow::as_select(), (ai::identifier_type.nullable(), ai::identifier_value.nullable())))
         .load(db))?;
-    let mut rows = rows.into_iter();
-    let Some((row, first)) = rows.next() else {
+    let split = super::parent_with_children(rows.into_iter().map(|(row, (kind, value))| (row, kind.zip(value))));
+    let Some((row, pairs)) = split else {
         return Ok(None);
     };
-    let pairs = std::iter::once(first).chain(rows.map(|(_, pair)| pair));
-    let identifiers = pairs
-        .filter_map(|pair| match pair {
-            (Some(t), Some(v)) => Some(identifier_from(&t, v)),
-            _ => None,
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let identifiers =
+        pairs.into_iter().map(|(kind, value)| identifier_from(&kind, value)).collect::<Result<Vec<_>>>()?;
     into_asset(row, identifiers).map(Some)
 }
 

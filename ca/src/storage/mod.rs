@@ -16,6 +16,16 @@ macro_rules! on_backend {
     };
 }
 
+/// The rows of a one-to-many `LEFT JOIN` (the parent's row once per child, with `None` for a
+/// parent without children) as the parent and its children, in row order; `None` when the
+/// query found no parent.
+fn parent_with_children<P, C>(rows: impl IntoIterator<Item = (P, Option<C>)>) -> Option<(P, Vec<C>)> {
+    let mut rows = rows.into_iter();
+    let (parent, first) = rows.next()?;
+    let children = first.into_iter().chain(rows.filter_map(|(_, child)| child)).collect();
+    Some((parent, children))
+}
+
 pub(crate) mod accounts;
 pub(crate) mod assets;
 pub(crate) mod audit;
@@ -38,3 +48,15 @@ pub(crate) mod tokens;
 pub use certificates::CertificateCounts;
 pub use connection::{Backend, CommitCounts, DbConnection, Durability, Storage};
 pub(crate) use fixed::{Bind, Fixed};
+
+#[cfg(test)]
+mod tests {
+    use super::parent_with_children;
+
+    #[test]
+    fn a_left_join_splits_into_the_parent_and_its_children() {
+        assert_eq!(parent_with_children(Vec::<(u8, Option<u8>)>::new()), None);
+        assert_eq!(parent_with_children(vec![(1, None::<u8>)]), Some((1, vec![])));
+        assert_eq!(parent_with_children(vec![(1, Some(7)), (1, Some(8)), (1, Some(9))]), Some((1, vec![7, 8, 9])));
+    }
+}

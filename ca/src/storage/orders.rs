@@ -40,15 +40,10 @@ pub fn order_with_authorizations(
         .order(z::position.asc())
         .select((OrderRow::as_select(), Option::<AuthorizationRow>::as_select()))
         .load(db))?;
-    let mut rows = rows.into_iter();
-    let Some((row, first)) = rows.next() else {
+    let Some((row, authorizations)) = super::parent_with_children(rows) else {
         return Ok(None);
     };
-    let authorizations = std::iter::once(first)
-        .chain(rows.map(|(_, authz)| authz))
-        .flatten()
-        .map(|r| r.into_domain(Vec::new()))
-        .collect::<Result<Vec<_>>>()?;
+    let authorizations = authorizations.into_iter().map(|r| r.into_domain(Vec::new())).collect::<Result<Vec<_>>>()?;
     let ids = authorizations.iter().map(|a| a.id.clone()).collect();
     Ok(Some((row.into_domain(ids)?, authorizations)))
 }
@@ -83,15 +78,10 @@ pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<
         .order(c::position.asc())
         .select((AuthorizationRow::as_select(), Option::<ChallengeRow>::as_select()))
         .load(db))?;
-    let mut rows = rows.into_iter();
-    let Some((row, first)) = rows.next() else {
+    let Some((row, challenges)) = super::parent_with_children(rows) else {
         return Ok(None);
     };
-    let challenges = std::iter::once(first)
-        .chain(rows.map(|(_, challenge)| challenge))
-        .flatten()
-        .map(ChallengeRow::into_domain)
-        .collect::<Result<Vec<_>>>()?;
+    let challenges = challenges.into_iter().map(ChallengeRow::into_domain).collect::<Result<Vec<_>>>()?;
     row.into_domain(challenges).map(Some)
 }
 
