@@ -26,12 +26,17 @@ pub struct AcmeState {
     pub validator: Arc<Validator>,
     /// `{public_url}/acme/{track}`: every URL this directory hands out starts with it.
     pub base: String,
+    /// `Link: <{base}/directory>;rel="index"`, which every response carries (RFC 8555 §7.1),
+    /// built once.
+    index_link: Option<actix_web::http::header::HeaderValue>,
 }
 
 impl AcmeState {
     pub fn new(track: Track, ca: Arc<Ca>, validator: Arc<Validator>) -> AcmeState {
         let base = format!("{}/acme/{track}", ca.public_url());
-        AcmeState { track, ca, validator, base }
+        let index_link =
+            actix_web::http::header::HeaderValue::from_str(&format!("<{base}/directory>;rel=\"index\"")).ok();
+        AcmeState { track, ca, validator, base, index_link }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -104,8 +104,8 @@ where
                     headers.insert(header::HeaderName::from_static("replay-nonce"), value);
                 }
             }
-            if let Ok(link) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.url("directory"))) {
-                headers.append(header::LINK, link);
+            if let Some(link) = &state.index_link {
+                headers.append(header::LINK, link.clone());
             }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             let account = res.request().extensions().get::<LoggedAccount>().map(|a| a.0.clone());

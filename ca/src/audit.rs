@@ -34,17 +34,15 @@ impl AuditEvent {
         AuditEvent { track, at, actor: actor.into(), action: action.to_string(), subject: subject.into(), details }
     }
 
-    pub fn chain_hash(&self, seq: i64, prev_hash: &str) -> String {
-        chain_hash(
-            prev_hash,
-            self.track.as_str(),
-            seq,
-            self.at,
-            &self.actor,
-            &self.action,
-            &self.subject,
-            &self.details.to_string(),
-        )
+    /// The details as stored and hashed: serde_json's compact form.
+    pub fn details_text(&self) -> String {
+        serde_json::to_string(&self.details).expect("a JSON value always serializes")
+    }
+
+    /// The event's hash as number `seq` after `prev_hash`; `details` is `details_text()`, which
+    /// the caller stores too.
+    pub fn chain_hash(&self, seq: i64, prev_hash: &str, details: &str) -> String {
+        chain_hash(prev_hash, self.track.as_str(), seq, self.at, &self.actor, &self.action, &self.subject, details)
     }
 }
 
@@ -59,10 +57,13 @@ fn chain_hash(
     subject: &str,
     details: &str,
 ) -> String {
-    let canonical = serde_json::json!([track, seq, at, actor, action, subject, details]).to_string();
-    let mut input = Vec::with_capacity(prev_hash.len() + canonical.len());
+    // The array `[track, seq, at, actor, action, subject, details]` in serde_json's compact
+    // form, written straight after the previous hash: the same bytes as `json!([...])`'s
+    // `to_string()`, without building a `Value` or going through `fmt` (see the test).
+    let mut input = Vec::with_capacity(prev_hash.len() + 96 + actor.len() + subject.len() + details.len());
     input.extend_from_slice(prev_hash.as_bytes());
-    input.extend_from_slice(canonical.as_bytes());
+    serde_json::to_writer(&mut input, &(track, seq, at, actor, action, subject, details))
+        .expect("serializing strings and integers into a Vec cannot fail");
     ids::hex(&ids::sha256(&input))
 }
 
@@ -121,4 +122,44 @@ pub fn verify(storage: &Storage, track: Track) -> Result<ChainCheck> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash is SHA-256 over the previous hash and the compact JSON array of the event, as
+    /// anyone can recompute it: this vector was computed with Python's `json.dumps(...,
+    /// separators=(',', ':'), ensure_ascii=False)` and `hashlib.sha256`, and it equals what
+    /// building the array as a `serde_json::Value` and printing it gives (the first form of
+    /// this code, which every stored chain was hashed with).
+    #[test]
+    fn chain_hash_is_the_documented_encoding() {
+        let event = AuditEvent::new(
+            Track::Machine,
+            1_765_000_000,
+            "account:ü\t1",
+            "certificate.issued",
+            "certificate:01AB",
+            serde_json::json!({"b": "x\"y\\z\n\u{1}é", "a": [1, 2.5, null, true]}),
+        );
+        let details = event.details_text();
+        assert_eq!(details, r#"{"a":[1,2.5,null,true],"b":"x\"y\\z\n\u0001é"}"#);
+        let hash = event.chain_hash(7, GENESIS_HASH, &details);
+        assert_eq!(hash, "7683aac6f436eca7941ad3a0e128d4883c388e0d46f283fc8be3693b8e075d82");
+
+        let as_value = serde_json::json!([
+            event.track.as_str(),
+            7,
+            event.at,
+            event.actor,
+            event.action,
+            event.subject,
+            event.details.to_string()
+        ])
+        .to_string();
+        let mut input = GENESIS_HASH.as_bytes().to_vec();
+        input.extend_from_slice(as_value.as_bytes());
+        assert_eq!(hash, ids::hex(&ids::sha256(&input)));
+    }
 }

@@ -32,7 +32,13 @@ pub fn new_serial() -> Vec<u8> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -48,4 +54,19 @@ pub fn b64url(bytes: &[u8]) -> String {
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     openssl::sha::sha256(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_per_byte_and_round_trips() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff, 0x7e]), "000fa0ff7e");
+        let all: Vec<u8> = (0..=255).collect();
+        let text = hex(&all);
+        assert_eq!(text, all.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        assert_eq!(unhex(&text), Some(all));
+    }
 }

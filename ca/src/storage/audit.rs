@@ -39,7 +39,8 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
     };
-    let hash = event.chain_hash(seq, &prev_hash);
+    let details = event.details_text();
+    let hash = event.chain_hash(seq, &prev_hash, &details);
     let row = AuditRow {
         track: event.track.as_str().to_string(),
         seq,
@@ -47,7 +48,7 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         actor: event.actor.clone(),
         action: event.action.clone(),
         subject: event.subject.clone(),
-        details: event.details.to_string(),
+        details,
         prev_hash,
         hash,
     };
