@@ -9,6 +9,7 @@ use crate::{Error, Result};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = super::schema::assets)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AssetRow {
     pub id: String,
     pub name: String,
@@ -28,6 +29,7 @@ pub struct AssetRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::eab_keys)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct EabKeyRow {
     pub kid: String,
     pub track: String,

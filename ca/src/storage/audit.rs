@@ -2,7 +2,7 @@ use diesel::prelude::*;
 
 use super::rows::AuditRow;
 use super::schema::audit_events::dsl as e;
-use super::DbConnection;
+use super::{Bind, DbConnection, Fixed};
 use crate::audit::{AuditEvent, GENESIS_HASH};
 use crate::{Result, Track};
 
@@ -29,7 +29,9 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
             Track::Machine => 0x6475_616c_6361_0001,
             Track::Human => 0x6475_616c_6361_0002,
         };
-        diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<diesel::sql_types::BigInt, _>(key).execute(pg)?;
+        // A `Fixed` statement, which diesel prepares once per connection (`sql_query` is parsed
+        // and planned on every call).
+        Fixed::new("SELECT pg_advisory_xact_lock(?)", vec![Bind::BigInt(key)]).execute(pg)?;
     }
     let last: Option<(i64, String)> = newest!(
         conn,

@@ -23,6 +23,7 @@ use email_challenges::dsl as e;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = email_challenges)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct EmailChallengeRow {
     pub challenge_id: String,
     pub token_part1: String,

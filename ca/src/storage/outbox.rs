@@ -9,6 +9,7 @@ use crate::Result;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::outbox)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct OutboxRow {
     pub id: String,
     pub track: String,

@@ -52,6 +52,7 @@ use proofing_events::dsl as pe;
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = people)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct PersonRow {
     pub id: String,
     pub email: String,

@@ -30,6 +30,7 @@ use recoveries::dsl as r;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = recoveries)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct RecoveryRow {
     pub id: String,
     pub person_id: String,

@@ -8,6 +8,7 @@ use crate::{Error, ErrorKind, Result, Track};
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = accounts)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AccountRow {
     pub id: String,
     pub track: String,
@@ -25,6 +26,7 @@ pub struct AccountRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = orders)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct OrderRow {
     pub id: String,
     pub track: String,
@@ -42,6 +44,7 @@ pub struct OrderRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = authorizations)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuthorizationRow {
     pub id: String,
     pub track: String,
@@ -58,6 +61,7 @@ pub struct AuthorizationRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct ChallengeRow {
     pub id: String,
     pub authorization_id: String,
@@ -71,6 +75,7 @@ pub struct ChallengeRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = certificates)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct CertificateRow {
     pub serial: String,
     pub track: String,
@@ -93,6 +98,7 @@ pub struct CertificateRow {
 
 #[derive(Queryable, Selectable, Insertable, Clone)]
 #[diesel(table_name = audit_events)]
+#[diesel(treat_none_as_default_value = false)]
 pub struct AuditRow {
     pub track: String,
     pub seq: i64,
