@@ -392,21 +392,17 @@ impl Ca {
             return Err(unauthorized("the key was single-use and has been used"));
         }
         let key = self.unseal(&row.sealed_key)?;
-        let digest = match proof.alg.as_str() {
-            "HS256" => openssl::hash::MessageDigest::sha256(),
-            "HS384" => openssl::hash::MessageDigest::sha384(),
-            "HS512" => openssl::hash::MessageDigest::sha512(),
+        let algorithm = match proof.alg.as_str() {
+            "HS256" => ring::hmac::HMAC_SHA256,
+            "HS384" => ring::hmac::HMAC_SHA384,
+            "HS512" => ring::hmac::HMAC_SHA512,
             other => {
                 return Err(Error::malformed(format!("externalAccountBinding alg {other:?} is not a MAC algorithm")))
             }
         };
-        let pkey = openssl::pkey::PKey::hmac(&key).map_err(Error::internal)?;
-        let mut signer = openssl::sign::Signer::new(digest, &pkey).map_err(Error::internal)?;
-        let mac = signer.sign_oneshot_to_vec(&proof.signing_input).map_err(Error::internal)?;
-        // memcmp::eq panics on different lengths; a wrong-length MAC is simply wrong.
-        if mac.len() != proof.signature.len() || !openssl::memcmp::eq(&mac, &proof.signature) {
-            return Err(unauthorized("the MAC does not verify"));
-        }
+        // ring compares in constant time, and a MAC of the wrong length simply fails.
+        ring::hmac::verify(&ring::hmac::Key::new(algorithm, &key), &proof.signing_input, &proof.signature)
+            .map_err(|_| unauthorized("the MAC does not verify"))?;
         if let Some(asset_id) = &row.asset_id {
             let asset = store::by_id(conn, asset_id)?.ok_or_else(|| Error::internal("EAB key of a missing asset"))?;
             if asset.status != AssetStatus::Active {
