@@ -51,9 +51,10 @@ impl std::fmt::Display for Identifier {
 /// subjectAltName, with an empty subject. Returns the key's SubjectPublicKeyInfo (DER), which
 /// the downloaded leaf must carry, and the CSR (DER).
 ///
-/// EC keys and their CSRs are made with rcgen on ring: OpenSSL 3 spent about 0.4 ms of the
-/// generator's CPU per flow on a P-256 key and CSR (its curve group built afresh each time,
-/// provider look-ups), time the servers under test had to share the cores with. ring cannot
+/// EC keys and their CSRs are made with rcgen on ring: with OpenSSL 3 (its curve group built
+/// afresh each time, its provider look-ups, a blocking-pool hand-off) the generator spent about
+/// 0.17 ms more CPU per flow (BENCHMARKS.md), time the servers under test had to share the
+/// cores with. ring cannot
 /// make RSA keys, so RSA stays with OpenSSL; such a key takes tens of milliseconds anyway.
 pub fn generate(key_type: KeyType, identifier: &Identifier) -> Result<(Vec<u8>, Vec<u8>)> {
     let algorithm = match key_type {
