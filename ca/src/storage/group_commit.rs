@@ -76,8 +76,11 @@ pub(super) struct Shared {
     requested: AtomicU64,
     /// Write transactions of this process under way (waiting for the write turn or in it).
     writers: AtomicUsize,
-    /// True while the syncer waits for those writers before its fsync (`LINGER`).
+    /// True while the syncer waits for those writers before its fsync (`LINGER`); `linger`
+    /// wakes it when the last of them leaves, and nothing else does, so a burst of commits
+    /// costs it no wake-ups.
     lingering: AtomicBool,
+    linger: Condvar,
     /// True while an fsync is under way; `changed` announces its end and each COMMIT's.
     syncing: Mutex<bool>,
     changed: Condvar,
@@ -140,6 +143,7 @@ impl GroupCommit {
             requested: AtomicU64::new(0),
             writers: AtomicUsize::new(0),
             lingering: AtomicBool::new(false),
+            linger: Condvar::new(),
             syncing: Mutex::new(false),
             changed: Condvar::new(),
             wake_syncer: Condvar::new(),
@@ -174,6 +178,7 @@ impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.wake(&self.shared.wake_syncer);
+        self.shared.wake(&self.shared.linger);
         if let Some(syncer) = self.syncer.take() {
             let _ = syncer.join();
         }
@@ -203,9 +208,8 @@ impl Shared {
 
     /// Called once that transaction has committed or rolled back.
     pub(super) fn writer_left(&self) {
-        self.writers.fetch_sub(1, Ordering::SeqCst);
-        if self.lingering.load(Ordering::SeqCst) {
-            self.wake(&self.changed);
+        if self.writers.fetch_sub(1, Ordering::SeqCst) == 1 && self.lingering.load(Ordering::SeqCst) {
+            self.wake(&self.linger);
         }
     }
 
@@ -324,7 +328,7 @@ impl Shared {
                 if now >= deadline {
                     break;
                 }
-                guard = self.changed.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                guard = self.linger.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
             self.lingering.store(false, Ordering::SeqCst);
             drop(guard);
