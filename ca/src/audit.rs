@@ -42,28 +42,40 @@ impl AuditEvent {
     /// The event's hash as number `seq` after `prev_hash`; `details` is `details_text()`, which
     /// the caller stores too.
     pub fn chain_hash(&self, seq: i64, prev_hash: &str, details: &str) -> String {
-        chain_hash(prev_hash, self.track.as_str(), seq, self.at, &self.actor, &self.action, &self.subject, details)
+        chain_hash(prev_hash, self.track.as_str(), seq, &self.chain_tail(details))
+    }
+
+    /// The canonical array after its track and sequence number: `at,"actor","action",
+    /// "subject","details"]`. It does not depend on the chain's head, so PostgreSQL's
+    /// `dualca_audit_append` can be handed it and finish the hash under its lock.
+    pub fn chain_tail(&self, details: &str) -> String {
+        chain_tail(self.at, &self.actor, &self.action, &self.subject, details)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn chain_hash(
-    prev_hash: &str,
-    track: &str,
-    seq: i64,
-    at: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    details: &str,
-) -> String {
-    // The array `[track, seq, at, actor, action, subject, details]` in serde_json's compact
-    // form, written straight after the previous hash: the same bytes as `json!([...])`'s
-    // `to_string()`, without building a `Value` or going through `fmt` (see the test).
-    let mut input = Vec::with_capacity(prev_hash.len() + 96 + actor.len() + subject.len() + details.len());
-    input.extend_from_slice(prev_hash.as_bytes());
-    serde_json::to_writer(&mut input, &(track, seq, at, actor, action, subject, details))
+/// The array `[track, seq, at, actor, action, subject, details]` in serde_json's compact form,
+/// less its opening bracket, track and seq: the same bytes as `json!([...])`'s `to_string()`
+/// from there on, without building a `Value` or going through `fmt` (see the test).
+fn chain_tail(at: i64, actor: &str, action: &str, subject: &str, details: &str) -> String {
+    let mut tail = Vec::with_capacity(64 + actor.len() + subject.len() + details.len());
+    serde_json::to_writer(&mut tail, &(at, actor, action, subject, details))
         .expect("serializing strings and integers into a Vec cannot fail");
+    tail.remove(0);
+    String::from_utf8(tail).expect("serde_json writes UTF-8")
+}
+
+/// SHA-256 over `prev_hash`, then `[`, the track as a JSON string, `,`, seq, `,` and the tail.
+/// PostgreSQL's `dualca_audit_append` (migrations/postgres, 000012) writes the same bytes for
+/// the two tracks' names, which JSON leaves unescaped.
+fn chain_hash(prev_hash: &str, track: &str, seq: i64, tail: &str) -> String {
+    let mut input = Vec::with_capacity(prev_hash.len() + 32 + tail.len());
+    input.extend_from_slice(prev_hash.as_bytes());
+    input.push(b'[');
+    serde_json::to_writer(&mut input, track).expect("serializing a string into a Vec cannot fail");
+    input.push(b',');
+    input.extend_from_slice(seq.to_string().as_bytes());
+    input.push(b',');
+    input.extend_from_slice(tail.as_bytes());
     ids::hex(&ids::sha256(&input))
 }
 
@@ -112,8 +124,8 @@ pub fn verify(storage: &Storage, track: Track) -> Result<ChainCheck> {
                         reason: "link to the previous event differs".into(),
                     });
                 }
-                let recomputed =
-                    chain_hash(&prev, &row.track, row.seq, row.at, &row.actor, &row.action, &row.subject, &row.details);
+                let tail = chain_tail(row.at, &row.actor, &row.action, &row.subject, &row.details);
+                let recomputed = chain_hash(&prev, &row.track, row.seq, &tail);
                 if recomputed != row.hash {
                     return Ok(ChainCheck::Broken { seq: row.seq, reason: "content does not match its hash".into() });
                 }
@@ -135,14 +147,7 @@ mod tests {
     /// this code, which every stored chain was hashed with).
     #[test]
     fn chain_hash_is_the_documented_encoding() {
-        let event = AuditEvent::new(
-            Track::Machine,
-            1_765_000_000,
-            "account:ü\t1",
-            "certificate.issued",
-            "certificate:01AB",
-            serde_json::json!({"b": "x\"y\\z\n\u{1}é", "a": [1, 2.5, null, true]}),
-        );
+        let event = awkward_event(Track::Machine);
         let details = event.details_text();
         assert_eq!(details, r#"{"a":[1,2.5,null,true],"b":"x\"y\\z\n\u0001é"}"#);
         let hash = event.chain_hash(7, GENESIS_HASH, &details);
@@ -161,5 +166,59 @@ mod tests {
         let mut input = GENESIS_HASH.as_bytes().to_vec();
         input.extend_from_slice(as_value.as_bytes());
         assert_eq!(hash, ids::hex(&ids::sha256(&input)));
+    }
+
+    /// An event whose strings need JSON's escapes and are not all ASCII.
+    fn awkward_event(track: Track) -> AuditEvent {
+        AuditEvent::new(
+            track,
+            1_765_000_000,
+            "account:ü\t1",
+            "certificate.issued",
+            "certificate:01AB",
+            serde_json::json!({"b": "x\"y\\z\n\u{1}é", "a": [1, 2.5, null, true]}),
+        )
+    }
+
+    /// Appends number their track's chain from 1 and hash as `chain_hash` does on both
+    /// backends (on PostgreSQL the hash is finished in SQL, `dualca_audit_append`), and
+    /// appends racing from several threads take turns: the chain recomputes without a gap.
+    #[test]
+    fn appends_chain_alike_on_both_backends_and_take_turns() {
+        for storage in crate::storage::testing::storages() {
+            let first = awkward_event(Track::Machine);
+            assert_eq!(storage.write(|conn| append(conn, &first)).unwrap(), 1);
+            let head = storage.read(|conn| store::head(conn, Track::Machine)).unwrap().unwrap();
+            assert_eq!(head.prev_hash, GENESIS_HASH);
+            assert_eq!(head.details, first.details_text());
+            assert_eq!(head.hash, first.chain_hash(1, GENESIS_HASH, &first.details_text()));
+            let second = storage.write(|conn| append(conn, &awkward_event(Track::Machine))).unwrap();
+            assert_eq!(second, 2);
+            let head2 = storage.read(|conn| store::head(conn, Track::Machine)).unwrap().unwrap();
+            assert_eq!(head2.prev_hash, head.hash);
+            assert_eq!(head2.hash, first.chain_hash(2, &head.hash, &first.details_text()));
+
+            std::thread::scope(|scope| {
+                for thread in 0..4 {
+                    let storage = &*storage;
+                    scope.spawn(move || {
+                        for i in 0..25 {
+                            let event = AuditEvent::new(
+                                Track::Machine,
+                                1_765_000_000 + i,
+                                format!("system:{thread}"),
+                                "test.appended",
+                                format!("thread:{thread}"),
+                                serde_json::json!({"i": i}),
+                            );
+                            storage.write(|conn| append(conn, &event)).unwrap();
+                        }
+                    });
+                }
+            });
+            assert_eq!(verify(&storage, Track::Machine).unwrap(), ChainCheck::Intact { events: 102 });
+            assert_eq!(storage.write(|conn| append(conn, &awkward_event(Track::Human))).unwrap(), 1);
+            assert_eq!(verify(&storage, Track::Human).unwrap(), ChainCheck::Intact { events: 1 });
+        }
     }
 }

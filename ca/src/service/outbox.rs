@@ -272,21 +272,6 @@ mod tests {
         assert!(!body.html.contains("<b>"));
     }
 
-    /// A fresh SQLite database, and a fresh PostgreSQL one when DUALCA_TEST_POSTGRES_URL is set.
-    fn storages() -> Vec<(crate::storage::Storage, Option<std::path::PathBuf>)> {
-        use diesel::{Connection, RunQueryDsl};
-        let name = format!("dualca_test_{}", crate::ids::hex(&crate::ids::random_bytes::<8>()));
-        let path = std::env::temp_dir().join(format!("{name}.db"));
-        let mut out = vec![(crate::storage::Storage::open(path.to_str().unwrap(), 2).unwrap(), Some(path))];
-        if let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") {
-            let mut conn = diesel::pg::PgConnection::establish(&base).unwrap();
-            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            out.push((crate::storage::Storage::open(&format!("{prefix}/{name}"), 2).unwrap(), None));
-        }
-        out
-    }
-
     fn mail(key: Option<&str>) -> OutboundMail {
         let mail = OutboundMail::notification(Track::Human, "a@example.test", "Subject\r\nBcc: x@example.test", &["p"]);
         match key {
@@ -297,7 +282,7 @@ mod tests {
 
     #[test]
     fn enqueue_commits_and_rolls_back_with_the_surrounding_transaction() {
-        for (storage, file) in storages() {
+        for storage in crate::storage::testing::storages() {
             // A taken key neither fails nor spoils the transaction: the writes after it commit.
             let outcomes = storage
                 .write(|conn| {
@@ -335,12 +320,6 @@ mod tests {
             assert!(storage.write(|conn| store::mark_sent(conn, &due[0].id, 1000)).unwrap());
             assert!(!storage.write(|conn| store::mark_sent(conn, &due[0].id, 1001)).unwrap());
             assert_eq!(storage.read(|conn| store::backlog(conn, MAX_MAIL_ATTEMPTS)).unwrap(), 1);
-            drop(storage);
-            if let Some(file) = file {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-                }
-            }
         }
     }
 

@@ -21,17 +21,42 @@ macro_rules! newest {
     };
 }
 
-/// Appends one event to its track's chain. On PostgreSQL a transaction-scoped advisory lock
-/// per track orders concurrent appends; on SQLite the single writer already does.
+/// Appends one event to its track's chain, as number head + 1, and returns that number.
+///
+/// On PostgreSQL one statement, `dualca_audit_append` (migration `audit_append`): it takes a
+/// transaction-scoped advisory lock per track, which orders concurrent appends from every
+/// process, reads the head and inserts the event, hashing it in SQL from the part of the
+/// canonical array computed here. On SQLite the single writer already orders appends, and
+/// the head is read and the hash computed here.
 pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
+    let details = event.details_text();
     if let DbConnection::Postgresql(pg) = conn {
-        let key: i64 = match event.track {
+        #[derive(diesel::QueryableByName)]
+        struct Appended {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            seq: i64,
+        }
+        let lock_key: i64 = match event.track {
             Track::Machine => 0x6475_616c_6361_0001,
             Track::Human => 0x6475_616c_6361_0002,
         };
-        // A `Fixed` statement, which diesel prepares once per connection (`sql_query` is parsed
-        // and planned on every call).
-        Fixed::new("SELECT pg_advisory_xact_lock(?)", vec![Bind::BigInt(key)]).execute(pg)?;
+        let tail = event.chain_tail(&details);
+        // A `Fixed` statement, which diesel prepares once per connection.
+        let appended: Appended = Fixed::new(
+            "SELECT dualca_audit_append(?, ?, ?, ?, ?, ?, ?, ?) AS seq",
+            vec![
+                Bind::Text(event.track.as_str()),
+                Bind::BigInt(lock_key),
+                Bind::BigInt(event.at),
+                Bind::Text(&event.actor),
+                Bind::Text(&event.action),
+                Bind::Text(&event.subject),
+                Bind::Text(&details),
+                Bind::Text(&tail),
+            ],
+        )
+        .get_result(pg)?;
+        return Ok(appended.seq);
     }
     let last: Option<(i64, String)> = newest!(
         conn,
@@ -41,7 +66,6 @@ pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
     };
-    let details = event.details_text();
     let hash = event.chain_hash(seq, &prev_hash, &details);
     let row = AuditRow {
         track: event.track.as_str().to_string(),

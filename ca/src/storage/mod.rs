@@ -49,6 +49,57 @@ pub use certificates::CertificateCounts;
 pub use connection::{Backend, CommitCounts, DbConnection, Durability, Storage};
 pub(crate) use fixed::{Bind, Fixed};
 
+/// Storages for tests that must hold on both backends.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    use diesel::{Connection, RunQueryDsl};
+
+    use super::Storage;
+
+    /// A test's storage; an SQLite file is removed with it, with its log and shared memory.
+    pub(crate) struct TestStorage {
+        pub(crate) storage: Storage,
+        file: Option<PathBuf>,
+    }
+
+    impl std::ops::Deref for TestStorage {
+        type Target = Storage;
+
+        fn deref(&self) -> &Storage {
+            &self.storage
+        }
+    }
+
+    impl Drop for TestStorage {
+        fn drop(&mut self) {
+            if let Some(file) = &self.file {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+                }
+            }
+        }
+    }
+
+    /// A fresh SQLite database, and a fresh PostgreSQL one when DUALCA_TEST_POSTGRES_URL is
+    /// set (`.ci/run` drops the `dualca_test_*` databases earlier runs left).
+    pub(crate) fn storages() -> Vec<TestStorage> {
+        let name = format!("dualca_test_{}", crate::ids::hex(&crate::ids::random_bytes::<8>()));
+        let path = std::env::temp_dir().join(format!("{name}.db"));
+        let sqlite = Storage::open(path.to_str().unwrap(), 2).unwrap();
+        let mut out = vec![TestStorage { storage: sqlite, file: Some(path) }];
+        if let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") {
+            let mut conn = diesel::pg::PgConnection::establish(&base).unwrap();
+            diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            let storage = Storage::open(&format!("{prefix}/{name}"), 2).unwrap();
+            out.push(TestStorage { storage, file: None });
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parent_with_children;

@@ -1,0 +1,1 @@
+DROP FUNCTION dualca_audit_append(TEXT, BIGINT, BIGINT, TEXT, TEXT, TEXT, TEXT, TEXT);
