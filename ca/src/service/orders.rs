@@ -10,7 +10,7 @@ use crate::csr::check_csr;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
 use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, Holder, OrderRow};
-use crate::storage::{certificates, orders as store, DbConnection};
+use crate::storage::{assets, certificates, orders as store, people, DbConnection};
 use crate::{ids, issuance, Error, ErrorKind, Result, Track};
 
 /// A newOrder request once its JWS has been verified: identifiers as the client sent them.
@@ -380,6 +380,10 @@ impl Ca {
         let issued = issuance::issue(prepared, issuer)?;
         let person = account.person_id.as_ref().map(|id| self.person_by_id(id)).transpose()?;
         self.storage.write(|conn| {
+            // What was checked above, again inside the transaction that records the
+            // certificate: a decommissioning or a leaver that committed since then revoked
+            // everything it could see, and this certificate would not have been among it.
+            still_entitled(conn, asset.as_ref(), person.as_ref(), &order.identifiers)?;
             if let Some(person) = &person {
                 // So that misuse of a person's address is noticed: they hear of every issuance.
                 let names: Vec<String> = issued.identifiers.iter().map(|i| i.value.clone()).collect();
@@ -689,4 +693,38 @@ impl Ca {
         }
         Ok(())
     }
+}
+
+/// Inside finalize's write transaction: the asset is still active, and the person still active
+/// at the address the certificate names (`check_person` allowed only that address). The rows are read so that a concurrent
+/// decommissioning, leaver or mover takes its turn before or after this transaction, never
+/// between the checks before signing and the commit (`assets::status_for_issuance`).
+fn still_entitled(
+    conn: &mut DbConnection,
+    asset: Option<&Asset>,
+    person: Option<&Person>,
+    identifiers: &[Identifier],
+) -> Result<()> {
+    if let Some(asset) = asset {
+        if assets::status_for_issuance(conn, &asset.id)? != Some(AssetStatus::Active) {
+            return Err(Error::unauthorized(format!("asset {:?} was decommissioned during issuance", asset.name)));
+        }
+    }
+    if let Some(person) = person {
+        match people::standing_for_issuance(conn, &person.id)? {
+            Some((PersonStatus::Active, email))
+                if identifiers.iter().all(|id| id.value.eq_ignore_ascii_case(&email)) => {}
+            Some((PersonStatus::Active, email)) => {
+                return Err(Error::unauthorized(format!(
+                    "{}'s address changed to {email} during issuance",
+                    person.email
+                )))
+            }
+            Some((status, _)) => {
+                return Err(Error::unauthorized(format!("{} became {} during issuance", person.email, status.as_str())))
+            }
+            None => return Err(Error::unauthorized(format!("{} no longer exists", person.email))),
+        }
+    }
+    Ok(())
 }

@@ -240,3 +240,96 @@ pub fn revoke_person_eab_keys(conn: &mut DbConnection, person_id: &str, now: i64
         .set(e::revoked_at.eq(Some(now)))
         .execute(conn)?)
 }
+
+/// An asset's status, read inside a write transaction that is about to issue for it, so that
+/// issuance and decommissioning take turns. On PostgreSQL `FOR SHARE` waits for a
+/// decommissioning under way (its UPDATE of this row) and holds back one that comes later
+/// until this transaction ends, when its sweep of the asset's certificates sees the new one.
+/// On SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes every other writer.
+pub fn status_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<AssetStatus>> {
+    #[derive(QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let sql = match conn {
+        DbConnection::Postgresql(_) => "SELECT status FROM assets WHERE id = ? FOR SHARE",
+        DbConnection::Sqlite(_) => "SELECT status FROM assets WHERE id = ?",
+    };
+    let found: Option<Status> = Fixed::new(sql, vec![Bind::Text(id)]).get_result(conn).optional()?;
+    found
+        .map(|row| {
+            AssetStatus::parse(&row.status).ok_or_else(|| Error::internal(format!("asset status {:?}", row.status)))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    fn asset(id: &str) -> AssetRow {
+        AssetRow {
+            id: id.into(),
+            name: format!("name-{id}"),
+            kind: "host".into(),
+            owner_team: "team".into(),
+            owner_email: "team@example.test".into(),
+            service: "svc".into(),
+            environment: "prod".into(),
+            spiffe_id: None,
+            profile: None,
+            status: AssetStatus::Active.as_str().into(),
+            compromised: false,
+            created_at: 1,
+            updated_at: 1,
+            decommissioned_at: None,
+        }
+    }
+
+    /// The status an issuance reads in its transaction follows decommissioning, and on
+    /// PostgreSQL it holds the row: a decommissioning's UPDATE waits until the issuing
+    /// transaction has committed (here it gives up after its lock_timeout), then goes through.
+    #[test]
+    fn issuance_reads_the_status_and_holds_off_decommissioning() {
+        for storage in crate::storage::testing::storages() {
+            storage.write(|conn| insert(conn, &asset("a1"), &[])).unwrap();
+            storage.write(|conn| insert(conn, &asset("a2"), &[])).unwrap();
+            let status = |id: &'static str| storage.write(move |conn| status_for_issuance(conn, id)).unwrap();
+            assert_eq!(status("a1"), Some(AssetStatus::Active));
+            assert!(storage.write(|conn| mark_decommissioned(conn, "a1", false, 2)).unwrap());
+            assert_eq!(status("a1"), Some(AssetStatus::Decommissioned));
+            assert_eq!(status("nope"), None);
+
+            let Some(url) = &storage.postgres_url else { continue };
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+            std::thread::scope(|scope| {
+                let decommissioner = scope.spawn(move || {
+                    held_rx.recv().unwrap();
+                    let mut other = diesel::PgConnection::establish(url).unwrap();
+                    other.batch_execute("SET lock_timeout = '200ms'").unwrap();
+                    let update = "UPDATE assets SET status = 'decommissioned' WHERE id = 'a2'";
+                    let while_held = other.batch_execute(update);
+                    done_tx.send(()).unwrap();
+                    (while_held, other)
+                });
+                storage
+                    .write(|conn| {
+                        assert_eq!(status_for_issuance(conn, "a2")?, Some(AssetStatus::Active));
+                        held_tx.send(()).unwrap();
+                        done_rx.recv().unwrap();
+                        Ok(())
+                    })
+                    .unwrap();
+                let (while_held, mut other) = decommissioner.join().unwrap();
+                let err = while_held.expect_err("the UPDATE waits for the issuing transaction");
+                assert!(err.to_string().contains("lock timeout"), "{err}");
+                other.batch_execute("UPDATE assets SET status = 'decommissioned' WHERE id = 'a2'").unwrap();
+            });
+            assert_eq!(status("a2"), Some(AssetStatus::Decommissioned));
+        }
+    }
+}

@@ -62,6 +62,8 @@ pub(crate) mod testing {
     pub(crate) struct TestStorage {
         pub(crate) storage: Storage,
         file: Option<PathBuf>,
+        /// The PostgreSQL database's URL, for a second connection of the test's own.
+        pub(crate) postgres_url: Option<String>,
     }
 
     impl std::ops::Deref for TestStorage {
@@ -88,13 +90,14 @@ pub(crate) mod testing {
         let name = format!("dualca_test_{}", crate::ids::hex(&crate::ids::random_bytes::<8>()));
         let path = std::env::temp_dir().join(format!("{name}.db"));
         let sqlite = Storage::open(path.to_str().unwrap(), 2).unwrap();
-        let mut out = vec![TestStorage { storage: sqlite, file: Some(path) }];
+        let mut out = vec![TestStorage { storage: sqlite, file: Some(path), postgres_url: None }];
         if let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") {
             let mut conn = diesel::pg::PgConnection::establish(&base).unwrap();
             diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
             let (prefix, _) = base.rsplit_once('/').unwrap();
-            let storage = Storage::open(&format!("{prefix}/{name}"), 2).unwrap();
-            out.push(TestStorage { storage, file: None });
+            let url = format!("{prefix}/{name}");
+            let storage = Storage::open(&url, 2).unwrap();
+            out.push(TestStorage { storage, file: None, postgres_url: Some(url) });
         }
         out
     }

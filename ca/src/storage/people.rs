@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::DbConnection;
+use super::{Bind, DbConnection, Fixed};
 use crate::model::{Person, PersonStatus, ProofingLevel};
 use crate::{Error, Result};
 
@@ -210,4 +210,29 @@ pub fn close_enrollments(conn: &mut DbConnection, person_id: &str, now: i64) -> 
         .set(en::used_at.eq(Some(now)))
         .execute(conn)?;
     Ok(())
+}
+
+/// A person's status and address, read inside a write transaction that is about to issue to
+/// them, so that issuance and a leaver's or mover's change take turns (`FOR SHARE` on
+/// PostgreSQL; see `assets::status_for_issuance`).
+pub fn standing_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<(PersonStatus, String)>> {
+    #[derive(QueryableByName)]
+    struct Standing {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        email: String,
+    }
+    let sql = match conn {
+        DbConnection::Postgresql(_) => "SELECT status, email FROM people WHERE id = ? FOR SHARE",
+        DbConnection::Sqlite(_) => "SELECT status, email FROM people WHERE id = ?",
+    };
+    let found: Option<Standing> = Fixed::new(sql, vec![Bind::Text(id)]).get_result(conn).optional()?;
+    found
+        .map(|row| {
+            PersonStatus::parse(&row.status)
+                .map(|status| (status, row.email))
+                .ok_or_else(|| Error::internal(format!("person status {:?}", row.status)))
+        })
+        .transpose()
 }
