@@ -696,9 +696,10 @@ impl Ca {
 }
 
 /// Inside finalize's write transaction: the asset is still active, and the person still active
-/// at the address the certificate names (`check_person` allowed only that address). The rows are read so that a concurrent
-/// decommissioning, leaver or mover takes its turn before or after this transaction, never
-/// between the checks before signing and the commit (`assets::status_for_issuance`).
+/// at the address the certificate names (`check_person` allowed only that address). The rows
+/// are read so that a concurrent decommissioning, leaver or mover takes its turn before or
+/// after this transaction, never between the checks before signing and the commit
+/// (`assets::status_for_issuance`).
 fn still_entitled(
     conn: &mut DbConnection,
     asset: Option<&Asset>,

@@ -58,9 +58,10 @@ pub(crate) mod testing {
 
     use super::Storage;
 
-    /// A test's storage; an SQLite file is removed with it, with its log and shared memory.
+    /// A test's storage; an SQLite file is removed with it, with its log and shared memory,
+    /// once the storage is closed.
     pub(crate) struct TestStorage {
-        pub(crate) storage: Storage,
+        storage: Option<Storage>,
         file: Option<PathBuf>,
         /// The PostgreSQL database's URL, for a second connection of the test's own.
         pub(crate) postgres_url: Option<String>,
@@ -70,12 +71,13 @@ pub(crate) mod testing {
         type Target = Storage;
 
         fn deref(&self) -> &Storage {
-            &self.storage
+            self.storage.as_ref().expect("the storage is open until the test storage is dropped")
         }
     }
 
     impl Drop for TestStorage {
         fn drop(&mut self) {
+            drop(self.storage.take());
             if let Some(file) = &self.file {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
@@ -90,14 +92,14 @@ pub(crate) mod testing {
         let name = format!("dualca_test_{}", crate::ids::hex(&crate::ids::random_bytes::<8>()));
         let path = std::env::temp_dir().join(format!("{name}.db"));
         let sqlite = Storage::open(path.to_str().unwrap(), 2).unwrap();
-        let mut out = vec![TestStorage { storage: sqlite, file: Some(path), postgres_url: None }];
+        let mut out = vec![TestStorage { storage: Some(sqlite), file: Some(path), postgres_url: None }];
         if let Ok(base) = std::env::var("DUALCA_TEST_POSTGRES_URL") {
             let mut conn = diesel::pg::PgConnection::establish(&base).unwrap();
             diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).unwrap();
             let (prefix, _) = base.rsplit_once('/').unwrap();
             let url = format!("{prefix}/{name}");
             let storage = Storage::open(&url, 2).unwrap();
-            out.push(TestStorage { storage, file: None, postgres_url: Some(url) });
+            out.push(TestStorage { storage: Some(storage), file: None, postgres_url: Some(url) });
         }
         out
     }
