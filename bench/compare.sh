@@ -14,6 +14,10 @@
 #   BENCH_ARGS="..."                             extra dualca-bench flags (e.g. --reuse-accounts)
 #   HTTP01_PORT=5402 DUALCA_PORT=14401 PEBBLE_PORT=14402 PEBBLE_MGMT_PORT=14403 PEBBLE_TLS_PORT=5401
 #   POSTGRES_URL=postgres://postgres@127.0.0.1:5432   server URL, without a database name
+#   POSTGRES_PARAMS=                             put after the database name in every URL, e.g.
+#                                                '?sslmode=disable', or, with
+#                                                POSTGRES_URL=postgres://postgres@, a Unix socket:
+#                                                '?host=/var/run/postgresql' (BENCHMARKS.md)
 #   CARGO_TARGET_DIR=<repo>/target/release-bench      where the release build goes
 #   RESULTS_DIR=<repo>/target/bench-results/<time>    where the JSON reports and logs are kept
 #   SKIP_BUILD=1                                 use the binaries already in CARGO_TARGET_DIR
@@ -39,6 +43,7 @@ PEBBLE_MGMT_PORT=${PEBBLE_MGMT_PORT:-14403}
 PEBBLE_TLS_PORT=${PEBBLE_TLS_PORT:-5401}
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 POSTGRES_URL=${POSTGRES_URL%/}
+POSTGRES_PARAMS=${POSTGRES_PARAMS:-}
 KEEP=${KEEP:-0}
 REQUEST_TIMEOUT_S=${REQUEST_TIMEOUT_S:-10}
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}
@@ -92,7 +97,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     for db in "${databases[@]}"; do
-        psql "$POSTGRES_URL/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 ||
+        psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 ||
             say "could not drop database $db"
     done
     if [[ $KEEP == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
@@ -131,15 +136,15 @@ wait_until_up() {
 # ---- PostgreSQL ------------------------------------------------------------------------------
 postgres_ready=0
 if [[ " $TARGETS " == *" dualca-postgres "* ]]; then
-    if ! pg_isready -q -d "$POSTGRES_URL/postgres" 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
+    if ! pg_isready -q -d "$POSTGRES_URL/postgres$POSTGRES_PARAMS" 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
         version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
         if [[ -n $version ]]; then
             say "starting PostgreSQL $version"
             pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-            for ((i = 0; i < 40; i++)); do pg_isready -q -d "$POSTGRES_URL/postgres" && break; sleep 0.25; done
+            for ((i = 0; i < 40; i++)); do pg_isready -q -d "$POSTGRES_URL/postgres$POSTGRES_PARAMS" && break; sleep 0.25; done
         fi
     fi
-    if psql "$POSTGRES_URL/postgres" -qAtc 'select 1' >/dev/null 2>&1; then
+    if psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qAtc 'select 1' >/dev/null 2>&1; then
         postgres_ready=1
     else
         say "PostgreSQL at $POSTGRES_URL cannot be reached: dualca-postgres is left out"
@@ -156,9 +161,9 @@ start_dualca() {
     printf '[validation]\nhttp_port = %s\n' "$HTTP01_PORT" >"$run/dualca.toml"
     if [[ $backend == postgres ]]; then
         local db=dualca_bench_$$_$RANDOM
-        psql "$POSTGRES_URL/postgres" -qc "CREATE DATABASE $db" >/dev/null
+        psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qc "CREATE DATABASE $db" >/dev/null
         databases+=("$db")
-        args+=(--database-url "$POSTGRES_URL/$db")
+        args+=(--database-url "$POSTGRES_URL/$db$POSTGRES_PARAMS")
     fi
     "$dualca" "${args[@]}" init >>"$run/setup.log" 2>&1
     "$dualca" "${args[@]}" asset register --name bench-1 --owner-team bench --owner-email bench@example.test \
@@ -288,7 +293,7 @@ run_target() {
     echo "# dualca $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'), $(rustc --version 2>/dev/null || echo 'rustc ?')"
     echo "# pebble $(dpkg-query -W -f='${Version}' pebble 2>/dev/null || echo '?'); $(psql --version 2>/dev/null | head -n1)"
     echo "# nproc $(nproc); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "# FLOWS=$FLOWS CONCURRENCY=$CONCURRENCY ROUNDS=$ROUNDS BENCH_ARGS='$BENCH_ARGS'"
+    echo "# FLOWS=$FLOWS CONCURRENCY=$CONCURRENCY ROUNDS=$ROUNDS BENCH_ARGS='$BENCH_ARGS' POSTGRES_PARAMS='$POSTGRES_PARAMS'"
 } | tee "$RESULTS_DIR/meta.txt" >&2
 
 targets=()
