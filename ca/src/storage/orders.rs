@@ -18,10 +18,24 @@ pub fn insert_authorization(conn: &mut DbConnection, row: &AuthorizationRow) -> 
     Ok(())
 }
 
+/// An authorization's challenges in one statement. The row counts an authorization has (two
+/// for an IP address, three for a DNS name) go in as fixed-size arrays, whose INSERT diesel
+/// caches like a single row's; on PostgreSQL each statement saved is a round trip.
 pub fn insert_challenges(conn: &mut DbConnection, rows: &[ChallengeRow]) -> Result<()> {
-    for row in rows {
-        on_backend!(conn, |db| diesel::insert_into(c::challenges).values(row).execute(db))?;
-    }
+    match rows {
+        [a, b] => {
+            on_backend!(conn, |db| diesel::insert_into(c::challenges).values([a.clone(), b.clone()]).execute(db))?
+        }
+        [a, b, c3] => on_backend!(conn, |db| diesel::insert_into(c::challenges)
+            .values([a.clone(), b.clone(), c3.clone()])
+            .execute(db))?,
+        _ => {
+            for row in rows {
+                on_backend!(conn, |db| diesel::insert_into(c::challenges).values(row).execute(db))?;
+            }
+            rows.len()
+        }
+    };
     Ok(())
 }
 

@@ -59,7 +59,7 @@ pub struct AuthorizationRow {
     pub created_at: i64,
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = challenges)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct ChallengeRow {
