@@ -44,6 +44,8 @@ PEBBLE_TLS_PORT=${PEBBLE_TLS_PORT:-5401}
 POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
 POSTGRES_URL=${POSTGRES_URL%/}
 POSTGRES_PARAMS=${POSTGRES_PARAMS:-}
+# Where compare.sh itself connects to make and drop the runs' databases.
+POSTGRES_ADMIN_URL=$POSTGRES_URL/postgres$POSTGRES_PARAMS
 KEEP=${KEEP:-0}
 REQUEST_TIMEOUT_S=${REQUEST_TIMEOUT_S:-10}
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}
@@ -97,7 +99,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     for db in "${databases[@]}"; do
-        psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 ||
+        psql "$POSTGRES_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 ||
             say "could not drop database $db"
     done
     if [[ $KEEP == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
@@ -136,15 +138,15 @@ wait_until_up() {
 # ---- PostgreSQL ------------------------------------------------------------------------------
 postgres_ready=0
 if [[ " $TARGETS " == *" dualca-postgres "* ]]; then
-    if ! pg_isready -q -d "$POSTGRES_URL/postgres$POSTGRES_PARAMS" 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
+    if ! pg_isready -q -d "$POSTGRES_ADMIN_URL" 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
         version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
         if [[ -n $version ]]; then
             say "starting PostgreSQL $version"
             pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-            for ((i = 0; i < 40; i++)); do pg_isready -q -d "$POSTGRES_URL/postgres$POSTGRES_PARAMS" && break; sleep 0.25; done
+            for ((i = 0; i < 40; i++)); do pg_isready -q -d "$POSTGRES_ADMIN_URL" && break; sleep 0.25; done
         fi
     fi
-    if psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qAtc 'select 1' >/dev/null 2>&1; then
+    if psql "$POSTGRES_ADMIN_URL" -qAtc 'select 1' >/dev/null 2>&1; then
         postgres_ready=1
     else
         say "PostgreSQL at $POSTGRES_URL cannot be reached: dualca-postgres is left out"
@@ -161,7 +163,7 @@ start_dualca() {
     printf '[validation]\nhttp_port = %s\n' "$HTTP01_PORT" >"$run/dualca.toml"
     if [[ $backend == postgres ]]; then
         local db=dualca_bench_$$_$RANDOM
-        psql "$POSTGRES_URL/postgres$POSTGRES_PARAMS" -qc "CREATE DATABASE $db" >/dev/null
+        psql "$POSTGRES_ADMIN_URL" -qc "CREATE DATABASE $db" >/dev/null
         databases+=("$db")
         args+=(--database-url "$POSTGRES_URL/$db$POSTGRES_PARAMS")
     fi
