@@ -241,22 +241,21 @@ pub fn revoke_person_eab_keys(conn: &mut DbConnection, person_id: &str, now: i64
         .execute(conn)?)
 }
 
-/// An asset's status, read inside a write transaction that is about to issue for it, so that
-/// issuance and decommissioning take turns. On PostgreSQL `FOR SHARE` waits for a
-/// decommissioning under way (its UPDATE of this row) and holds back one that comes later
-/// until this transaction ends, when its sweep of the asset's certificates sees the new one.
-/// On SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes every other writer.
+/// An asset's status, read inside the write transaction that is about to issue for it
+/// (`fixed::row_for_issuance`): a decommissioning takes its turn before that transaction, and
+/// the certificate is refused, or after it, and its sweep revokes the new certificate too.
 pub fn status_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<AssetStatus>> {
     #[derive(QueryableByName)]
     struct Status {
         #[diesel(sql_type = diesel::sql_types::Text)]
         status: String,
     }
-    let sql = match conn {
-        DbConnection::Postgresql(_) => "SELECT status FROM assets WHERE id = ? FOR SHARE",
-        DbConnection::Sqlite(_) => "SELECT status FROM assets WHERE id = ?",
-    };
-    let found: Option<Status> = Fixed::new(sql, vec![Bind::Text(id)]).get_result(conn).optional()?;
+    let found: Option<Status> = super::fixed::row_for_issuance(
+        conn,
+        "SELECT status FROM assets WHERE id = ? FOR SHARE",
+        "SELECT status FROM assets WHERE id = ?",
+        id,
+    )?;
     found
         .map(|row| {
             AssetStatus::parse(&row.status).ok_or_else(|| Error::internal(format!("asset status {:?}", row.status)))

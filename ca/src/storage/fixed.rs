@@ -73,6 +73,27 @@ where
     }
 }
 
+/// One row by id, read inside a write transaction that is about to issue a certificate for
+/// it, so that issuance and a change to the row take turns: `pg` locks the row `FOR SHARE` on
+/// PostgreSQL (waiting for a change under way, holding back a later one until the issuing
+/// transaction ends); on SQLite the write transaction (`BEGIN IMMEDIATE`) already excludes every
+/// other writer, and `sqlite` is the plain read. Both take the id as their one placeholder.
+pub(crate) fn row_for_issuance<T>(
+    conn: &mut super::DbConnection,
+    pg: &'static str,
+    sqlite: &'static str,
+    id: &str,
+) -> crate::Result<Option<T>>
+where
+    T: diesel::QueryableByName<diesel::pg::Pg> + diesel::QueryableByName<diesel::sqlite::Sqlite> + 'static,
+{
+    use diesel::OptionalExtension;
+    Ok(match conn {
+        super::DbConnection::Postgresql(db) => Fixed::new(pg, vec![Bind::Text(id)]).get_result(db).optional()?,
+        super::DbConnection::Sqlite(db) => Fixed::new(sqlite, vec![Bind::Text(id)]).get_result(db).optional()?,
+    })
+}
+
 fn mismatch(sql: &str) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(format!("placeholders and binds differ in number: {sql}").into())
 }

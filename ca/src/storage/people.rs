@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::{Bind, DbConnection, Fixed};
+use super::DbConnection;
 use crate::model::{Person, PersonStatus, ProofingLevel};
 use crate::{Error, Result};
 
@@ -212,9 +212,9 @@ pub fn close_enrollments(conn: &mut DbConnection, person_id: &str, now: i64) -> 
     Ok(())
 }
 
-/// A person's status and address, read inside a write transaction that is about to issue to
-/// them, so that issuance and a leaver's or mover's change take turns (`FOR SHARE` on
-/// PostgreSQL; see `assets::status_for_issuance`).
+/// A person's status and address, read inside the write transaction that is about to issue
+/// to them (`fixed::row_for_issuance`), so that issuance and a leaver's or mover's change take
+/// turns.
 pub fn standing_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<(PersonStatus, String)>> {
     #[derive(QueryableByName)]
     struct Standing {
@@ -223,11 +223,12 @@ pub fn standing_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option
         #[diesel(sql_type = diesel::sql_types::Text)]
         email: String,
     }
-    let sql = match conn {
-        DbConnection::Postgresql(_) => "SELECT status, email FROM people WHERE id = ? FOR SHARE",
-        DbConnection::Sqlite(_) => "SELECT status, email FROM people WHERE id = ?",
-    };
-    let found: Option<Standing> = Fixed::new(sql, vec![Bind::Text(id)]).get_result(conn).optional()?;
+    let found: Option<Standing> = super::fixed::row_for_issuance(
+        conn,
+        "SELECT status, email FROM people WHERE id = ? FOR SHARE",
+        "SELECT status, email FROM people WHERE id = ?",
+        id,
+    )?;
     found
         .map(|row| {
             PersonStatus::parse(&row.status)
