@@ -54,8 +54,8 @@ impl std::fmt::Display for Identifier {
 /// EC keys and their CSRs are made with rcgen on ring: with OpenSSL 3 (its curve group built
 /// afresh each time, its provider look-ups, a blocking-pool hand-off) the generator spent about
 /// 0.17 ms more CPU per flow (BENCHMARKS.md), time the servers under test had to share the
-/// cores with. ring cannot
-/// make RSA keys, so RSA stays with OpenSSL; such a key takes tens of milliseconds anyway.
+/// cores with. ring cannot make RSA keys, so RSA stays with OpenSSL; such a key takes tens of
+/// milliseconds anyway.
 pub fn generate(key_type: KeyType, identifier: &Identifier) -> Result<(Vec<u8>, Vec<u8>)> {
     let algorithm = match key_type {
         KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
