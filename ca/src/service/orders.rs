@@ -695,10 +695,11 @@ impl Ca {
     }
 }
 
-/// Inside finalize's write transaction: the asset is still active, and the person still active
-/// at the address the certificate names (`check_person` allowed only that address). The rows
-/// are read so that a concurrent decommissioning, leaver or mover takes its turn before or
-/// after this transaction, never between the checks before signing and the commit
+/// Inside finalize's write transaction: the asset is still active and still holds every
+/// identifier, and the person still active at the address the certificate names
+/// (`check_person` allowed only that address). The rows are read so that a concurrent
+/// decommissioning, inventory update, leaver or mover takes its turn before or after this
+/// transaction, never between the checks before signing and the commit
 /// (`assets::status_for_issuance`).
 fn still_entitled(
     conn: &mut DbConnection,
@@ -709,6 +710,13 @@ fn still_entitled(
     if let Some(asset) = asset {
         if assets::status_for_issuance(conn, &asset.id)? != Some(AssetStatus::Active) {
             return Err(Error::unauthorized(format!("asset {:?} was decommissioned during issuance", asset.name)));
+        }
+        let held = assets::identifiers_of(conn, &asset.id)?;
+        if let Some(id) = identifiers.iter().find(|id| !held.contains(id)) {
+            return Err(Error::rejected_identifier(format!(
+                "{id} was taken off asset {:?} during issuance",
+                asset.name
+            )));
         }
     }
     if let Some(person) = person {

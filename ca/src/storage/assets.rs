@@ -64,7 +64,10 @@ fn into_asset(row: AssetRow, identifiers: Vec<Identifier>) -> Result<Asset> {
     })
 }
 
-fn identifiers_of(conn: &mut DbConnection, asset_id: &str) -> Result<Vec<Identifier>> {
+/// An asset's identifiers. Inside finalize's write transaction, after `status_for_issuance`
+/// has taken its turn with any change to the asset (an update replaces the identifiers in the
+/// transaction that updates the asset's row), this reads them as that change left them.
+pub fn identifiers_of(conn: &mut DbConnection, asset_id: &str) -> Result<Vec<Identifier>> {
     let pairs: Vec<(String, String)> = on_backend!(conn, |db| ai::asset_identifiers
         .filter(ai::asset_id.eq(asset_id))
         .order((ai::identifier_type.asc(), ai::identifier_value.asc()))
@@ -329,6 +332,48 @@ mod tests {
                 other.batch_execute("UPDATE assets SET status = 'decommissioned' WHERE id = 'a2'").unwrap();
             });
             assert_eq!(status("a2"), Some(AssetStatus::Decommissioned));
+        }
+    }
+
+    /// Finalize reads the identifiers after the status (`still_entitled`): on PostgreSQL an
+    /// inventory update that holds the asset's row is waited for, and the identifiers read then
+    /// are those it committed, not those of the issuing transaction's start.
+    #[test]
+    fn identifiers_read_after_the_status_follow_an_update_that_held_the_row() {
+        use crate::model::IdentifierKind;
+        let (kept, taken) = (
+            Identifier::new(IdentifierKind::Dns, "kept.example"),
+            Identifier::new(IdentifierKind::Dns, "taken.example"),
+        );
+        for storage in crate::storage::testing::storages() {
+            let both = [kept.clone(), taken.clone()];
+            storage.write(|conn| insert(conn, &asset("a3"), &both)).unwrap();
+            assert_eq!(storage.write(|conn| identifiers_of(conn, "a3")).unwrap(), both);
+            let Some(url) = &storage.postgres_url else { continue };
+            let mut updater = diesel::PgConnection::establish(url).unwrap();
+            updater
+                .batch_execute(
+                    "BEGIN; UPDATE assets SET updated_at = 2 WHERE id = 'a3';
+                     DELETE FROM asset_identifiers WHERE asset_id = 'a3' AND identifier_value = 'taken.example'",
+                )
+                .unwrap();
+            let (read_tx, read_rx) = std::sync::mpsc::channel();
+            std::thread::scope(|scope| {
+                let issuing = scope.spawn(|| {
+                    storage.write(|conn| {
+                        let status = status_for_issuance(conn, "a3")?;
+                        read_tx.send(()).unwrap();
+                        Ok((status, identifiers_of(conn, "a3")?))
+                    })
+                });
+                // The issuing transaction is still waiting for the row when the update commits.
+                let waited = read_rx.recv_timeout(std::time::Duration::from_millis(300));
+                assert!(waited.is_err(), "the status was read while an update held the row");
+                updater.batch_execute("COMMIT").unwrap();
+                let (status, identifiers) = issuing.join().unwrap().unwrap();
+                assert_eq!(status, Some(AssetStatus::Active));
+                assert_eq!(identifiers, std::slice::from_ref(&kept));
+            });
         }
     }
 }
