@@ -87,6 +87,15 @@ pub struct MailConfig {
     pub from: String,
     /// Where `.eml` files go while no relay is set. Empty: `<data_dir>/outbox`.
     pub outbox_dir: String,
+    /// A PEM private key, RSA of 2048 bits or more or Ed25519, that DKIM-signs every mail
+    /// (RFC 8823 §3.1 requires challenge mails to be signed). Empty: mail goes out unsigned,
+    /// for a relay that signs it.
+    pub dkim_key_file: String,
+    /// The selector: the key's TXT record is `<selector>._domainkey.<dkim_domain>`. Required
+    /// with `dkim_key_file`.
+    pub dkim_selector: String,
+    /// The signing domain (`d=`). Empty: the domain of `from`.
+    pub dkim_domain: String,
 }
 
 impl Default for MailConfig {
@@ -96,6 +105,9 @@ impl Default for MailConfig {
             smtp_password_file: String::new(),
             from: "dualca <dualca@localhost>".into(),
             outbox_dir: String::new(),
+            dkim_key_file: String::new(),
+            dkim_selector: String::new(),
+            dkim_domain: String::new(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the tests build the same server `main` runs.
 
 pub mod config;
+pub mod dkim;
 pub mod enroll;
 pub mod jobs;
 pub mod mail;

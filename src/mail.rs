@@ -14,6 +14,7 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{Message, SmtpTransport, Transport};
 
 use crate::config::Settings;
+use crate::dkim::DkimSigner;
 
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -28,6 +29,8 @@ pub struct Mailer {
     from: Mailbox,
     /// The right-hand side of every Message-ID: the From address's domain.
     message_id_domain: String,
+    /// Signs every mail when `[mail] dkim_key_file` is set.
+    dkim: Option<DkimSigner>,
 }
 
 enum Destination {
@@ -67,7 +70,16 @@ impl Mailer {
             };
             Destination::Relay(Box::new(relay(settings.mail.smtp_url.trim(), password.as_deref())?))
         };
-        Ok(Mailer { destination, from, message_id_domain })
+        let dkim = dkim_signer(settings)?;
+        Ok(Mailer { destination, from, message_id_domain, dkim })
+    }
+
+    /// How mail is signed, for the start-up lines: `DKIM d=<domain> s=<selector>`, or unsigned.
+    pub fn signing(&self) -> String {
+        match &self.dkim {
+            Some(signer) => format!("DKIM-signed, d={} s={}", signer.domain(), signer.selector()),
+            None => "not signed by dualca ([mail] dkim_key_file is empty)".into(),
+        }
     }
 
     fn message(&self, mail: &QueuedMail) -> Result<Message, DeliveryError> {
@@ -92,19 +104,61 @@ impl Mailer {
             .map_err(|e| DeliveryError::Never(format!("cannot build the message: {e}")))
     }
 
-    fn deliver(&self, mail: &QueuedMail) -> Result<(), DeliveryError> {
+    fn deliver(&self, mail: &QueuedMail, now: i64) -> Result<(), DeliveryError> {
         let message = self.message(mail)?;
+        let formatted = match &self.dkim {
+            None => message.formatted(),
+            Some(signer) => signer
+                .sign(&message.formatted(), now)
+                .map_err(|e| DeliveryError::Retry(format!("DKIM signing failed: {e}")))?,
+        };
         match &self.destination {
             // Every SMTP failure is retried, 5xx replies too: a wrong password or a relay that
             // refuses the sender also answers 5xx, and giving up on every mail for a fixable
             // setting would lose them. A recipient refused for good costs a few more attempts.
-            Destination::Relay(smtp) => {
-                smtp.send(&message).map(|_| ()).map_err(|e| DeliveryError::Retry(e.to_string()))
-            }
-            Destination::Files(dir) => write_eml(dir, &mail.id, &message.formatted())
+            Destination::Relay(smtp) => smtp
+                .send_raw(message.envelope(), &formatted)
+                .map(|_| ())
+                .map_err(|e| DeliveryError::Retry(e.to_string())),
+            Destination::Files(dir) => write_eml(dir, &mail.id, &formatted)
                 .map_err(|e| DeliveryError::Retry(format!("write to {}: {e}", dir.display()))),
         }
     }
+}
+
+/// The signer `[mail] dkim_*` describe: a key file and a selector, or neither. The domain
+/// defaults to the From address's; a reply address outside it is warned about, since a
+/// signature that does not align with the From fails DMARC and a person's client may distrust
+/// the challenge mail.
+pub fn dkim_signer(settings: &Settings) -> Result<Option<DkimSigner>> {
+    let mail = &settings.mail;
+    let (file, selector) = (mail.dkim_key_file.trim(), mail.dkim_selector.trim());
+    match (file.is_empty(), selector.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, true) => {
+            bail!("[mail] dkim_key_file is set but dkim_selector is empty: the selector names the key's DNS record")
+        }
+        (true, false) => {
+            bail!("[mail] dkim_selector is set but dkim_key_file is empty: set both to sign mail, or neither")
+        }
+        (false, false) => {}
+    }
+    let from: Mailbox = mail.from.parse().map_err(|e| anyhow!("[mail] from {:?} is not an address: {e}", mail.from))?;
+    let domain = match mail.dkim_domain.trim() {
+        "" => from.email.domain(),
+        domain => domain,
+    };
+    let signer = DkimSigner::from_pem_file(Path::new(file), domain, selector)?;
+    let reply = settings.email_reply_address()?;
+    let reply_domain = reply.rsplit('@').next().unwrap_or_default().to_ascii_lowercase();
+    if reply_domain != signer.domain() && !reply_domain.ends_with(&format!(".{}", signer.domain())) {
+        tracing::warn!(
+            reply_address = %reply,
+            dkim_domain = signer.domain(),
+            "challenge mails come from a domain the DKIM signature does not align with (DMARC); set [mail] dkim_domain"
+        );
+    }
+    Ok(Some(signer))
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834): keeps vacation responders from answering.
@@ -238,7 +292,7 @@ pub fn spawn_delivery(ca: Arc<Ca>, mailer: Arc<Mailer>) -> DeliveryLoop {
 /// Sends one batch of due mail and records each outcome.
 fn deliver_due(ca: &Ca, mailer: &Mailer) -> dualca_ca::Result<()> {
     for mail in ca.due_mail(BATCH)? {
-        match mailer.deliver(&mail) {
+        match mailer.deliver(&mail, ca.clock.unix()) {
             Ok(()) => {
                 ca.mark_mail_sent(&mail.id)?;
                 tracing::info!(id = %mail.id, track = %mail.track, "mail sent");
@@ -281,6 +335,35 @@ mod tests {
         assert!(relay("relay.example.test", None).is_err());
         assert!(relay("smtps://relay.example.test", Some("secret")).is_err());
         assert!(relay("smtps://dualca@relay.example.test", Some("s3cr@t:/x")).is_ok());
+    }
+
+    /// `[mail] dkim_*`: both the key and the selector, or neither; the domain defaults to the
+    /// From address's.
+    #[test]
+    fn dkim_settings_come_in_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("dkim.pem");
+        std::fs::write(&key, openssl::pkey::PKey::generate_ed25519().unwrap().private_key_to_pem_pkcs8().unwrap())
+            .unwrap();
+        let with = |file: &str, selector: &str, domain: &str| {
+            let mut settings = Settings::default();
+            settings.mail.from = "dualca <ca@Pki.Example.test>".into();
+            settings.mail.dkim_key_file = file.into();
+            settings.mail.dkim_selector = selector.into();
+            settings.mail.dkim_domain = domain.into();
+            dkim_signer(&settings)
+        };
+        assert!(with("", "", "").unwrap().is_none());
+        let key = key.to_str().unwrap();
+        let signer = with(key, "s1", "").unwrap().unwrap();
+        assert_eq!(signer.dns_name(), "s1._domainkey.pki.example.test");
+        assert_eq!(with(key, "s1", "example.test").unwrap().unwrap().domain(), "example.test");
+        let error = with(key, "", "").unwrap_err().to_string();
+        assert!(error.contains("dkim_selector is empty"), "{error}");
+        let error = with("", "s1", "").unwrap_err().to_string();
+        assert!(error.contains("dkim_key_file is empty"), "{error}");
+        let error = with("/nonexistent/dkim.pem", "s1", "").unwrap_err().to_string();
+        assert!(error.contains("read dkim_key_file /nonexistent/dkim.pem"), "{error}");
     }
 
     #[test]

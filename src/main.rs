@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Outgoing mail.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// A person's client for the human track: register with the enrollment's EAB credentials,
     /// prove the mailbox (RFC 8823 email-reply-00), and write the key, the chain and a PKCS#12
     /// bundle.
@@ -274,6 +279,13 @@ enum PersonCommand {
     Recoveries { email: String },
     /// List people.
     List,
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Print the DNS TXT record, in zone-file form, that publishes the public half of
+    /// `[mail] dkim_key_file` for receivers to verify dualca's DKIM signatures with.
+    DkimRecord,
 }
 
 #[derive(Subcommand)]
@@ -569,6 +581,18 @@ async fn main() -> Result<()> {
             println!("revoked on the {track} track ({}); CRL number {number} published", reason.name());
             Ok(())
         }
+        Command::Mail { command: MailCommand::DkimRecord } => {
+            let Some(signer) = dualca::mail::dkim_signer(&settings)? else {
+                anyhow::bail!("[mail] dkim_key_file and dkim_selector are not set: there is no DKIM key to publish");
+            };
+            // A TXT record's strings hold 255 bytes at most (RFC 1035 §3.3); a 2048-bit RSA
+            // key's record needs two, which receivers join.
+            let record = signer.dns_record()?;
+            let strings: Vec<String> =
+                record.as_bytes().chunks(255).map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk))).collect();
+            println!("{}. IN TXT ( {} )", signer.dns_name(), strings.join(" "));
+            Ok(())
+        }
         Command::Serve => {
             let app = App::build(settings).await?;
             println!("dualca is serving on {}", app.public_url);
@@ -576,6 +600,7 @@ async fn main() -> Result<()> {
             println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
             println!("  outgoing mail:     {}", app.mail_destination);
+            println!("  mail signing:      {}", app.mail_signing);
             match app.intake_addr {
                 Some(addr) => println!("  reply intake:      smtp://{addr} (RFC 8823 email-reply-00)"),
                 None => println!("  reply intake:      off ([email_reply] listen is empty)"),

@@ -21,6 +21,8 @@ pub struct App {
     pub outbox_dir: PathBuf,
     /// Where notifications go, for the start-up banner: the relay, or the .eml directory.
     pub mail_destination: String,
+    /// How outgoing mail is signed (DKIM), for the start-up lines.
+    pub mail_signing: String,
     /// Where the SMTP intake for RFC 8823 replies listens, when it does.
     pub intake_addr: Option<std::net::SocketAddr>,
     server: Server,
@@ -66,6 +68,7 @@ impl App {
         let ca_for_crl = ca.clone();
         tokio::task::spawn_blocking(move || crate::jobs::refresh_crls_now(&ca_for_crl)).await??;
         crate::jobs::spawn_crl_debouncer(ca.clone());
+        let mail_signing = mailer.signing();
         let mail_delivery = crate::mail::spawn_delivery(ca.clone(), mailer);
         let scheduler = crate::jobs::start_scheduler(ca.clone()).await?;
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
@@ -121,6 +124,7 @@ impl App {
             root_ca_path,
             outbox_dir,
             mail_destination,
+            mail_signing,
             intake_addr,
             server,
             _intake: intake,

@@ -22,7 +22,7 @@ use crate::on_both_databases;
 const EMAIL: &str = "bo@example.test";
 
 /// A python that has both aiosmtpd and dkimpy (Debian's python3-aiosmtpd and python3-dkim).
-fn relay_python() -> Option<PathBuf> {
+pub(crate) fn relay_python() -> Option<PathBuf> {
     let python = PathBuf::from("/usr/bin/python3");
     let ok = std::process::Command::new(&python)
         .args(["-c", "import aiosmtpd, dkim"])

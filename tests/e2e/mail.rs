@@ -120,6 +120,17 @@ print(json.dumps(out))
         }
     }
 
+    /// Every message received so far, as the Maildir holds it.
+    pub(crate) fn raw_messages(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(self.maildir.join(sub)).ok())
+            .flat_map(|entries| entries.map(|e| e.unwrap().path()))
+            .collect();
+        files.sort();
+        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    }
+
     pub(crate) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
@@ -297,3 +308,177 @@ async fn a_dedupe_key_enqueues_once(db: Db) {
     server.stop().await;
 }
 on_both_databases!(a_dedupe_key_enqueues_once);
+
+/// The TXT record `dualca mail dkim-record` prints for the `[mail]` settings in `config`: its
+/// owner name and the record's strings joined, as a receiver's resolver joins them.
+fn published_dkim_record(config: &Path) -> (String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"))
+        .arg("--config")
+        .arg(config)
+        .args(["mail", "dkim-record"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "dkim-record failed: {}", String::from_utf8_lossy(&output.stderr));
+    let line = String::from_utf8(output.stdout).unwrap();
+    let (name, rest) = line.trim().split_once(". IN TXT ( ").unwrap_or_else(|| panic!("not a TXT line: {line}"));
+    let strings = rest.strip_suffix(" )").unwrap_or_else(|| panic!("not a TXT line: {line}"));
+    let record: String = strings.split('"').skip(1).step_by(2).collect();
+    assert!(strings.split('"').skip(1).step_by(2).all(|s| s.len() <= 255), "{line}");
+    (name.to_string(), record)
+}
+
+/// Checks `message` (its raw bytes) with dkimpy, an implementation of RFC 6376 and RFC 8463
+/// of its own, handed `record` as `name`'s TXT record (DNS is the one stand-in: this machine
+/// has none). Returns dkimpy's verdict on the message, its verdict after the Subject is
+/// changed, and the signature's tags with their whitespace removed.
+fn dkimpy_verdict(python: &Path, message: &[u8], name: &str, record: &str) -> Value {
+    const VERIFY: &str = r#"
+import json, sys
+import dkim
+from dkim.util import parse_tag_value
+message = sys.stdin.buffer.read()
+name, record = sys.argv[1].encode(), sys.argv[2].encode()
+def lookup(query, timeout=5):
+    return record if query.rstrip(b".") == name else None
+ok = dkim.verify(message, dnsfunc=lookup)
+tampered = dkim.verify(message.replace(b"\nSubject: ", b"\nSubject: Re: ", 1), dnsfunc=lookup)
+head = message.split(b"\r\n\r\n", 1)[0].replace(b"\r\n\t", b"\t").replace(b"\r\n ", b" ")
+signature = next(l for l in head.split(b"\r\n") if l.lower().startswith(b"dkim-signature:"))
+tags = {k.decode(): b"".join(v.split()).decode() for k, v in parse_tag_value(signature.split(b":", 1)[1]).items()}
+print(json.dumps({"ok": ok, "tampered": tampered, "tags": tags}))
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", VERIFY, name, record])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), message).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "dkimpy failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// RFC 8823 §3.1 requires challenge mails to be signed (DKIM or S/MIME): with `[mail]
+/// dkim_key_file` every mail is DKIM-signed, and dkimpy verifies it against the record `dualca
+/// mail dkim-record` prints. An RSA key signs mail sent through the SMTP relay, an Ed25519 key
+/// (RFC 8463) a challenge mail written as an .eml file; a changed Subject fails both.
+async fn outgoing_mail_is_dkim_signed(db: Db) {
+    let Some(python) = crate::enroll::relay_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rsa_key = dir.path().join("rsa.pem");
+    let rsa = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    std::fs::write(&rsa_key, rsa.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let ed_key = dir.path().join("ed25519.pem");
+    std::fs::write(&ed_key, openssl::pkey::PKey::generate_ed25519().unwrap().private_key_to_pem_pkcs8().unwrap())
+        .unwrap();
+
+    // RSA, through the relay: the reminder as the SMTP server received it.
+    let port = free_loopback_port();
+    let smtp = SmtpServer::start(&python, port, dir.path()).await;
+    let mail_settings = |key: &Path, selector: &str| {
+        let (key, selector) = (key.to_string_lossy().into_owned(), selector.to_string());
+        move |s: &mut dualca::config::Settings| {
+            s.mail.from = "dualca <ca@pki.example.test>".into();
+            s.mail.dkim_key_file = key;
+            s.mail.dkim_selector = selector;
+            s.mail.dkim_domain = "Example.test".into();
+        }
+    };
+    let rsa_settings = mail_settings(&rsa_key, "rsa2026");
+    let Some(server) = TestServer::start_with(db, |s| {
+        rsa_settings(s);
+        s.mail.smtp_url = format!("smtp://127.0.0.1:{port}");
+    })
+    .await
+    else {
+        return;
+    };
+    let config = dir.path().join("rsa.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mail]\nfrom = \"dualca <ca@pki.example.test>\"\ndkim_key_file = {:?}\ndkim_selector = \"rsa2026\"\ndkim_domain = \"Example.test\"\n",
+            rsa_key.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let (name, record) = published_dkim_record(&config);
+    assert_eq!(name, "rsa2026._domainkey.example.test");
+    assert!(record.starts_with("v=DKIM1; k=rsa; p=MII") && record.len() > 255, "{record}");
+
+    assert!(server.ca.enqueue_mail(&reminder("alice@example.test")).unwrap());
+    wait_for("the mail at the SMTP server", || Some(smtp.messages()).filter(|m| !m.is_empty())).await;
+    let received = smtp.raw_messages();
+    assert_eq!(received.len(), 1);
+    // aiosmtpd's Maildir stores lines with LF (and adds X-Peer, X-MailFrom and X-RcptTo, which
+    // the signature does not cover); dkimpy is given them with CRLF, as they arrived.
+    let text = String::from_utf8(received[0].clone()).unwrap();
+    let from_relay: String = text.lines().map(|line| format!("{line}\r\n")).collect();
+    let verdict = dkimpy_verdict(&python, from_relay.as_bytes(), &name, &record);
+    assert_eq!(verdict["ok"], true, "{verdict:#}\n{from_relay}");
+    assert_eq!(verdict["tampered"], false, "{verdict:#}");
+    let tags = &verdict["tags"];
+    assert_eq!(tags["a"], "rsa-sha256");
+    assert_eq!(tags["c"], "relaxed/relaxed");
+    assert_eq!(tags["d"], "example.test");
+    assert_eq!(tags["s"], "rsa2026");
+    let signed: Vec<&str> = tags["h"].as_str().unwrap().split(':').collect();
+    // RFC 8823 §3.1's list, and the present ones once more than they occur.
+    for name in [
+        "from",
+        "sender",
+        "reply-to",
+        "to",
+        "cc",
+        "subject",
+        "date",
+        "in-reply-to",
+        "references",
+        "message-id",
+        "content-type",
+        "content-transfer-encoding",
+    ] {
+        assert!(signed.contains(&name), "{name} is not signed: {signed:?}");
+    }
+    assert_eq!(signed.iter().filter(|n| **n == "from").count(), 2, "{signed:?}");
+    assert_eq!(signed.iter().filter(|n| **n == "cc").count(), 1, "{signed:?}");
+    server.stop().await;
+    smtp.stop().await;
+
+    // Ed25519, to .eml files: a mail shaped as a challenge mail, from the reply address.
+    let ed_settings = mail_settings(&ed_key, "ed2026");
+    let Some(server) = TestServer::start_with(db, ed_settings).await else { return };
+    let config = dir.path().join("ed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mail]\nfrom = \"dualca <ca@pki.example.test>\"\ndkim_key_file = {:?}\ndkim_selector = \"ed2026\"\ndkim_domain = \"example.test\"\n",
+            ed_key.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let (name, record) = published_dkim_record(&config);
+    assert_eq!(name, "ed2026._domainkey.example.test");
+    assert!(record.starts_with("v=DKIM1; k=ed25519; p="), "{record}");
+    let mut challenge = reminder("bob@example.test");
+    challenge.subject = "ACME: 5P6rQ-kGyn7r".into();
+    challenge.sender = Some("acme-replies@example.test".into());
+    challenge.auto_submitted = Some("auto-generated; type=acme".into());
+    assert!(server.ca.enqueue_mail(&challenge).unwrap());
+    let outbox = server.settings.data_dir.join("outbox");
+    let files = wait_for("an .eml file", || Some(eml_files(&outbox)).filter(|f| !f.is_empty())).await;
+    let eml = std::fs::read(&files[0]).unwrap();
+    assert!(
+        eml.starts_with(b"DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n\td=example.test; s=ed2026; t="),
+        "{}",
+        String::from_utf8_lossy(&eml)
+    );
+    let verdict = dkimpy_verdict(&python, &eml, &name, &record);
+    assert_eq!(verdict["ok"], true, "{verdict:#}\n{}", String::from_utf8_lossy(&eml));
+    assert_eq!(verdict["tampered"], false, "{verdict:#}");
+    assert!(verdict["tags"]["h"].as_str().unwrap().contains("auto-submitted:auto-submitted"), "{verdict:#}");
+    server.stop().await;
+}
+on_both_databases!(outgoing_mail_is_dkim_signed);
