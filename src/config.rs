@@ -96,6 +96,9 @@ pub struct MailConfig {
     pub dkim_selector: String,
     /// The signing domain (`d=`). Empty: the domain of `from`.
     pub dkim_domain: String,
+    /// How long sent and given-up mail stays in the outbox before the hourly housekeeping
+    /// deletes it (`90d`); a mail whose dedupe key still matters stays longer.
+    pub keep_sent: String,
 }
 
 impl Default for MailConfig {
@@ -108,6 +111,7 @@ impl Default for MailConfig {
             dkim_key_file: String::new(),
             dkim_selector: String::new(),
             dkim_domain: String::new(),
+            keep_sent: "90d".into(),
         }
     }
 }

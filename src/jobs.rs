@@ -22,6 +22,7 @@ pub(crate) const JOB_MAIL: i64 = 0x6475_616c_6361_1004;
 const JOB_SCHEDULED_REVOCATIONS: i64 = 0x6475_616c_6361_1005;
 const JOB_RENEWAL_SAFETY_NET: i64 = 0x6475_616c_6361_1006;
 const JOB_EXPIRY_REMINDERS: i64 = 0x6475_616c_6361_1007;
+const JOB_HOUSEKEEPING: i64 = 0x6475_616c_6361_1008;
 
 /// Regenerates a track's CRL shortly after each revocation there, coalescing bursts.
 pub fn spawn_crl_debouncer(ca: Arc<Ca>) {
@@ -51,7 +52,12 @@ pub fn spawn_crl_debouncer(ca: Arc<Ca>) {
 type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Runs one scheduled job off the executor, in one process at a time.
-fn run_blocking(ca: Arc<Ca>, name: &'static str, key: i64, run: fn(&Ca) -> dualca_ca::Result<()>) -> JobFuture {
+fn run_blocking(
+    ca: Arc<Ca>,
+    name: &'static str,
+    key: i64,
+    run: impl FnOnce(&Ca) -> dualca_ca::Result<()> + Send + 'static,
+) -> JobFuture {
     Box::pin(async move {
         let outcome = tokio::task::spawn_blocking(move || ca.storage.exclusive_job(key, || run(&ca))).await;
         match outcome {
@@ -69,7 +75,8 @@ fn refresh_crls(ca: &Ca) -> dualca_ca::Result<()> {
     Ok(())
 }
 
-pub async fn start_scheduler(ca: Arc<Ca>) -> Result<JobScheduler> {
+/// Starts the scheduled jobs; `keep_sent` is `[mail] keep_sent` in seconds.
+pub async fn start_scheduler(ca: Arc<Ca>, keep_sent: i64) -> Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let c = ca.clone();
     scheduler
@@ -114,6 +121,19 @@ pub async fn start_scheduler(ca: Arc<Ca>) -> Result<JobScheduler> {
     scheduler
         .add(Job::new_repeated_async(Duration::from_secs(600), move |_, _| {
             run_blocking(c.clone(), "nonce-purge", JOB_NONCES, |ca| ca.purge_nonces().map(|_| ()))
+        })?)
+        .await?;
+    // Sent mail and the revocations of expired admin tokens would otherwise stay for good.
+    let c = ca.clone();
+    scheduler
+        .add(Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
+            run_blocking(c.clone(), "housekeeping", JOB_HOUSEKEEPING, move |ca| {
+                let purged = ca.housekeeping(keep_sent)?;
+                if purged.mail + purged.token_revocations > 0 {
+                    tracing::info!(mail = purged.mail, token_revocations = purged.token_revocations, "housekeeping");
+                }
+                Ok(())
+            })
         })?)
         .await?;
     scheduler.start().await?;

@@ -25,7 +25,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use service::{
     expected_response, subject_token, EmailReply, EmailReplySettings, ReplyAuthentication, AUTO_SUBMITTED_ACME,
 };
-pub use service::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
+pub use service::{
+    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS,
+};
 pub use service::{
     AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,
     NewOrder, NonceExchange, RevocationSettings, Revoker, ServerCertificate, Settings, SyncPlan, SyncReport,

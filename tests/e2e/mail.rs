@@ -286,10 +286,10 @@ on_both_databases!(delivery_is_retried_until_the_relay_is_up);
 async fn a_dedupe_key_enqueues_once(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
     let outbox = server.settings.data_dir.join("outbox");
-    let keyed = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:7d");
+    let keyed = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:7d", i64::MAX);
     assert!(server.ca.enqueue_mail(&keyed).unwrap());
     assert!(!server.ca.enqueue_mail(&keyed).unwrap());
-    let other_occasion = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:1d");
+    let other_occasion = reminder("dave@example.test").with_dedupe_key("expiry-reminder:0123abcd:1d", i64::MAX);
     assert!(server.ca.enqueue_mail(&other_occasion).unwrap());
     // Mail without a key is never deduplicated.
     assert!(server.ca.enqueue_mail(&reminder("dave@example.test")).unwrap());

@@ -681,7 +681,7 @@ impl Ca {
                     ),
                 ],
             )
-            .with_dedupe_key(format!("renewal-overdue:{}", cert.serial));
+            .with_dedupe_key(format!("renewal-overdue:{}", cert.serial), cert.not_after);
             let alerted = self.storage.write(|conn| {
                 if !super::outbox::enqueue(conn, &mail, now)? {
                     return Ok(false);

@@ -121,7 +121,8 @@ impl Ca {
                 "If you did not ask for a certificate, do not answer, and tell the help desk.",
             ],
         )
-        .with_dedupe_key(format!("acme-challenge:{challenge_id}"));
+        // A challenge id is never used again: the key only guards this one enqueue.
+        .with_dedupe_key(format!("acme-challenge:{challenge_id}"), now);
         mail.sender = Some(self.email_reply.address.clone());
         mail.auto_submitted = Some(AUTO_SUBMITTED_ACME.into());
         mail.id = Some(outbox_id.clone());

@@ -25,7 +25,9 @@ pub use email_reply::{
 };
 pub use nonces::NonceExchange;
 pub use orders::{NewOrder, ValidationTarget};
-pub use outbox::{mail_retry_delay, render_mail, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS};
+pub use outbox::{
+    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS,
+};
 pub use revocation::Revoker;
 pub use revocation_status::CrlInfo;
 pub use server_tls::ServerCertificate;

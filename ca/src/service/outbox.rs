@@ -29,6 +29,9 @@ pub struct OutboundMail {
     /// Names the occasion, e.g. `expiry-reminder:<serial>:7d`: a mail whose key was enqueued
     /// before (sent or not, before a restart or not) is not enqueued again.
     pub dedupe_key: Option<String>,
+    /// Until when (Unix seconds) the dedupe key must hold: after it the occasion cannot come
+    /// again (the certificate has expired, say), and the housekeeping may purge the sent row.
+    pub dedupe_until: Option<i64>,
     /// The From address, when it is not the configured `[mail] from` (RFC 8823 challenge
     /// mails come from the address replies are read at).
     pub sender: Option<String>,
@@ -56,16 +59,27 @@ impl OutboundMail {
             body_text: body.text,
             body_html: body.html,
             dedupe_key: None,
+            dedupe_until: None,
             sender: None,
             auto_submitted: None,
             id: None,
         }
     }
 
-    pub fn with_dedupe_key(mut self, key: impl Into<String>) -> OutboundMail {
+    /// Enqueued at most once for `key`, which holds until `until` (Unix seconds): pass the time
+    /// after which the occasion cannot recur, such as the certificate's expiry.
+    pub fn with_dedupe_key(mut self, key: impl Into<String>, until: i64) -> OutboundMail {
         self.dedupe_key = Some(key.into());
+        self.dedupe_until = Some(until);
         self
     }
+}
+
+/// What one housekeeping run deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Housekeeping {
+    pub mail: usize,
+    pub token_revocations: usize,
 }
 
 /// The two bodies of a multipart/alternative mail.
@@ -187,6 +201,7 @@ pub(crate) fn enqueue(conn: &mut DbConnection, mail: &OutboundMail, now: i64) ->
         last_error: None,
         sender: mail.sender.as_deref().map(header_safe),
         auto_submitted: mail.auto_submitted.as_deref().map(header_safe),
+        dedupe_until: mail.dedupe_until,
     };
     store::insert(conn, &row)
 }
@@ -246,6 +261,20 @@ impl Ca {
     }
 
     /// Unsent mail that was given up on.
+    /// The housekeeping job: drops mail sent or given up more than `keep_sent` seconds ago
+    /// whose dedupe key no longer matters (`store::purge`), and revocations of admin tokens
+    /// that expired more than a day ago (an expired token is refused whether revoked or not;
+    /// the day covers clocks that differ between processes). Returns both counts.
+    pub fn housekeeping(&self, keep_sent: i64) -> Result<Housekeeping> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            Ok(Housekeeping {
+                mail: store::purge(conn, now - keep_sent, now, MAX_MAIL_ATTEMPTS)?,
+                token_revocations: crate::storage::tokens::purge_expired(conn, now - 86_400)?,
+            })
+        })
+    }
+
     pub fn outbox_given_up(&self) -> Result<i64> {
         self.storage.read(|conn| store::given_up(conn, MAX_MAIL_ATTEMPTS))
     }
@@ -275,7 +304,7 @@ mod tests {
     fn mail(key: Option<&str>) -> OutboundMail {
         let mail = OutboundMail::notification(Track::Human, "a@example.test", "Subject\r\nBcc: x@example.test", &["p"]);
         match key {
-            Some(k) => mail.with_dedupe_key(k),
+            Some(k) => mail.with_dedupe_key(k, 5000),
             None => mail,
         }
     }
@@ -320,6 +349,62 @@ mod tests {
             assert!(storage.write(|conn| store::mark_sent(conn, &due[0].id, 1000)).unwrap());
             assert!(!storage.write(|conn| store::mark_sent(conn, &due[0].id, 1001)).unwrap());
             assert_eq!(storage.read(|conn| store::backlog(conn, MAX_MAIL_ATTEMPTS)).unwrap(), 1);
+        }
+    }
+
+    /// Housekeeping drops mail sent or given up before the cut-off once its dedupe key no
+    /// longer matters, and nothing else; a purged key can be enqueued again. Revocations of
+    /// admin tokens go once the tokens have expired.
+    #[test]
+    fn purge_keeps_unsent_recent_and_still_deduplicating_mail() {
+        use crate::storage::outbox::testing::{forget_dedupe_until, rows};
+        use crate::storage::tokens;
+        let to = |recipient: &str| OutboundMail::notification(Track::Human, recipient, "s", &["p"]);
+        let keyed = |recipient: &str, key: &str, until: i64| to(recipient).with_dedupe_key(key, until);
+        for storage in crate::storage::testing::storages() {
+            let left =
+                || -> Vec<String> { storage.read(rows).unwrap().into_iter().map(|(_, recipient)| recipient).collect() };
+            storage
+                .write(|conn| {
+                    for mail in [
+                        to("sent-old@x"),
+                        to("unsent-old@x"),
+                        to("given-up-old@x"),
+                        keyed("sent-keyed@x", "expiry:1:7d", 5000),
+                        keyed("sent-legacy@x", "expiry:2:7d", 0),
+                    ] {
+                        enqueue(conn, &mail, 100)?;
+                    }
+                    enqueue(conn, &to("sent-recent@x"), 900)?;
+                    // A row from before `dedupe_until`: a key without a date.
+                    forget_dedupe_until(conn, "sent-legacy@x")?;
+                    for (id, recipient) in rows(conn)? {
+                        match recipient.as_str() {
+                            "unsent-old@x" => {}
+                            "given-up-old@x" => assert!(store::abandon(conn, &id, "refused", MAX_MAIL_ATTEMPTS)?),
+                            _ => assert!(store::mark_sent(conn, &id, 950)?),
+                        }
+                    }
+                    tokens::revoke(conn, "expired", "admin", 100, 500)?;
+                    tokens::revoke(conn, "live", "admin", 100, 2000)?;
+                    Ok(())
+                })
+                .unwrap();
+
+            // At 1000, keeping 500 s: the cut-off is 500.
+            let purged = storage.write(|conn| store::purge(conn, 500, 1000, MAX_MAIL_ATTEMPTS)).unwrap();
+            assert_eq!(purged, 2);
+            assert_eq!(left(), ["sent-keyed@x", "sent-legacy@x", "sent-recent@x", "unsent-old@x"]);
+            assert!(!storage.write(|conn| enqueue(conn, &keyed("again@x", "expiry:1:7d", 9000), 1000)).unwrap());
+            // Past the key's date it goes too, and the key is free again; the legacy row stays.
+            let purged = storage.write(|conn| store::purge(conn, 500, 6000, MAX_MAIL_ATTEMPTS)).unwrap();
+            assert_eq!(purged, 1);
+            assert_eq!(left(), ["sent-legacy@x", "sent-recent@x", "unsent-old@x"]);
+            assert!(storage.write(|conn| enqueue(conn, &keyed("again@x", "expiry:1:7d", 9000), 6000)).unwrap());
+
+            assert_eq!(storage.write(|conn| tokens::purge_expired(conn, 1000)).unwrap(), 1);
+            assert!(!storage.read(|conn| tokens::is_revoked(conn, "expired")).unwrap());
+            assert!(storage.read(|conn| tokens::is_revoked(conn, "live")).unwrap());
         }
     }
 

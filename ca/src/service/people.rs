@@ -439,7 +439,7 @@ impl Ca {
                     "Renew it before then with your ACME client.",
                 ],
             )
-            .with_dedupe_key(format!("expiry:{}:{days}d", cert.serial));
+            .with_dedupe_key(format!("expiry:{}:{days}d", cert.serial), cert.not_after);
             if self.storage.write(|conn| super::outbox::enqueue(conn, &mail, now))? {
                 sent += 1;
             }

@@ -155,7 +155,7 @@ fn tell_the_person(
              Run `dualca enroll` for a new one, or ask the help desk if you did not expect this.",
         ],
     )
-    .with_dedupe_key(format!("revoked:{}", cert.serial));
+    .with_dedupe_key(format!("revoked:{}", cert.serial), cert.not_after.max(now));
     super::outbox::enqueue(conn, &mail, now)?;
     Ok(())
 }

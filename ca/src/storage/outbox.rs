@@ -25,6 +25,7 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub sender: Option<String>,
     pub auto_submitted: Option<String>,
+    pub dedupe_until: Option<i64>,
 }
 
 /// Inserts `row` unless its dedupe key is taken; returns whether it did. It never fails on a
@@ -103,4 +104,33 @@ pub fn backlog(conn: &mut DbConnection, max_attempts: i64) -> Result<i64> {
 /// Unsent rows that ran out of attempts.
 pub fn given_up(conn: &mut DbConnection, max_attempts: i64) -> Result<i64> {
     Ok(o::outbox.filter(o::sent_at.is_null()).filter(o::attempts.ge(max_attempts)).count().get_result(conn)?)
+}
+
+/// Deletes mail that was sent, or given up, before `created_before`, unless its dedupe key
+/// still matters: a key whose `dedupe_until` is not yet past, or a key without one (rows from
+/// before that column, kept for good). Returns how many went.
+pub fn purge(conn: &mut DbConnection, created_before: i64, now: i64, max_attempts: i64) -> Result<usize> {
+    let done = o::sent_at.is_not_null().or(o::attempts.ge(max_attempts));
+    let key_over = o::dedupe_key.is_null().or(o::dedupe_until.lt(now).assume_not_null());
+    Ok(diesel::delete(o::outbox.filter(o::created_at.lt(created_before)).filter(done).filter(key_over))
+        .execute(conn)?)
+}
+
+/// Reads and edits for the tests in `service::outbox`, which cannot name the schema.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Every row's id and recipient, by recipient.
+    pub fn rows(conn: &mut DbConnection) -> Result<Vec<(String, String)>> {
+        Ok(o::outbox.select((o::id, o::recipient)).order(o::recipient).load(conn)?)
+    }
+
+    /// Makes a row look as if written before `dedupe_until` existed.
+    pub fn forget_dedupe_until(conn: &mut DbConnection, recipient: &str) -> Result<()> {
+        diesel::update(o::outbox.filter(o::recipient.eq(recipient)))
+            .set(o::dedupe_until.eq(None::<i64>))
+            .execute(conn)?;
+        Ok(())
+    }
 }

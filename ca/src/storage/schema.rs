@@ -183,6 +183,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         sender -> Nullable<Text>,
         auto_submitted -> Nullable<Text>,
+        dedupe_until -> Nullable<BigInt>,
     }
 }
 

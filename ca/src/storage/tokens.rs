@@ -19,3 +19,8 @@ pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> Result<bool> {
     let n: i64 = t::revoked_tokens.filter(t::jti.eq(jti)).count().get_result(conn)?;
     Ok(n > 0)
 }
+
+/// Deletes revocations of tokens that expired before `expired_before`.
+pub fn purge_expired(conn: &mut DbConnection, expired_before: i64) -> Result<usize> {
+    Ok(diesel::delete(t::revoked_tokens.filter(t::expires_at.lt(expired_before))).execute(conn)?)
+}
