@@ -560,6 +560,18 @@ async fn the_command_line_keeps_the_two_person_rule(db: Db) {
     let (ok, _, stderr) = dualca("carol", &["approve-recovery", email, &id]);
     assert!(!ok);
     assert!(stderr.contains("the two-person rule needs another operator to approve it"), "{stderr}");
+    // Carol's admin token is still Carol: the API refuses her approval too, and changes nothing.
+    let carol = operator(&server, "Carol");
+    let path = format!("/admin/api/human/people/{email}/recoveries/{id}/approve");
+    let (status, refused) = call(&server, "POST", &path, &carol, json!({})).await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(
+        refused["detail"],
+        format!(
+            "recovery {id} was requested by operator:carol; the two-person rule needs another operator to approve it"
+        )
+    );
+    assert_eq!(server.ca.recoveries(email).unwrap()[0].status, RecoveryStatus::Pending);
     let (ok, stdout, stderr) = dualca("dave", &["approve-recovery", email, "--", &id]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("completed") && stdout.contains("approved_by=operator:dave"), "{stdout}");

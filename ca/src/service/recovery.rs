@@ -215,7 +215,7 @@ impl Ca {
             let person = find_person(conn, email)?;
             let recovery = find_recovery(conn, &person, id)?;
             check_pending(&recovery, now)?;
-            if recovery.requested_by == operator {
+            if same_operator(&recovery.requested_by, operator) {
                 // Committed on its own, with nothing else: the refusal is on the chain.
                 audit::record(
                     conn,
@@ -227,7 +227,8 @@ impl Ca {
                     json!({ "recovery": recovery.id, "why": "the operator who requested it may not approve it" }),
                 )?;
                 return Ok(Err(Error::unauthorized(format!(
-                    "recovery {id} was requested by {operator}; the two-person rule needs another operator to approve it"
+                    "recovery {id} was requested by {}; the two-person rule needs another operator to approve it",
+                    recovery.requested_by
                 ))));
             }
             if person.status != PersonStatus::Active {
@@ -412,5 +413,31 @@ impl Ca {
         for serial in &outcome.revoked_certificates {
             self.revocation_committed(Track::Human, serial);
         }
+    }
+}
+
+/// Whether two actors are one operator for the two-person rule: the same actor, or the same
+/// name behind the API's `admin:` and the command line's `operator:` prefixes, case aside. One
+/// person may hold both an admin token and a shell on the server, and requesting through one
+/// and approving through the other must not count as two people.
+fn same_operator(a: &str, b: &str) -> bool {
+    fn name(actor: &str) -> &str {
+        actor.strip_prefix("admin:").or_else(|| actor.strip_prefix("operator:")).unwrap_or(actor)
+    }
+    name(a).eq_ignore_ascii_case(name(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_operator;
+
+    #[test]
+    fn one_name_through_the_api_and_the_command_line_is_one_operator() {
+        assert!(same_operator("admin:alice", "admin:alice"));
+        assert!(same_operator("operator:carol", "admin:Carol"));
+        assert!(same_operator("admin:carol", "operator:carol"));
+        assert!(!same_operator("admin:alice", "admin:bob"));
+        assert!(!same_operator("operator:carol", "operator:dave"));
+        assert!(!same_operator("admin:alice", "admin:alice2"));
     }
 }
