@@ -74,7 +74,8 @@ impl Mailer {
         Ok(Mailer { destination, from, message_id_domain, dkim })
     }
 
-    /// How mail is signed, for the start-up lines: `DKIM d=<domain> s=<selector>`, or unsigned.
+    /// How mail is signed, for the start-up lines: `DKIM-signed, d=<domain> s=<selector>`, or
+    /// that dualca does not sign it.
     pub fn signing(&self) -> String {
         match &self.dkim {
             Some(signer) => format!("DKIM-signed, d={} s={}", signer.domain(), signer.selector()),
