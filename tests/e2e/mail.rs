@@ -309,12 +309,19 @@ async fn a_dedupe_key_enqueues_once(db: Db) {
 }
 on_both_databases!(a_dedupe_key_enqueues_once);
 
-/// The TXT record `dualca mail dkim-record` prints for the `[mail]` settings in `config`: its
-/// owner name and the record's strings joined, as a receiver's resolver joins them.
-fn published_dkim_record(config: &Path) -> (String, String) {
+/// The TXT record `dualca mail dkim-record` prints for a configuration file with these `[mail]`
+/// settings (written to `dir`): its owner name and the record's strings joined, as a
+/// receiver's resolver joins them.
+fn published_dkim_record(dir: &Path, key: &Path, selector: &str, domain: &str) -> (String, String) {
+    let config = dir.join(format!("{selector}.toml"));
+    let settings = format!(
+        "[mail]\nfrom = \"dualca <ca@pki.example.test>\"\ndkim_key_file = {:?}\ndkim_selector = {selector:?}\ndkim_domain = {domain:?}\n",
+        key.to_string_lossy()
+    );
+    std::fs::write(&config, settings).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"))
         .arg("--config")
-        .arg(config)
+        .arg(&config)
         .args(["mail", "dkim-record"])
         .output()
         .unwrap();
@@ -395,16 +402,7 @@ async fn outgoing_mail_is_dkim_signed(db: Db) {
     else {
         return;
     };
-    let config = dir.path().join("rsa.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mail]\nfrom = \"dualca <ca@pki.example.test>\"\ndkim_key_file = {:?}\ndkim_selector = \"rsa2026\"\ndkim_domain = \"Example.test\"\n",
-            rsa_key.to_string_lossy()
-        ),
-    )
-    .unwrap();
-    let (name, record) = published_dkim_record(&config);
+    let (name, record) = published_dkim_record(dir.path(), &rsa_key, "rsa2026", "Example.test");
     assert_eq!(name, "rsa2026._domainkey.example.test");
     assert!(record.starts_with("v=DKIM1; k=rsa; p=MII") && record.len() > 255, "{record}");
 
@@ -450,16 +448,7 @@ async fn outgoing_mail_is_dkim_signed(db: Db) {
     // Ed25519, to .eml files: a mail shaped as a challenge mail, from the reply address.
     let ed_settings = mail_settings(&ed_key, "ed2026");
     let Some(server) = TestServer::start_with(db, ed_settings).await else { return };
-    let config = dir.path().join("ed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mail]\nfrom = \"dualca <ca@pki.example.test>\"\ndkim_key_file = {:?}\ndkim_selector = \"ed2026\"\ndkim_domain = \"example.test\"\n",
-            ed_key.to_string_lossy()
-        ),
-    )
-    .unwrap();
-    let (name, record) = published_dkim_record(&config);
+    let (name, record) = published_dkim_record(dir.path(), &ed_key, "ed2026", "example.test");
     assert_eq!(name, "ed2026._domainkey.example.test");
     assert!(record.starts_with("v=DKIM1; k=ed25519; p="), "{record}");
     let mut challenge = reminder("bob@example.test");
