@@ -29,8 +29,9 @@ pub struct EnrollArgs {
     /// The EAB key id shown on the enrollment page.
     #[arg(long)]
     pub eab_kid: String,
-    /// The EAB HMAC key (base64url) shown on the enrollment page.
-    #[arg(long)]
+    /// The EAB HMAC key (base64url) shown on the enrollment page. One key in 64 begins with
+    /// `-`, which is taken as the value all the same.
+    #[arg(long, allow_hyphen_values = true)]
     pub eab_hmac_key: String,
     /// Your email address: the certificate names it, and the challenge mail goes to it.
     #[arg(long)]
@@ -491,6 +492,33 @@ mod tests {
         let text = reply_text("a@x.org", "ca@y.org", "tok", Some("<m@y>"), "RESP");
         assert!(text.starts_with("From: a@x.org\r\nTo: ca@y.org\r\nSubject: Re: ACME: tok\r\nIn-Reply-To: <m@y>\r\n"));
         assert!(text.contains("\r\n\r\n-----BEGIN ACME RESPONSE-----\r\nRESP\r\n-----END ACME RESPONSE-----\r\n"));
+    }
+
+    /// One HMAC key in 64 begins with `-`: it is still the value of `--eab-hmac-key`, given
+    /// as an argument of its own.
+    #[test]
+    fn an_hmac_key_may_begin_with_a_hyphen() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: EnrollArgs,
+        }
+        let parsed = <Cli as clap::Parser>::try_parse_from([
+            "enroll",
+            "--directory",
+            "https://ca.example/acme/human/directory",
+            "--eab-kid",
+            "eab-1",
+            "--eab-hmac-key",
+            "-4bc_d",
+            "--email",
+            "a@example.test",
+            "--ca-root",
+            "root.pem",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.args.eab_hmac_key, "-4bc_d");
+        assert_eq!(parsed.args.email, "a@example.test");
     }
 
     #[test]

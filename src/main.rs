@@ -428,7 +428,7 @@ async fn main() -> Result<()> {
                         let ttl = dualca::config::parse_duration(&ttl)?;
                         let creds = ca.create_asset_eab(&name, ttl, single_use, &actor)?;
                         format!(
-                            "kid:      {}\nhmac key: {}\nexpires:  {}{}\nThe key is shown only now. For certbot: --eab-kid {} --eab-hmac-key {}\n",
+                            "kid:      {}\nhmac key: {}\nexpires:  {}{}\nThe key is shown only now. For certbot: --eab-kid {} --eab-hmac-key={}\n",
                             creds.kid,
                             creds.hmac_key_b64,
                             dualca_ca::clock::rfc3339(creds.expires_at),

@@ -287,7 +287,7 @@ async fn enroll_submit(
                     "<p>Welcome, {name}. Your address {email} is confirmed.</p>\
                      <p>Your ACME credentials for <code>{dir}</code> are shown only now:</p>\
                      <dl><dt>EAB kid</dt><dd><code id=kid>{kid}</code></dd><dt>EAB HMAC key</dt><dd><code id=hmac>{hmac}</code></dd></dl>\
-                     <p>Any ACME client with external account binding can use them (certbot: <code>--eab-kid</code> and <code>--eab-hmac-key</code>).</p>",
+                     <p>Any ACME client with external account binding can use them (certbot: <code>--eab-kid</code> and <code>--eab-hmac-key=</code>, joined to the key by <code>=</code>, since a key may begin with <code>-</code>).</p>",
                     name = esc(&person.display_name),
                     email = esc(&person.email),
                     dir = esc(&directory),

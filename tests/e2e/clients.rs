@@ -297,7 +297,7 @@ async fn lego_obtains_renews_and_revokes(db: Db) {
         command
             .args(["--server", &server.directory(Track::Machine)])
             .args(["--email", ACCOUNT_EMAIL, "--accept-tos"])
-            .args(["--eab", "--kid", &eab_kid, "--hmac", &eab_hmac])
+            .args(["--eab", "--kid", &eab_kid, &format!("--hmac={eab_hmac}")])
             .arg("--path")
             .arg(&store)
             .args(["--http", "--http.port", &listen, "--domains", NAME])
@@ -314,7 +314,7 @@ async fn lego_obtains_renews_and_revokes(db: Db) {
     foreign
         .args(["--server", &server.directory(Track::Machine)])
         .args(["--email", ACCOUNT_EMAIL, "--accept-tos"])
-        .args(["--eab", "--kid", &eab_kid, "--hmac", &eab_hmac])
+        .args(["--eab", "--kid", &eab_kid, &format!("--hmac={eab_hmac}")])
         .arg("--path")
         .arg(work.path().join("lego-foreign"))
         .args(["--http", "--http.port", &listen, "--domains", FOREIGN, "run"])

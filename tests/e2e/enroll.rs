@@ -92,6 +92,7 @@ fn enroll(server: &TestServer, eab: &(String, Vec<u8>), out: &Path, extra: &[Str
     Command::new(env!("CARGO_BIN_EXE_dualca"))
         .arg("enroll")
         .args(["--directory", &server.directory(dualca_ca::Track::Human)])
+        // The key as its own argument, as people paste it: one key in 64 begins with `-`.
         .args(["--eab-kid", &eab.0, "--eab-hmac-key", &hmac, "--email", EMAIL])
         .arg("--ca-root")
         .arg(&server.root_pem)
