@@ -32,6 +32,18 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "GET",
+        path: "/admin/api/{track}/outbox",
+        permission: Some(Permission::ReadMail),
+        summary: "A track's undelivered mail, oldest first: still being tried, or given up",
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/admin/api/{track}/outbox/{id}/retry",
+        permission: Some(Permission::ManageMail),
+        summary: "Send a given-up mail again: its attempts start over, due at once (audited)",
+    },
+    RouteSpec {
+        method: "GET",
         path: "/admin/api/{track}/dashboard",
         permission: Some(Permission::ReadDashboard),
         summary: "Counts for a track's dashboard",
@@ -197,6 +209,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/{track}/certificates", web::get().to(certificates))
         .route("/admin/api/{track}/certificates/{serial}", web::get().to(certificate))
         .route("/admin/api/{track}/certificates/{serial}/revoke", web::post().to(revoke))
+        .route("/admin/api/{track}/outbox", web::get().to(outbox))
+        .route("/admin/api/{track}/outbox/{id}/retry", web::post().to(retry_mail))
         .configure(crate::assets::configure)
         .configure(crate::people::configure);
 }
@@ -463,6 +477,51 @@ async fn revoke(
     crate::metrics::REVOCATIONS.with_label_values(&[track.as_str()]).inc();
     Ok(HttpResponse::build(StatusCode::OK)
         .json(json!({ "serial": serial.to_ascii_lowercase(), "status": "revoked", "reason": reason.name() })))
+}
+
+/// Undelivered mail, as operators see it. A challenge mail's subject is half of its token,
+/// so it is not shown.
+fn mail_json(mail: &dualca_ca::QueuedMail) -> Value {
+    let challenge = mail.auto_submitted.as_deref().is_some_and(|v| v.contains("type=acme"));
+    json!({
+        "id": mail.id,
+        "recipient": mail.recipient,
+        "subject": if challenge { "ACME: (a challenge mail; its subject is not shown)" } else { mail.subject.as_str() },
+        "created_at": rfc3339(mail.created_at),
+        "attempts": mail.attempts,
+        "given_up": mail.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS,
+        "next_attempt_at": rfc3339(mail.next_attempt_at),
+        "last_error": mail.last_error,
+    })
+}
+
+/// At most this many undelivered mails are listed.
+const OUTBOX_LIST_LIMIT: i64 = 500;
+
+async fn outbox(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    track: web::Path<String>,
+) -> Result<HttpResponse, AdminProblem> {
+    let track = track_of(&track)?;
+    principal.require(&state, Permission::ReadMail, Some(track), "read the outbox").await?;
+    let ca = state.ca.clone();
+    let mail = blocking(move || ca.undelivered_mail_of(track, OUTBOX_LIST_LIMIT)).await?;
+    Ok(HttpResponse::Ok().json(json!({ "mail": mail.iter().map(mail_json).collect::<Vec<_>>() })))
+}
+
+async fn retry_mail(
+    state: web::Data<AdminState>,
+    principal: Principal,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AdminProblem> {
+    let (track, id) = path.into_inner();
+    let track = track_of(&track)?;
+    principal.require(&state, Permission::ManageMail, Some(track), "send mail again").await?;
+    let ca = state.ca.clone();
+    let operator = format!("admin:{}", principal.subject);
+    let mail = blocking(move || ca.retry_mail(track, &id, &operator)).await?;
+    Ok(HttpResponse::Ok().json(mail_json(&mail)))
 }
 
 async fn openapi() -> HttpResponse {

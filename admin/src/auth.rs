@@ -58,6 +58,10 @@ pub enum Permission {
     ManageAssets,
     ReadPeople,
     ManagePeople,
+    /// A track's undelivered mail.
+    ReadMail,
+    /// Sending a track's given-up mail again.
+    ManageMail,
     /// Any valid token.
     Authenticated,
 }
@@ -68,12 +72,14 @@ impl Role {
         match (self, permission) {
             (_, Authenticated) => true,
             (Role::Admin, _) => true,
-            (Role::Auditor, ReadAudit | ReadCertificates | ReadDashboard | ReadAssets) => true,
+            (Role::Auditor, ReadAudit | ReadCertificates | ReadDashboard | ReadAssets | ReadMail) => true,
             (Role::Inventory, ReadAssets | ManageAssets) => track == Some(Track::Machine),
             (Role::Auditor, ReadPeople) => true,
             (Role::Helpdesk, ReadPeople | ManagePeople) => track == Some(Track::Human),
-            (Role::Inventory, ReadCertificates | ReadDashboard) => track == Some(Track::Machine),
-            (Role::Helpdesk, ReadCertificates | ReadDashboard) => track == Some(Track::Human),
+            (Role::Inventory, ReadCertificates | ReadDashboard | ReadMail | ManageMail) => {
+                track == Some(Track::Machine)
+            }
+            (Role::Helpdesk, ReadCertificates | ReadDashboard | ReadMail | ManageMail) => track == Some(Track::Human),
             _ => false,
         }
     }

@@ -247,14 +247,18 @@ async fn without_a_relay_mail_becomes_eml_files(db: Db) {
 }
 on_both_databases!(without_a_relay_mail_becomes_eml_files);
 
-async fn delivery_is_retried_until_the_relay_is_up(db: Db) {
-    let Some(python) = aiosmtpd_python() else { return };
+/// A server whose relay, on a free loopback port, is not started yet: mail fails until the
+/// test starts an SMTP server there (with the Python returned, in the directory returned).
+async fn server_with_relay_down(db: Db) -> Option<(PathBuf, tempfile::TempDir, u16, TestServer)> {
+    let python = aiosmtpd_python()?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_loopback_port();
-    let Some(server) = TestServer::start_with(db, |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await
-    else {
-        return;
-    };
+    let server = TestServer::start_with(db, |s| s.mail.smtp_url = format!("smtp://127.0.0.1:{port}")).await?;
+    Some((python, dir, port, server))
+}
+
+async fn delivery_is_retried_until_the_relay_is_up(db: Db) {
+    let Some((python, dir, port, server)) = server_with_relay_down(db).await else { return };
 
     assert!(server.ca.enqueue_mail(&reminder("carol@example.test")).unwrap());
     let failed =
@@ -471,3 +475,94 @@ async fn outgoing_mail_is_dkim_signed(db: Db) {
     server.stop().await;
 }
 on_both_databases!(outgoing_mail_is_dkim_signed);
+
+/// Once the relay is fixed, an operator lists the mail that was given up and sends it again
+/// through the admin API: the track's own role may, others may not; mail still being tried,
+/// mail already sent and mail of the other track are refused with the API's problems, and a
+/// challenge mail's subject (half of its token) is never shown.
+async fn given_up_mail_is_listed_and_sent_again_on_request(db: Db) {
+    use dualca_admin::Role;
+    use serde_json::json;
+    let Some((python, dir, port, server)) = server_with_relay_down(db).await else { return };
+    let token = |role: Role, subject: &str| {
+        server.settings.admin_auth().unwrap().mint(role, subject, 3600, server.ca.clock.unix()).unwrap().0
+    };
+    let (helpdesk, inventory, auditor) =
+        (token(Role::Helpdesk, "hd-1"), token(Role::Inventory, "inv-1"), token(Role::Auditor, "aud-1"));
+
+    // The relay is down: the reminder fails; here it is given up at once rather than after 20
+    // failures. A challenge-shaped mail waits its turn behind it.
+    assert!(server.ca.enqueue_mail(&reminder("erin@example.test")).unwrap());
+    let mut challenge = reminder("erin@example.test");
+    challenge.subject = "ACME: secret-token-part".into();
+    challenge.auto_submitted = Some("auto-generated; type=acme".into());
+    challenge.id = Some("challenge-mail-1".into());
+    let failed =
+        wait_for("a failed attempt", || server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts > 0))
+            .await;
+    server.ca.abandon_mail(&failed.id, "connection refused").unwrap();
+    assert!(server.ca.enqueue_mail(&challenge).unwrap());
+
+    let (status, listed) = server.admin_call("GET", "/admin/api/human/outbox", &auditor, json!(null)).await;
+    assert_eq!(status, 200, "{listed}");
+    let mail = listed["mail"].as_array().unwrap();
+    assert_eq!(mail.len(), 2, "{listed:#}");
+    assert_eq!(mail[0]["id"], failed.id.as_str());
+    assert_eq!(mail[0]["recipient"], "erin@example.test");
+    assert_eq!(mail[0]["subject"], "Your S/MIME certificate expires in 7 days");
+    assert_eq!(
+        (mail[0]["given_up"].as_bool(), mail[0]["last_error"].as_str()),
+        (Some(true), Some("connection refused"))
+    );
+    assert_eq!(mail[1]["given_up"], false);
+    assert!(!listed.to_string().contains("secret-token-part"), "{listed}");
+    let (status, other) = server.admin_call("GET", "/admin/api/machine/outbox", &auditor, json!(null)).await;
+    assert_eq!((status, other["mail"].as_array().map(Vec::len)), (200, Some(0)), "{other}");
+
+    let retry = format!("/admin/api/human/outbox/{}/retry", failed.id);
+    for (who, refused) in [("auditor", &auditor), ("inventory", &inventory)] {
+        let (status, body) = server.admin_call("POST", &retry, refused, json!(null)).await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    let (status, body) = server.admin_call("POST", "/admin/api/machine/outbox/x/retry", &helpdesk, json!(null)).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = server
+        .admin_call(
+            "POST",
+            &format!("/admin/api/machine/outbox/{}/retry", failed.id),
+            &token(Role::Admin, "root"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (404, Some(format!("no unsent mail {} on the machine track", failed.id).as_str()))
+    );
+    let (status, body) =
+        server.admin_call("POST", "/admin/api/human/outbox/challenge-mail-1/retry", &helpdesk, json!(null)).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("still being tried"), "{body}");
+    assert_eq!(server.ca.outbox_given_up().unwrap(), 1, "refusals change nothing");
+
+    // The relay comes back; the help desk sends the reminder again, and it arrives.
+    let smtp = SmtpServer::start(&python, port, dir.path()).await;
+    server.ca.clock.advance(time::Duration::minutes(2));
+    let (status, body) = server.admin_call("POST", &retry, &helpdesk, json!(null)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["attempts"].as_i64(), body["given_up"].as_bool()), (Some(0), Some(false)));
+    let messages = wait_for("both mails at the SMTP server", || Some(smtp.messages()).filter(|m| m.len() == 2)).await;
+    assert!(messages.iter().any(|m| header(m, "subject") == "Your S/MIME certificate expires in 7 days"));
+    wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
+    let (status, body) = server.admin_call("POST", &retry, &helpdesk, json!(null)).await;
+    assert_eq!(status, 404, "sent mail is not sent again: {body}");
+    let (status, audit) =
+        server.admin_call("GET", "/admin/api/human/audit?action=mail.retry", &auditor, json!(null)).await;
+    assert_eq!(status, 200, "{audit}");
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit:#}");
+    assert_eq!(events[0]["actor"], "admin:hd-1");
+    assert_eq!(events[0]["subject"], format!("mail:{}", failed.id));
+    server.stop().await;
+    smtp.stop().await;
+}
+on_both_databases!(given_up_mail_is_listed_and_sent_again_on_request);

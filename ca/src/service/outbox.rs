@@ -230,8 +230,48 @@ impl Ca {
     /// Unsent mail, including mail that was given up on, oldest first: what an operator looks
     /// at when mail does not arrive.
     pub fn undelivered_mail(&self, limit: i64) -> Result<Vec<QueuedMail>> {
-        let rows = self.storage.read(|conn| store::unsent(conn, limit))?;
+        let rows = self.storage.read(|conn| store::unsent(conn, None, limit))?;
         rows.into_iter().map(QueuedMail::try_from).collect()
+    }
+
+    /// `undelivered_mail` of one track.
+    pub fn undelivered_mail_of(&self, track: Track, limit: i64) -> Result<Vec<QueuedMail>> {
+        let rows = self.storage.read(|conn| store::unsent(conn, Some(track.as_str()), limit))?;
+        rows.into_iter().map(QueuedMail::try_from).collect()
+    }
+
+    /// An operator sends a given-up mail again (once the relay is fixed, say): it gets its
+    /// attempts back and is due at once, and the request is audited on the mail's track. Mail
+    /// that was sent, or is of another track, is `not_found`; mail still being tried is a
+    /// `conflict`.
+    pub fn retry_mail(&self, track: Track, id: &str, actor: &str) -> Result<QueuedMail> {
+        let now = self.clock.unix();
+        self.storage.write(|conn| {
+            let row = store::unsent_by_id(conn, track.as_str(), id)?
+                .ok_or_else(|| crate::Error::not_found(format!("no unsent mail {id} on the {track} track")))?;
+            if row.attempts < MAX_MAIL_ATTEMPTS {
+                return Err(crate::Error::conflict(format!(
+                    "mail {id} is still being tried ({} failed attempts of {MAX_MAIL_ATTEMPTS}); only given-up mail is sent again",
+                    row.attempts
+                )));
+            }
+            if !store::requeue(conn, id, MAX_MAIL_ATTEMPTS, now)? {
+                return Err(crate::Error::conflict(format!("mail {id} changed meanwhile")));
+            }
+            crate::audit::record(
+                conn,
+                track,
+                now,
+                actor,
+                "mail.retry",
+                format!("mail:{id}"),
+                serde_json::json!({ "recipient": row.recipient, "attempts": row.attempts, "last_error": row.last_error }),
+            )?;
+            let mut mail = QueuedMail::try_from(row)?;
+            mail.attempts = 0;
+            mail.next_attempt_at = now;
+            Ok(mail)
+        })
     }
 
     pub fn mark_mail_sent(&self, id: &str) -> Result<()> {
@@ -331,7 +371,7 @@ mod tests {
                 Err(crate::Error::conflict("the event failed"))
             });
             assert!(failed.is_err());
-            let rows = storage.read(|conn| store::unsent(conn, 10)).unwrap();
+            let rows = storage.read(|conn| store::unsent(conn, None, 10)).unwrap();
             assert_eq!(rows.len(), 2);
             assert!(rows.iter().all(|r| r.subject == "Subject  Bcc: x@example.test"));
             assert!(storage.write(|conn| enqueue(conn, &mail(Some("reminder:2:7d")), 300)).unwrap());

@@ -59,14 +59,35 @@ pub fn due(conn: &mut DbConnection, now: i64, max_attempts: i64, limit: i64) -> 
         .load(conn)?)
 }
 
-/// Every unsent row, given up or not, oldest first.
-pub fn unsent(conn: &mut DbConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+/// Every unsent row, given up or not, oldest first; of one track when `track` says so.
+pub fn unsent(conn: &mut DbConnection, track: Option<&str>, limit: i64) -> Result<Vec<OutboxRow>> {
+    let mut query = o::outbox.filter(o::sent_at.is_null()).into_boxed();
+    if let Some(track) = track {
+        query = query.filter(o::track.eq(track));
+    }
+    Ok(query.order((o::created_at.asc(), o::id.asc())).limit(limit).select(OutboxRow::as_select()).load(conn)?)
+}
+
+/// An unsent row of `track` by id.
+pub fn unsent_by_id(conn: &mut DbConnection, track: &str, id: &str) -> Result<Option<OutboxRow>> {
     Ok(o::outbox
+        .filter(o::id.eq(id))
+        .filter(o::track.eq(track))
         .filter(o::sent_at.is_null())
-        .order((o::created_at.asc(), o::id.asc()))
-        .limit(limit)
         .select(OutboxRow::as_select())
-        .load(conn)?)
+        .get_result(conn)
+        .optional()?)
+}
+
+/// Gives a given-up row its attempts back, due at `now`; returns whether it was given up
+/// (and unsent) and now is not.
+pub fn requeue(conn: &mut DbConnection, id: &str, max_attempts: i64, now: i64) -> Result<bool> {
+    let n = diesel::update(
+        o::outbox.filter(o::id.eq(id)).filter(o::sent_at.is_null()).filter(o::attempts.ge(max_attempts)),
+    )
+    .set((o::attempts.eq(0), o::next_attempt_at.eq(now)))
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 pub fn mark_sent(conn: &mut DbConnection, id: &str, now: i64) -> Result<bool> {
