@@ -286,6 +286,11 @@ enum MailCommand {
     /// Print the DNS TXT record, in zone-file form, that publishes the public half of
     /// `[mail] dkim_key_file` for receivers to verify dualca's DKIM signatures with.
     DkimRecord,
+    /// List a track's undelivered mail, oldest first: still being tried, or given up.
+    Undelivered { track: dualca_ca::Track },
+    /// Send a given-up mail again (its attempts start over; audited); the running server
+    /// delivers it.
+    Retry { track: dualca_ca::Track, id: String },
 }
 
 #[derive(Subcommand)]
@@ -581,6 +586,12 @@ async fn main() -> Result<()> {
             println!("revoked on the {track} track ({}); CRL number {number} published", reason.name());
             Ok(())
         }
+        Command::Mail { command: MailCommand::Undelivered { track } } => {
+            print_mail(settings, move |ca, _| ca.undelivered_mail_of(track, 500)).await
+        }
+        Command::Mail { command: MailCommand::Retry { track, id } } => {
+            print_mail(settings, move |ca, actor| Ok(vec![ca.retry_mail(track, &id, &actor)?])).await
+        }
         Command::Mail { command: MailCommand::DkimRecord } => {
             let Some(signer) = dualca::mail::dkim_signer(&settings)? else {
                 anyhow::bail!("[mail] dkim_key_file and dkim_selector are not set: there is no DKIM key to publish");
@@ -609,6 +620,37 @@ async fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs a mail command against the database (as `operator:$USER`) and prints the mail it
+/// returns, a line each.
+async fn print_mail(
+    settings: Settings,
+    run: impl FnOnce(&dualca_ca::Ca, String) -> dualca_ca::Result<Vec<dualca_ca::QueuedMail>> + Send + 'static,
+) -> Result<()> {
+    let public_url = settings.public_url_for_port(settings.listen.port());
+    let actor = format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "cli".into()));
+    let mails = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let ca = open_ca(&settings, &public_url)?;
+        Ok(run(&ca, actor)?)
+    })
+    .await??;
+    for mail in mails {
+        let state = if mail.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS {
+            "given-up".to_string()
+        } else {
+            format!("due {}", dualca_ca::clock::rfc3339(mail.next_attempt_at))
+        };
+        println!(
+            "{}  {}  {state}  attempts={}  to={}  error={}",
+            mail.id,
+            dualca_ca::clock::rfc3339(mail.created_at),
+            mail.attempts,
+            mail.recipient,
+            mail.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
 }
 
 fn describe(asset: &dualca_ca::model::Asset) -> String {

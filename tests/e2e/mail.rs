@@ -477,7 +477,7 @@ async fn outgoing_mail_is_dkim_signed(db: Db) {
 on_both_databases!(outgoing_mail_is_dkim_signed);
 
 /// Once the relay is fixed, an operator lists the mail that was given up and sends it again
-/// through the admin API: the track's own role may, others may not; mail still being tried,
+/// through the admin API or the command line: the track's own role may, others may not; mail still being tried,
 /// mail already sent and mail of the other track are refused with the API's problems, and a
 /// challenge mail's subject (half of its token) is never shown.
 async fn given_up_mail_is_listed_and_sent_again_on_request(db: Db) {
@@ -562,6 +562,46 @@ async fn given_up_mail_is_listed_and_sent_again_on_request(db: Db) {
     assert_eq!(events.len(), 1, "{audit:#}");
     assert_eq!(events[0]["actor"], "admin:hd-1");
     assert_eq!(events[0]["subject"], format!("mail:{}", failed.id));
+
+    // The command line does the same, as `operator:$USER`: a mail no attempt can send is
+    // listed as given up, sent again, and given up again at its next attempt.
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
+        cmd.arg("--data-dir").arg(&server.settings.data_dir).env("USER", "carol").env("RUST_LOG", "warn");
+        if !server.settings.database_url.is_empty() {
+            cmd.args(["--database-url", &server.settings.database_url]);
+        }
+        let out = cmd.arg("mail").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(server.ca.enqueue_mail(&reminder("not an address")).unwrap());
+    let hopeless = wait_for("the hopeless mail given up", || {
+        server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS)
+    })
+    .await;
+    let (ok, listed, stderr) = cli(&["undelivered", "human"]);
+    assert!(ok, "{stderr}");
+    assert!(listed.starts_with(&format!("{}  ", hopeless.id)), "{listed}");
+    assert!(listed.contains("given-up  attempts=20  to=not an address  error=recipient"), "{listed}");
+    assert_eq!(cli(&["undelivered", "machine"]).1, "");
+    let (ok, retried, stderr) = cli(&["retry", "human", &hopeless.id]);
+    assert!(ok, "{stderr}");
+    assert!(retried.contains("  due ") && retried.contains("attempts=0"), "{retried}");
+    let (ok, _, stderr) = cli(&["retry", "machine", &hopeless.id]);
+    assert!(!ok && stderr.contains(&format!("no unsent mail {} on the machine track", hopeless.id)), "{stderr}");
+    wait_for("given up again", || {
+        let again = server.ca.undelivered_mail(10).unwrap();
+        again.iter().any(|m| m.id == hopeless.id && m.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS).then_some(())
+    })
+    .await;
+    let (_, audit) = server.admin_call("GET", "/admin/api/human/audit?action=mail.retry", &auditor, json!(null)).await;
+    let actors: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap()).collect();
+    assert_eq!(actors.len(), 2, "{audit:#}");
+    assert!(actors.contains(&"operator:carol") && actors.contains(&"admin:hd-1"), "{actors:?}");
     server.stop().await;
     smtp.stop().await;
 }
