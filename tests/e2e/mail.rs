@@ -565,19 +565,7 @@ async fn given_up_mail_is_listed_and_sent_again_on_request(db: Db) {
 
     // The command line does the same, as `operator:$USER`: a mail no attempt can send is
     // listed as given up, sent again, and given up again at its next attempt.
-    let cli = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
-        cmd.arg("--data-dir").arg(&server.settings.data_dir).env("USER", "carol").env("RUST_LOG", "warn");
-        if !server.settings.database_url.is_empty() {
-            cmd.args(["--database-url", &server.settings.database_url]);
-        }
-        let out = cmd.arg("mail").args(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| server.cli("carol", &[&["mail"], args].concat());
     assert!(server.ca.enqueue_mail(&reminder("not an address")).unwrap());
     let hopeless = wait_for("the hopeless mail given up", || {
         server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS)

@@ -4,8 +4,6 @@
 //! for a client-auth holder, through the API and the CLI; bad input and wrong states are
 //! refused precisely; and every step is on the human chain with the operators' ids.
 
-use std::process::Command;
-
 use dualca_admin::Role;
 use dualca_ca::model::RecoveryStatus;
 use dualca_ca::Track;
@@ -520,21 +518,8 @@ async fn the_command_line_keeps_the_two_person_rule(db: Db) {
     let email = "hal@example.test";
     enrolled_person(&server, email, "E-4006").await;
     proof_by_helpdesk(&server, email).await;
-    let dualca = |user: &str, args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualca"));
-        // The link in the mail is built from the URL the command is given, as for `person join`.
-        cmd.arg("--data-dir").arg(&server.settings.data_dir).args(["--public-url", &server.public_url]);
-        cmd.env("RUST_LOG", "warn").env("USER", user);
-        if !server.settings.database_url.is_empty() {
-            cmd.args(["--database-url", &server.settings.database_url]);
-        }
-        let out = cmd.arg("person").args(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    // The link in the mail is built from the URL the command is given, as for `person join`.
+    let dualca = |user: &str, args: &[&str]| server.cli(user, &[&["person"], args].concat());
     let (ok, stdout, stderr) = dualca(
         "carol",
         &[

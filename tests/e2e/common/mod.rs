@@ -247,6 +247,25 @@ impl TestServer {
     }
 
     /// One admin API request with a JSON body; the status and the JSON answer (Null if none).
+    /// Runs the `dualca` command line on this server's data directory and database, as the
+    /// operator `user` (the CLI's actor is `operator:$USER`), with the server's public URL, from
+    /// which commands that mail a link build it. Returns whether it succeeded, its stdout and
+    /// its stderr.
+    pub fn cli(&self, user: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
+        cmd.arg("--data-dir").arg(&self.settings.data_dir).args(["--public-url", &self.public_url]);
+        cmd.env("RUST_LOG", "warn").env("USER", user);
+        if !self.settings.database_url.is_empty() {
+            cmd.args(["--database-url", &self.settings.database_url]);
+        }
+        let out = cmd.args(args).output().expect("run dualca");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     pub async fn admin_call(
         &self,
         method: &str,
