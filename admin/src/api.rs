@@ -482,11 +482,10 @@ async fn revoke(
 /// Undelivered mail, as operators see it. A challenge mail's subject is half of its token,
 /// so it is not shown.
 fn mail_json(mail: &dualca_ca::QueuedMail) -> Value {
-    let challenge = mail.auto_submitted.as_deref().is_some_and(|v| v.contains("type=acme"));
     json!({
         "id": mail.id,
         "recipient": mail.recipient,
-        "subject": if challenge { "ACME: (a challenge mail; its subject is not shown)" } else { mail.subject.as_str() },
+        "subject": if mail.is_challenge_mail() { "ACME: (a challenge mail; its subject is not shown)" } else { mail.subject.as_str() },
         "created_at": rfc3339(mail.created_at),
         "attempts": mail.attempts,
         "given_up": mail.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS,

@@ -143,6 +143,13 @@ pub struct QueuedMail {
     pub auto_submitted: Option<String>,
 }
 
+impl QueuedMail {
+    /// An RFC 8823 challenge mail, whose subject is half of its token and is shown to no one.
+    pub fn is_challenge_mail(&self) -> bool {
+        self.auto_submitted.as_deref() == Some(super::AUTO_SUBMITTED_ACME)
+    }
+}
+
 impl TryFrom<OutboxRow> for QueuedMail {
     type Error = crate::Error;
     fn try_from(r: OutboxRow) -> Result<QueuedMail> {
