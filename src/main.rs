@@ -636,7 +636,7 @@ async fn print_mail(
     })
     .await??;
     for mail in mails {
-        let state = if mail.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS {
+        let state = if mail.given_up() {
             "given-up".to_string()
         } else {
             format!("due {}", dualca_ca::clock::rfc3339(mail.next_attempt_at))

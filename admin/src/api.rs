@@ -485,10 +485,10 @@ fn mail_json(mail: &dualca_ca::QueuedMail) -> Value {
     json!({
         "id": mail.id,
         "recipient": mail.recipient,
-        "subject": if mail.is_challenge_mail() { "ACME: (a challenge mail; its subject is not shown)" } else { mail.subject.as_str() },
+        "subject": mail.subject_for_operators(),
         "created_at": rfc3339(mail.created_at),
         "attempts": mail.attempts,
-        "given_up": mail.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS,
+        "given_up": mail.given_up(),
         "next_attempt_at": rfc3339(mail.next_attempt_at),
         "last_error": mail.last_error,
     })

@@ -1,8 +1,9 @@
 //! The admin web pages: signing in with a token and the session cookie's flags, the CSRF token
 //! every form needs, what each role sees and may do, escaping of everything a page echoes, the
-//! audit log's filters and paging, the people pages' help-desk forms, and a real headless
-//! Chromium driven over WebDriver through sign-in, the audit logs, an asset's Decommission
-//! button with its confirm dialog, and a person's page.
+//! audit log's filters and paging, the people pages' help-desk forms, the undelivered-mail page,
+//! and a real headless Chromium driven over WebDriver through sign-in, the audit logs, an
+//! asset's Decommission button with its confirm dialog, a person's page, and a given-up mail's
+//! Send again button.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -739,6 +740,110 @@ async fn audit_log_filters_and_pages(db: Db) {
 }
 on_both_databases!(audit_log_filters_and_pages);
 
+/// A notification for `recipient` on the human track.
+fn notice_mail(recipient: &str) -> dualca_ca::OutboundMail {
+    dualca_ca::OutboundMail::notification(Track::Human, recipient, "Your certificate expires soon", &["Renew it."])
+}
+
+/// A track's undelivered-mail page: who may read it and who may send given-up mail again, the
+/// CSRF token its form needs, a challenge mail's subject withheld, refusals that change
+/// nothing, and the retry audited under the operator's name.
+async fn undelivered_mail_page_lists_and_sends_again(db: Db) {
+    // A relay nobody listens on: every attempt fails, and nothing is ever delivered.
+    let relay = format!("smtp://127.0.0.1:{}", crate::mail::free_loopback_port());
+    let Some(server) = TestServer::start_with(db, |s| s.mail.smtp_url = relay).await else { return };
+    assert!(server.ca.enqueue_mail(&notice_mail("gil@example.test")).unwrap());
+    let mut challenge = notice_mail("gil@example.test");
+    challenge.subject = "ACME: secret-token-half".into();
+    challenge.auto_submitted = Some("auto-generated; type=acme".into());
+    challenge.id = Some("challenge-mail-9".into());
+    assert!(server.ca.enqueue_mail(&challenge).unwrap());
+    let given_up = wait_for("a failed delivery attempt", Duration::from_secs(20), || {
+        let failed =
+            server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.attempts > 0 && !m.is_challenge_mail());
+        std::future::ready(failed)
+    })
+    .await;
+    // Given up at once here, rather than after twenty failures.
+    server.ca.abandon_mail(&given_up.id, "connection refused <relay down>").unwrap();
+    let path = "/admin/human/mail";
+    let retry = format!("{path}/{}/retry", given_up.id);
+
+    let helpdesk = sign_in(&server, Role::Helpdesk).await;
+    let dashboard = helpdesk.get("/admin/human").await;
+    assert!(dashboard.body.contains("<a href=\"/admin/human/mail\">Undelivered mail</a>"), "{}", dashboard.body);
+    let page = helpdesk.get(path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = page.body.split(&format!("<tr id=\"mail-{}\">", given_up.id)).nth(1).expect("the given-up row");
+    let row = row.split("</tr>").next().unwrap();
+    for expected in [
+        "gil@example.test",
+        "Your certificate expires soon",
+        "given up",
+        "connection refused &lt;relay down&gt;",
+        "class=\"retry\">Send again</button>",
+    ] {
+        assert!(row.contains(expected), "{expected:?} not in {row}");
+    }
+    assert!(page.body.contains("ACME: (a challenge mail; its subject is not shown)"), "{}", page.body);
+    assert!(!page.body.contains("secret-token-half"), "{}", page.body);
+    let pending = page.body.split("<tr id=\"mail-challenge-mail-9\">").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(pending.contains("next attempt") && !pending.contains("Send again"), "{pending}");
+
+    // The auditor reads but has no button, and may not post; inventory and the help desk stay
+    // off the other track's page; the help desk's own form needs its CSRF token.
+    let auditor = sign_in(&server, Role::Auditor).await;
+    let read = auditor.get(path).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert!(read.body.contains("gil@example.test") && !read.body.contains("Send again"), "{}", read.body);
+    assert_eq!(auditor.post(&retry, &[("csrf", &auditor.csrf)]).await.status, 403);
+    let inventory = sign_in(&server, Role::Inventory).await;
+    assert_eq!(inventory.get(path).await.status, 403);
+    assert_eq!(helpdesk.get("/admin/machine/mail").await.status, 403);
+    for form in [vec![], vec![("csrf", auditor.csrf.as_str())]] {
+        let res = helpdesk.post(&retry, &form).await;
+        assert_eq!(res.status, 403, "{form:?}: {}", res.body);
+        assert!(res.body.contains("CSRF token is missing or wrong"), "{}", res.body);
+    }
+    // Mail still being tried, and mail of the other track, are refused with their pages.
+    let still = helpdesk.post(&format!("{path}/challenge-mail-9/retry"), &[("csrf", &helpdesk.csrf)]).await;
+    assert_eq!(still.status, 409, "{}", still.body);
+    assert!(still.body.contains("still being tried"), "{}", still.body);
+    let admin = sign_in(&server, Role::Admin).await;
+    let elsewhere = admin.post(&format!("/admin/machine/mail/{}/retry", given_up.id), &[("csrf", &admin.csrf)]).await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.body);
+    assert!(
+        elsewhere.body.contains(&format!("no unsent mail {} on the machine track", given_up.id)),
+        "{}",
+        elsewhere.body
+    );
+    assert_eq!(server.ca.outbox_given_up().unwrap(), 1, "refusals change nothing");
+    assert!(actions(&server, Track::Human, "mail.retry").is_empty());
+
+    let done = helpdesk.post(&retry, &[("csrf", &helpdesk.csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let location = done.headers[LOCATION].to_str().unwrap().to_string();
+    assert_eq!(location, format!("{path}?retried={}", given_up.id));
+    let after = helpdesk.get(&location).await;
+    assert!(
+        after.body.contains(&format!("<p class=\"notice\" id=\"notice\">Mail {} is queued again", given_up.id)),
+        "{}",
+        after.body
+    );
+    let retried = server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.id == given_up.id).unwrap();
+    assert!(!retried.given_up(), "{retried:?}");
+    let audited = actions(&server, Track::Human, "mail.retry");
+    assert_eq!(audited.len(), 1);
+    assert_eq!(
+        (audited[0].actor.as_str(), audited[0].subject.clone()),
+        ("admin:helpdesk-pages", format!("mail:{}", given_up.id))
+    );
+    // Mail that is not given up has no second retry.
+    assert_eq!(helpdesk.post(&retry, &[("csrf", &helpdesk.csrf)]).await.status, 409);
+    server.stop().await;
+}
+on_both_databases!(undelivered_mail_page_lists_and_sends_again);
+
 // ---------------------------------------------------------------------------------------------
 // A real browser: Debian's chromium and chromedriver, driven by fantoccini.
 
@@ -990,6 +1095,27 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
     assert_eq!(texts(&client, "#recoveries td.status").await, vec!["completed"]);
     assert_eq!(texts(&client, "#recoveries td.reason").await, vec!["keyCompromise"]);
     screenshot(&client, "person-recovered").await;
+
+    // A mail no attempt can send is given up; its Send again button queues it once more.
+    assert!(server.ca.enqueue_mail(&notice_mail("not an address")).unwrap());
+    let hopeless = wait_for("the mail given up", Duration::from_secs(20), || {
+        std::future::ready(server.ca.undelivered_mail(10).unwrap().into_iter().find(|m| m.given_up()))
+    })
+    .await;
+    within("open the dashboard", client.goto(&format!("{base}/admin/human"))).await;
+    click(&client, "a[href='/admin/human/mail']").await;
+    wait_for_url(&client, "/admin/human/mail").await;
+    assert_eq!(texts(&client, "#mail td.recipient").await, vec!["not an address"]);
+    assert_eq!(texts(&client, "#mail td.state").await, vec!["given up"]);
+    screenshot(&client, "undelivered-mail").await;
+    click(&client, &format!("tr[id='mail-{}'] button.retry", hopeless.id)).await;
+    wait_for_url(&client, &format!("retried={}", hopeless.id)).await;
+    // The next delivery round may already have failed again: the notice says which.
+    let notice = texts(&client, "#notice").await;
+    assert!(notice.len() == 1 && notice[0].starts_with(&format!("Mail {} ", hopeless.id)), "{notice:?}");
+    screenshot(&client, "undelivered-mail-retried").await;
+    let retried = actions(&server, Track::Human, "mail.retry");
+    assert_eq!((retried.len(), retried[0].actor.as_str()), (1, "admin:admin-pages"));
 }
 
 /// SQLite only: what the browser adds is the browser, not the database.

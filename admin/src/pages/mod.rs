@@ -6,6 +6,7 @@
 
 pub(crate) mod html;
 mod inventory;
+mod mail;
 mod people;
 mod session;
 mod tracks;
@@ -36,5 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/{track}/audit", web::get().to(tracks::audit))
         .route("/admin/{track}/certificates", web::get().to(tracks::find_certificate))
         .route("/admin/{track}/certificates/{serial}", web::get().to(tracks::certificate))
-        .route("/admin/{track}/certificates/{serial}/revoke", web::post().to(tracks::revoke));
+        .route("/admin/{track}/certificates/{serial}/revoke", web::post().to(tracks::revoke))
+        .route("/admin/{track}/mail", web::get().to(mail::list))
+        .route("/admin/{track}/mail/{id}/retry", web::post().to(mail::retry));
 }

@@ -69,6 +69,9 @@ pub async fn dashboard(
     if track == Track::Human && session.may(Permission::ReadPeople, track) {
         links.push(link("/admin/human/people", "People"));
     }
+    if session.may(Permission::ReadMail, track) {
+        links.push(link(&super::mail::href(track), "Undelivered mail"));
+    }
     if !links.is_empty() {
         let _ = write!(
             body,
@@ -86,7 +89,7 @@ pub async fn dashboard(
     Ok(html::ok(&format!("{} track", capitalised(track)), &session, &body))
 }
 
-fn capitalised(track: Track) -> &'static str {
+pub(super) fn capitalised(track: Track) -> &'static str {
     match track {
         Track::Machine => "Machine",
         Track::Human => "Human",

@@ -148,6 +148,21 @@ impl QueuedMail {
     pub fn is_challenge_mail(&self) -> bool {
         self.auto_submitted.as_deref() == Some(super::AUTO_SUBMITTED_ACME)
     }
+
+    /// The subject as operators are shown it (the admin API and pages, the command line): a
+    /// challenge mail's is withheld.
+    pub fn subject_for_operators(&self) -> &str {
+        if self.is_challenge_mail() {
+            "ACME: (a challenge mail; its subject is not shown)"
+        } else {
+            &self.subject
+        }
+    }
+
+    /// Whether delivery has stopped trying: only an operator's retry sends it now.
+    pub fn given_up(&self) -> bool {
+        self.attempts >= MAX_MAIL_ATTEMPTS
+    }
 }
 
 impl TryFrom<OutboxRow> for QueuedMail {
