@@ -12,7 +12,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use tokio::process::Command;
 
-use crate::common::{in_ci, Db, TestServer};
+use crate::common::{free_loopback_port, in_ci, Db, TestServer};
 use crate::on_both_databases;
 
 /// Long enough for a slow CI machine, short enough that a client stuck on a prompt or a
@@ -43,11 +43,6 @@ fn find_client(env_var: &str, binary: &str) -> Option<PathBuf> {
         eprintln!("{binary} not found (set {env_var} or put it on PATH): skipping this test");
     }
     on_path
-}
-
-/// A loopback port that was free a moment ago, for a client's standalone challenge server.
-fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A server whose http-01 validator connects to `challenge_port` instead of the fixture's

@@ -12,12 +12,8 @@ use dualca_ca::audit::{verify, ChainCheck};
 use dualca_ca::Track;
 use instant_acme::{Account, ChallengeType, Identifier, NewAccount, NewOrder, RetryPolicy};
 
-use crate::common::{csr, first_cert, postgres_database, ChallengeResponder, Db};
+use crate::common::{csr, first_cert, free_loopback_port, postgres_database, ChallengeResponder, Db};
 use crate::on_both_databases;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct ServerProcess {
     child: Child,
@@ -100,7 +96,7 @@ async fn kill_minus_nine_loses_no_certificate(db: Db) {
         },
     };
     let responder = ChallengeResponder::start().await;
-    let port = free_port();
+    let port = free_loopback_port();
     let mut server = spawn_server(&data_dir, &database_url, port, responder.http_port);
     let root = data_dir.join("ca/root.pem");
     for _ in 0..200 {

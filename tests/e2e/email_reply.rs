@@ -6,10 +6,11 @@
 use dualca_ca::Track;
 use serde_json::{json, Value};
 
+use crate::common::free_loopback_port;
 use crate::common::human::*;
 use crate::common::jws::RawClient;
 use crate::common::{first_cert, Db, TestServer};
-use crate::mail::{aiosmtpd_python, free_loopback_port, SmtpServer};
+use crate::mail::{aiosmtpd_python, SmtpServer};
 use crate::on_both_databases;
 
 /// The newest message aiosmtpd received for `to` whose subject contains `needle`.

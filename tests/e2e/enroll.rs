@@ -13,10 +13,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use crate::common::free_loopback_port;
 use crate::common::human::{dkim_pass, enrolled_person, smtp_send, TRUSTED_RELAY};
 use crate::common::mail::decode_quoted_printable;
 use crate::common::{in_ci, Db, TestServer};
-use crate::mail::free_loopback_port;
 use crate::on_both_databases;
 
 const EMAIL: &str = "bo@example.test";

@@ -11,7 +11,7 @@ use dualca_ca::{OutboundMail, Track};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{in_ci, Db, TestServer};
+use crate::common::{free_loopback_port, in_ci, Db, TestServer};
 use crate::on_both_databases;
 
 /// The longest any wait in these tests polls for.
@@ -43,10 +43,6 @@ pub(crate) fn aiosmtpd_python() -> Option<PathBuf> {
         eprintln!("aiosmtpd not found (apt-get install python3-aiosmtpd): skipping this test");
     }
     found
-}
-
-pub(crate) fn free_loopback_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `probe` every 100 ms until it returns something, for at most WAIT.

@@ -750,7 +750,7 @@ fn notice_mail(recipient: &str) -> dualca_ca::OutboundMail {
 /// nothing, and the retry audited under the operator's name.
 async fn undelivered_mail_page_lists_and_sends_again(db: Db) {
     // A relay nobody listens on: every attempt fails, and nothing is ever delivered.
-    let relay = format!("smtp://127.0.0.1:{}", crate::mail::free_loopback_port());
+    let relay = format!("smtp://127.0.0.1:{}", crate::common::free_loopback_port());
     let Some(server) = TestServer::start_with(db, |s| s.mail.smtp_url = relay).await else { return };
     assert!(server.ca.enqueue_mail(&notice_mail("gil@example.test")).unwrap());
     let mut challenge = notice_mail("gil@example.test");

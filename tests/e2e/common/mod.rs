@@ -285,3 +285,8 @@ impl TestServer {
         (status, res.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
+
+/// A loopback port that was free a moment ago: for a server or client a test starts itself.
+pub(crate) fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
