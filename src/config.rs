@@ -30,6 +30,9 @@ pub struct Settings {
     pub organization: String,
     pub log_format: LogFormat,
     pub nonce_lifetime: String,
+    /// How long an order, with its authorizations and challenges, stays after it expired before
+    /// the hourly housekeeping deletes it (`30d`).
+    pub keep_orders: String,
     pub validation: ValidationSettings,
     pub revocation: RevocationConfig,
     pub admin: AdminConfig,
@@ -233,6 +236,7 @@ impl Default for Settings {
             organization: "dualca".into(),
             log_format: LogFormat::Text,
             nonce_lifetime: "1h".into(),
+            keep_orders: "30d".into(),
             validation: ValidationSettings::default(),
             revocation: RevocationConfig::default(),
             admin: AdminConfig::default(),
@@ -266,6 +270,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "organization",
     "log_format",
     "nonce_lifetime",
+    "keep_orders",
     "validation",
     "revocation",
     "admin",

@@ -75,8 +75,8 @@ fn refresh_crls(ca: &Ca) -> dualca_ca::Result<()> {
     Ok(())
 }
 
-/// Starts the scheduled jobs; `keep_sent` is `[mail] keep_sent` in seconds.
-pub async fn start_scheduler(ca: Arc<Ca>, keep_sent: i64) -> Result<JobScheduler> {
+/// Starts the scheduled jobs; `retention` is what the housekeeping job keeps.
+pub async fn start_scheduler(ca: Arc<Ca>, retention: dualca_ca::Retention) -> Result<JobScheduler> {
     let scheduler = JobScheduler::new().await?;
     let c = ca.clone();
     scheduler
@@ -123,14 +123,20 @@ pub async fn start_scheduler(ca: Arc<Ca>, keep_sent: i64) -> Result<JobScheduler
             run_blocking(c.clone(), "nonce-purge", JOB_NONCES, |ca| ca.purge_nonces().map(|_| ()))
         })?)
         .await?;
-    // Sent mail and the revocations of expired admin tokens would otherwise stay for good.
+    // Sent mail, the revocations of expired admin tokens and expired orders would otherwise
+    // stay for good.
     let c = ca.clone();
     scheduler
         .add(Job::new_repeated_async(Duration::from_secs(3600), move |_, _| {
             run_blocking(c.clone(), "housekeeping", JOB_HOUSEKEEPING, move |ca| {
-                let purged = ca.housekeeping(keep_sent)?;
-                if purged.mail + purged.token_revocations > 0 {
-                    tracing::info!(mail = purged.mail, token_revocations = purged.token_revocations, "housekeeping");
+                let purged = ca.housekeeping(retention)?;
+                if purged.mail + purged.token_revocations + purged.orders > 0 {
+                    tracing::info!(
+                        mail = purged.mail,
+                        token_revocations = purged.token_revocations,
+                        orders = purged.orders,
+                        "housekeeping"
+                    );
                 }
                 Ok(())
             })

@@ -60,8 +60,12 @@ impl App {
         let port = listener.local_addr()?.port();
         let public_url = settings.public_url_for_port(port);
         let validator_settings = settings.validator()?;
-        let keep_sent = crate::config::parse_duration(&settings.mail.keep_sent)
-            .map_err(|e| anyhow::anyhow!("[mail] keep_sent: {e}"))?;
+        let retention = dualca_ca::Retention {
+            keep_sent: crate::config::parse_duration(&settings.mail.keep_sent)
+                .map_err(|e| anyhow::anyhow!("[mail] keep_sent: {e}"))?,
+            keep_orders: crate::config::parse_duration(&settings.keep_orders)
+                .map_err(|e| anyhow::anyhow!("keep_orders: {e}"))?,
+        };
         let mailer = Arc::new(crate::mail::Mailer::from_settings(&settings)?);
         let settings_for_open = settings.clone();
         let url_for_open = public_url.clone();
@@ -72,7 +76,7 @@ impl App {
         crate::jobs::spawn_crl_debouncer(ca.clone());
         let mail_signing = mailer.signing();
         let mail_delivery = crate::mail::spawn_delivery(ca.clone(), mailer);
-        let scheduler = crate::jobs::start_scheduler(ca.clone(), keep_sent).await?;
+        let scheduler = crate::jobs::start_scheduler(ca.clone(), retention).await?;
         let validator = Arc::new(Validator::new(validator_settings).map_err(anyhow::Error::msg)?);
         dualca_acme::set_blocking_limit(settings.database_max_connections as usize);
 

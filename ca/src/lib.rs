@@ -26,7 +26,8 @@ pub use service::{
     expected_response, subject_token, EmailReply, EmailReplySettings, ReplyAuthentication, AUTO_SUBMITTED_ACME,
 };
 pub use service::{
-    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS,
+    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, Retention,
+    MAX_MAIL_ATTEMPTS,
 };
 pub use service::{
     AssetQuery, AuditFilter, AuditRecord, Ca, CertificateFilter, CrlInfo, Decommissioned, EabProof, NewAccount,

@@ -8,7 +8,7 @@ use dualca_admin::{AdminAuth, Role};
 use dualca_ca::Track;
 use serde_json::Value;
 
-use crate::common::{first_cert, Db, TestServer};
+use crate::common::{serial_of, Db, TestServer};
 use crate::on_both_databases;
 use crate::protocol::{account, issue};
 
@@ -35,10 +35,6 @@ async fn post(server: &TestServer, path: &str, token: &str, body: Value) -> (u16
     let res =
         server.http().post(format!("{}{path}", server.public_url)).bearer_auth(token).json(&body).send().await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
-}
-
-fn serial_of(chain: &str) -> String {
-    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
 }
 
 /// The expected matrix, written out rather than derived from the code under test.

@@ -10,7 +10,7 @@ use instant_acme::{Account, CertificateIdentifier, ExternalAccountKey, Identifie
 use serde_json::{json, Value};
 
 use crate::common::jws::{b64, eab_binding, jwk_of, RawClient};
-use crate::common::{first_cert, Db, TestServer};
+use crate::common::{first_cert, serial_of, Db, TestServer};
 use crate::on_both_databases;
 use crate::protocol::issue;
 
@@ -54,10 +54,6 @@ async fn bound_account(server: &TestServer, kid: &str, key: &[u8]) -> Account {
         .await
         .unwrap()
         .0
-}
-
-fn serial_of(chain: &str) -> String {
-    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
 }
 
 async fn eab_binding_is_required_and_checked(db: Db) {

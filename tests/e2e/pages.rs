@@ -15,7 +15,7 @@ use dualca_ca::{AuditFilter, Track};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
 
-use crate::common::{first_cert, in_ci, Db, TestServer};
+use crate::common::{in_ci, serial_of, Db, TestServer};
 use crate::on_both_databases;
 use crate::protocol::{account, issue};
 
@@ -132,10 +132,6 @@ async fn api_post(server: &TestServer, path: &str, body: serde_json::Value) -> (
     let res =
         server.http().post(format!("{}{path}", server.public_url)).bearer_auth(token).json(&body).send().await.unwrap();
     (res.status().as_u16(), res.text().await.unwrap())
-}
-
-fn serial_of(chain: &str) -> String {
-    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
 }
 
 fn actions(server: &TestServer, track: Track, action: &str) -> Vec<dualca_ca::AuditRecord> {

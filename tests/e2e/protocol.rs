@@ -401,3 +401,72 @@ async fn quick_validations_answer_in_the_challenge_response(db: Db) {
     server.stop().await;
 }
 on_both_databases!(quick_validations_answer_in_the_challenge_response);
+
+/// The hourly housekeeping deletes orders that expired more than `keep_orders` ago, with their
+/// authorizations and challenges (an RFC 8823 challenge's row among them): their URLs are 404
+/// then, while the certificates they issued stay, unlinked, and can still be downloaded and
+/// revoked. Younger orders stay, and the audit chains still verify.
+async fn expired_orders_are_purged_and_their_certificates_stay(db: Db) {
+    let Some(server) = TestServer::start(db).await else {
+        return;
+    };
+    let dns = |name: &str| json!({"identifiers": [{"type": "dns", "value": name}]});
+    // A machine order left pending, one that issued, and a person's that issued over email.
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let res = raw.post(&raw.url("new-order"), Some(&dns("a.example.test"))).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let pending_order = res.header("location").unwrap();
+    let pending_authz = res.json()["authorizations"][0].as_str().unwrap().to_string();
+    let machine = account(&server, Track::Machine).await;
+    let (chain, _) = issue(&server, &machine, &["a.example.test"], None).await;
+    let machine_serial = crate::common::serial_of(&chain);
+    let eab = enrolled_person(&server, "hal@example.test", "E-77", false).await;
+    let human = human_account(&server, eab).await;
+    let (_, _, human_serial) = issue_person_certificate(&server, &human, "hal@example.test", "smime").await;
+    let order_of = |track: Track, serial: &str| {
+        let id = server.ca.certificate(track, serial).unwrap().order_id.expect("the certificate names its order");
+        format!("{}/acme/{track}/order/{id}", server.public_url)
+    };
+    let (machine_order, human_order) =
+        (order_of(Track::Machine, &machine_serial), order_of(Track::Human, &human_serial));
+    let human_order_body = human.post(&human_order, None).await.json();
+    let human_authz = human_order_body["authorizations"][0].as_str().unwrap().to_string();
+    assert_eq!(human.post(&human_authz, None).await.status, 200);
+
+    let retention = dualca_ca::Retention { keep_sent: 90 * 86_400, keep_orders: 30 * 86_400 };
+    assert_eq!(server.ca.housekeeping(retention).unwrap().orders, 0, "nothing has been expired that long");
+    // Past the longest order lifetime (the human track's seven days), and thirty days more.
+    server.ca.clock.advance(time::Duration::days(38));
+    let res = raw.post(&raw.url("new-order"), Some(&dns("www.example.test"))).await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    let young_order = res.header("location").unwrap();
+
+    assert_eq!(server.ca.housekeeping(retention).unwrap().orders, 3);
+    for url in [&pending_order, &pending_authz, &machine_order] {
+        raw.post(url, None).await.assert_problem("malformed", 404);
+    }
+    for url in [&human_order, &human_authz] {
+        human.post(url, None).await.assert_problem("malformed", 404);
+    }
+    assert_eq!(raw.post(&young_order, None).await.status, 200, "a younger order stays");
+    for (track, serial) in [(Track::Machine, &machine_serial), (Track::Human, &human_serial)] {
+        let cert = server.ca.certificate(track, serial).unwrap();
+        assert_eq!((cert.order_id, cert.status.as_str()), (None, "valid"), "{track}");
+    }
+    let download = human.post(&format!("{}/acme/human/cert/{human_serial}", server.public_url), None).await;
+    assert_eq!(download.status, 200, "{}", download.text);
+    assert_eq!(crate::common::serial_of(&download.text), human_serial);
+    server
+        .ca
+        .revoke_by_operator(Some(Track::Human), &human_serial, dualca_ca::model::RevocationReason::Superseded, "test")
+        .unwrap();
+    assert_eq!(server.ca.certificate(Track::Human, &human_serial).unwrap().status.as_str(), "revoked");
+    assert_eq!(server.ca.housekeeping(retention).unwrap().orders, 0, "a second run finds nothing");
+    for track in Track::ALL {
+        let check = verify(&server.ca.storage, track).unwrap();
+        assert!(matches!(check, ChainCheck::Intact { .. }), "{track}: {check:?}");
+    }
+    server.stop().await;
+}
+on_both_databases!(expired_orders_are_purged_and_their_certificates_stay);

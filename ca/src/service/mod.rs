@@ -26,7 +26,8 @@ pub use email_reply::{
 pub use nonces::NonceExchange;
 pub use orders::{NewOrder, ValidationTarget};
 pub use outbox::{
-    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, MAX_MAIL_ATTEMPTS,
+    mail_retry_delay, render_mail, Housekeeping, MailBody, MailRetry, OutboundMail, QueuedMail, Retention,
+    MAX_MAIL_ATTEMPTS,
 };
 pub use revocation::Revoker;
 pub use revocation_status::CrlInfo;

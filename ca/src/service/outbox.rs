@@ -80,7 +80,21 @@ impl OutboundMail {
 pub struct Housekeeping {
     pub mail: usize,
     pub token_revocations: usize,
+    pub orders: usize,
 }
+
+/// How long the housekeeping job keeps what is finished, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Sent and given-up mail, from its last attempt (`[mail] keep_sent`).
+    pub keep_sent: i64,
+    /// Orders, from their expiry (`keep_orders`).
+    pub keep_orders: i64,
+}
+
+/// Orders purged in one write transaction, and batches in one housekeeping run.
+const ORDER_PURGE_BATCH: i64 = 500;
+const ORDER_PURGE_BATCHES: usize = 200;
 
 /// The two bodies of a multipart/alternative mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,21 +336,35 @@ impl Ca {
         self.storage.read(|conn| store::backlog(conn, MAX_MAIL_ATTEMPTS))
     }
 
-    /// Unsent mail that was given up on.
     /// The housekeeping job: drops mail sent or given up more than `keep_sent` seconds ago
-    /// whose dedupe key no longer matters (`store::purge`), and revocations of admin tokens
-    /// that expired more than a day ago (an expired token is refused whether revoked or not;
-    /// the day covers clocks that differ between processes). Returns both counts.
-    pub fn housekeeping(&self, keep_sent: i64) -> Result<Housekeeping> {
+    /// whose dedupe key no longer matters (`store::purge`); revocations of admin tokens that
+    /// expired more than a day ago (an expired token is refused whether revoked or not; the day
+    /// covers clocks that differ between processes); and orders expired more than `keep_orders`
+    /// seconds ago, with their authorizations and challenges. Orders go in batches of
+    /// `ORDER_PURGE_BATCH`, a write transaction each, so that issuance waits for none of them
+    /// long; at most `ORDER_PURGE_BATCHES` a run, and the next run goes on.
+    pub fn housekeeping(&self, retention: Retention) -> Result<Housekeeping> {
         let now = self.clock.unix();
-        self.storage.write(|conn| {
-            Ok(Housekeeping {
-                mail: store::purge(conn, now - keep_sent, now, MAX_MAIL_ATTEMPTS)?,
-                token_revocations: crate::storage::tokens::purge_expired(conn, now - 86_400)?,
-            })
-        })
+        let (mail, token_revocations) = self.storage.write(|conn| {
+            Ok((
+                store::purge(conn, now - retention.keep_sent, now, MAX_MAIL_ATTEMPTS)?,
+                crate::storage::tokens::purge_expired(conn, now - 86_400)?,
+            ))
+        })?;
+        let mut orders = 0;
+        for _ in 0..ORDER_PURGE_BATCHES {
+            let purged = self.storage.write(|conn| {
+                crate::storage::orders::purge_expired(conn, now - retention.keep_orders, ORDER_PURGE_BATCH)
+            })?;
+            orders += purged;
+            if purged < ORDER_PURGE_BATCH as usize {
+                break;
+            }
+        }
+        Ok(Housekeeping { mail, token_revocations, orders })
     }
 
+    /// Unsent mail that was given up on.
     pub fn outbox_given_up(&self) -> Result<i64> {
         self.storage.read(|conn| store::given_up(conn, MAX_MAIL_ATTEMPTS))
     }

@@ -207,3 +207,34 @@ pub fn holds_valid_authorization(
         .get_result(conn)?;
     Ok(n > 0)
 }
+
+/// Deletes at most `limit` of the orders that expired before `cutoff`, oldest first, with their
+/// authorizations, challenges and RFC 8823 challenge rows. A certificate such an order issued
+/// keeps its row, less the link to the order. Returns how many orders went.
+pub fn purge_expired(conn: &mut DbConnection, cutoff: i64, limit: i64) -> Result<usize> {
+    use super::email_challenges::email_challenges::dsl as e;
+    use super::schema::certificates::dsl as cert;
+    let orders: Vec<String> = on_backend!(conn, |db| o::orders
+        .filter(o::expires.lt(cutoff))
+        .order(o::expires.asc())
+        .limit(limit)
+        .select(o::id)
+        .load(db))?;
+    if orders.is_empty() {
+        return Ok(0);
+    }
+    let authorizations: Vec<String> =
+        on_backend!(conn, |db| z::authorizations.filter(z::order_id.eq_any(&orders)).select(z::id).load(db))?;
+    let challenges: Vec<String> = on_backend!(conn, |db| c::challenges
+        .filter(c::authorization_id.eq_any(&authorizations))
+        .select(c::id)
+        .load(db))?;
+    on_backend!(conn, |db| diesel::delete(e::email_challenges.filter(e::challenge_id.eq_any(&challenges)))
+        .execute(db))?;
+    on_backend!(conn, |db| diesel::delete(c::challenges.filter(c::id.eq_any(&challenges))).execute(db))?;
+    on_backend!(conn, |db| diesel::delete(z::authorizations.filter(z::id.eq_any(&authorizations))).execute(db))?;
+    on_backend!(conn, |db| diesel::update(cert::certificates.filter(cert::order_id.eq_any(&orders)))
+        .set(cert::order_id.eq(None::<String>))
+        .execute(db))?;
+    Ok(on_backend!(conn, |db| diesel::delete(o::orders.filter(o::id.eq_any(&orders))).execute(db))?)
+}

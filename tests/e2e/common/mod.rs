@@ -240,6 +240,12 @@ pub fn first_cert(pem: &str) -> openssl::x509::X509 {
     openssl::x509::X509::stack_from_pem(pem.as_bytes()).unwrap().remove(0)
 }
 
+/// The leaf's serial as the CA's rows key it: positive, with a non-zero first byte, so its
+/// minimal big-endian bytes in hex.
+pub fn serial_of(chain: &str) -> String {
+    dualca_ca::ids::hex(&first_cert(chain).serial_number().to_bn().unwrap().to_vec())
+}
+
 impl TestServer {
     /// A Bearer token for the admin API, minted with the server's own admin key.
     pub fn admin_token(&self, role: dualca_admin::Role) -> String {

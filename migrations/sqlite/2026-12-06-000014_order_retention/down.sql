@@ -1,0 +1,2 @@
+DROP INDEX certificates_order;
+DROP INDEX orders_expires;
