@@ -6,7 +6,9 @@
 # the same `dualca-bench` flows against it, and stops it. Targets alternate within a round
 # (dualca on SQLite, Pebble, dualca on PostgreSQL, then again), so that a slow patch of the
 # shared machine does not land on one target only. It ends with a table of medians over the
-# rounds and the ratios dualca / Pebble.
+# rounds and the ratios dualca / Pebble. For dualca on PostgreSQL the table also gives the CPU
+# the processes named postgres used during the run, per issuance: the database's share of the
+# cost, which the server's own CPU leaves out (it includes whatever else PostgreSQL did then).
 #
 # Settings (environment):
 #   FLOWS=2000 CONCURRENCY=32 ROUNDS=2          flows per run, flows at once, rounds
@@ -229,6 +231,16 @@ JSON
     target_args=(--ca-root "$pebble_tls/ca.pem" --max-failures "$PEBBLE_MAX_FAILURES")
 }
 
+# CPU milliseconds used so far by the processes named postgres (the database's backends, which
+# for dualca-postgres do a large share of the work, and its background processes).
+postgres_cpu_ms() {
+    local ticks=0 pid t
+    for pid in $(pgrep -x postgres); do
+        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) && ticks=$((ticks + t))
+    done
+    echo $((ticks * 1000 / $(getconf CLK_TCK)))
+}
+
 # One attempt at one target. Returns 1 only when Pebble deadlocked and the attempt should be
 # made again (see PEBBLE_TRIES at the top).
 run_once() {
@@ -241,12 +253,19 @@ run_once() {
         pebble) start_pebble "$run" ;;
         *) die "unknown target $target" ;;
     esac
-    local out=$run/report.json status=0
+    local out=$run/report.json status=0 db_cpu_before=
+    [[ $target == dualca-postgres ]] && db_cpu_before=$(postgres_cpu_ms)
     # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
     "$bench" --directory "$directory" --flows "$FLOWS" --concurrency "$CONCURRENCY" \
         --http01-port "$HTTP01_PORT" --server-pid "$server_pid" --label "$target" --json \
         --request-timeout-s "$REQUEST_TIMEOUT_S" --timeout-s "$RUN_TIMEOUT_S" \
         "${target_args[@]}" $BENCH_ARGS >"$out" 2>"$run/bench.err" || status=$?
+    # Read before the server stops: its connections' backends exit with it.
+    if [[ -n $db_cpu_before ]] && jq -e '.succeeded > 0' "$out" >/dev/null 2>&1; then
+        local db_ms=$(( $(postgres_cpu_ms) - db_cpu_before ))
+        jq --argjson ms "$db_ms" '.database = {cpu_ms: $ms, cpu_ms_per_issuance: ($ms / .succeeded)}' "$out" >"$out.tmp" &&
+            mv "$out.tmp" "$out"
+    fi
     # Pebble 2.4.0's in-memory store can deadlock under concurrent load: a reader takes the
     # store's RWMutex twice (MemoryStore.FindValidAuthorization, from every newOrder) while a
     # writer (AddAccount, say) waits, and from then on every request hangs. When requests timed
@@ -278,6 +297,7 @@ run_once() {
     cp "$out" "$RESULTS_DIR/$target-r$round.json"
     jq -r --arg r "$round" '"round \($r) \(.label): \(.succeeded)/\(.flows) ok, \(.issuances_per_s * 10 | round / 10) issuances/s, " +
         "flow p99 \(.flow_latency.p99_ms // "-") ms, server CPU \(.server.cpu_ms_per_issuance // "-") ms/issuance" +
+        (if .database then ", PostgreSQL CPU \(.database.cpu_ms_per_issuance * 100 | round / 100) ms/issuance" else "" end) +
         (if .failed > 0 then ", failures: \(.errors)" else "" end)' "$out" >&2
 }
 
@@ -330,6 +350,7 @@ jq -s '
     worst_endpoint_p99_ms: (map([.endpoints | to_entries[] | select(.key != "directory") | .value.p99_ms] | max) | median),
     server_cpu_ms_per_issuance: (map(.server.cpu_ms_per_issuance) | median),
     server_peak_rss_mib: (map(.server.vm_hwm_kb) | median | if . == null then null else . / 1024 end),
+    database_cpu_ms_per_issuance: (map(.database.cpu_ms_per_issuance) | median),
     generator_cpu_ms_per_issuance: (map(.generator.cpu_ms_per_issuance) | median),
     endpoints: (map(.endpoints) | (map(keys) | add | unique) as $names | . as $runs |
       reduce $names[] as $n ({}; .[$n] = {
@@ -340,10 +361,10 @@ fmt='def f: if . == null then "-" elif . >= 100 then (. | round | tostring) else
 echo
 echo "Medians over $ROUNDS round(s), FLOWS=$FLOWS, CONCURRENCY=$CONCURRENCY:"
 {
-    printf 'target\tok/flows\tissuances/s\tflow p50 ms\tflow p99 ms\tworst endpoint p99 ms\tserver CPU ms/issuance\tserver peak RSS MiB\tgenerator CPU ms/issuance\n'
+    printf 'target\tok/flows\tissuances/s\tflow p50 ms\tflow p99 ms\tworst endpoint p99 ms\tserver CPU ms/issuance\tserver peak RSS MiB\tgenerator CPU ms/issuance\tPostgreSQL CPU ms/issuance\n'
     jq -r "$fmt"' .[] | [.target, "\(.ok)/\(.flows)", (.issuances_per_s | f), (.flow_p50_ms | f), (.flow_p99_ms | f),
         (.worst_endpoint_p99_ms | f), (.server_cpu_ms_per_issuance | f), (.server_peak_rss_mib | f),
-        (.generator_cpu_ms_per_issuance | f)] | @tsv' "$summary"
+        (.generator_cpu_ms_per_issuance | f), (.database_cpu_ms_per_issuance | f)] | @tsv' "$summary"
 } | column -t -s $'\t'
 
 echo

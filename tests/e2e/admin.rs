@@ -252,35 +252,19 @@ async fn tokens_are_checked_and_can_be_revoked(db: Db) {
     assert_eq!(get(&server, "/admin/api/whoami", Some(&expired)).await.0, 401);
     assert_eq!(get(&server, "/admin/api/whoami", Some("not.a.token")).await.0, 401);
     // The CLI mints tokens the server accepts, and revokes them.
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_dualca"));
-    cli.arg("--data-dir").arg(&server.settings.data_dir).env("RUST_LOG", "warn");
-    if !server.settings.database_url.is_empty() {
-        cli.args(["--database-url", &server.settings.database_url]);
-    }
-    let out = Command::new(cli.get_program())
-        .args(cli.get_args())
-        .args(["admin", "token", "--role", "helpdesk", "--subject", "bob", "--ttl", "1h"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let cli_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (ok, out, err) =
+        server.cli("test", &["admin", "token", "--role", "helpdesk", "--subject", "bob", "--ttl", "1h"]);
+    assert!(ok, "{err}");
+    let cli_token = out.trim().to_string();
     let (status, body, _) = get(&server, "/admin/api/whoami", Some(&cli_token)).await;
     assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["role"].clone()), (200, "helpdesk".into()));
-    let out = Command::new(cli.get_program())
-        .args(cli.get_args())
-        .args(["admin", "revoke-token", &claims.jti])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, _, err) = server.cli("test", &["admin", "revoke-token", &claims.jti]);
+    assert!(ok, "{err}");
     let (status, body, _) = get(&server, "/admin/api/whoami", Some(&tok)).await;
     assert_eq!(status, 401, "{body}");
     // A jti may begin with '-' (base64url); the CLI takes it as the value, not as a flag.
-    let out = Command::new(cli.get_program())
-        .args(cli.get_args())
-        .args(["admin", "revoke-token", "-Leading-dash"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, _, err) = server.cli("test", &["admin", "revoke-token", "-Leading-dash"]);
+    assert!(ok, "{err}");
     assert!(body.contains("revoked"));
     server.stop().await;
 }

@@ -470,22 +470,10 @@ async fn inventory_sync_plans_applies_and_guards(db: Db) {
     export.push(inventory_entry("n1", "web"));
     let file = server.dir.path().join("cmdb.json");
     std::fs::write(&file, serde_json::to_vec(&export).unwrap()).unwrap();
+    let file = file.to_str().unwrap();
     let sync = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dualca"));
-        cmd.args(["asset", "sync"])
-            .arg(&file)
-            .args(extra)
-            .arg("--data-dir")
-            .arg(&server.settings.data_dir)
-            .env("RUST_LOG", "warn");
-        if !server.settings.database_url.is_empty() {
-            cmd.args(["--database-url", &server.settings.database_url]);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-        )
+        let (ok, stdout, stderr) = server.cli("test", &[&["asset", "sync", file], extra].concat());
+        (ok, format!("{stdout}{stderr}"))
     };
     let active = |name: &str| server.ca.asset(name).map(|a| a.status.as_str() == "active").unwrap_or(false);
     // Dry run: the plan, and nothing changes.

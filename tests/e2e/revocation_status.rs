@@ -288,25 +288,18 @@ async fn delegated_responder_and_operator_revocation(db: Db) {
 
     // `dualca revoke`, the operator's command, against the same data.
     let serial = dualca_ca::ids::hex(&leaf.serial_number().to_bn().unwrap().to_vec());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dualca"));
-    cmd.args(["revoke", &serial, "--reason", "affiliationChanged", "--operator", "test-operator"])
-        .arg("--data-dir")
-        .arg(&server.settings.data_dir)
-        .env("RUST_LOG", "warn");
-    if !server.settings.database_url.is_empty() {
-        cmd.args(["--database-url", &server.settings.database_url]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked on the human track"));
+    let revoke = ["revoke", &serial, "--reason", "affiliationChanged", "--operator", "test-operator"];
+    let (ok, stdout, stderr) = server.cli("test", &revoke);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("revoked on the human track"), "{stdout}");
     let text = ocsp_check(&server, &files, Track::Human, &pem, "human-revoked").await;
     assert!(text.contains("Cert Status: revoked") && text.contains("affiliationChanged"), "{text}");
     let crl = files.write("human.crl", &crl_der(&server, Track::Human).await);
     let (_, text) = openssl(&["crl", "-inform", "DER", "-in", &crl, "-noout", "-text"]);
     assert!(text.contains(&format!("{:X}", leaf.serial_number().to_bn().unwrap())), "{text}");
     // Revoking again is refused, and the audit names the operator.
-    let again = cmd.output().unwrap();
-    assert!(!again.status.success());
+    let (again, _, stderr) = server.cli("test", &revoke);
+    assert!(!again, "{stderr}");
     let record = server.ca.certificate(Track::Human, &serial).unwrap();
     assert_eq!(record.revocation_reason, Some(3));
     server.stop().await;
