@@ -69,11 +69,18 @@ pub struct AdminConfig {
     pub token_algorithm: dualca_admin::TokenAlgorithm,
     /// Where the admin keys live. Empty: `<data_dir>/admin`.
     pub key_dir: String,
+    /// A listener of the admin API, pages and metrics' own, e.g. `127.0.0.1:14001`, so that
+    /// they are not reachable where ACME clients connect. Empty: they share the main listener.
+    pub listen: String,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { token_algorithm: dualca_admin::TokenAlgorithm::EdDSA, key_dir: String::new() }
+        AdminConfig {
+            token_algorithm: dualca_admin::TokenAlgorithm::EdDSA,
+            key_dir: String::new(),
+            listen: String::new(),
+        }
     }
 }
 

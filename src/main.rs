@@ -610,6 +610,10 @@ async fn main() -> Result<()> {
             println!("  machine directory: {}/acme/machine/directory", app.public_url);
             println!("  human directory:   {}/acme/human/directory", app.public_url);
             println!("  root CA:           {}", app.root_ca_path.display());
+            match &app.admin_url {
+                Some(url) => println!("  admin:             {url}/admin/ (its own listener, [admin] listen)"),
+                None => println!("  admin:             {}/admin/", app.public_url),
+            }
             println!("  outgoing mail:     {}", app.mail_destination);
             println!("  mail signing:      {}", app.mail_signing);
             match app.intake_addr {

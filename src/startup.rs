@@ -25,7 +25,10 @@ pub struct App {
     pub mail_signing: String,
     /// Where the SMTP intake for RFC 8823 replies listens, when it does.
     pub intake_addr: Option<std::net::SocketAddr>,
+    /// The admin listener's base URL when `[admin] listen` gives it its own.
+    pub admin_url: Option<String>,
     server: Server,
+    admin_server: Option<Server>,
     _intake: Option<AbortOnDrop>,
     _scheduler: tokio_cron_scheduler::JobScheduler,
     /// Stops delivering mail when the server has stopped and the `App` is dropped.
@@ -58,6 +61,14 @@ impl App {
     pub async fn build(settings: Settings) -> Result<App> {
         let listener = bind_listener(settings.listen)?;
         let port = listener.local_addr()?.port();
+        let admin_listener = match settings.admin.listen.trim() {
+            "" => None,
+            addr => {
+                let addr: std::net::SocketAddr =
+                    addr.parse().with_context(|| format!("[admin] listen {addr:?} is not an address and port"))?;
+                Some(bind_listener(addr)?)
+            }
+        };
         let public_url = settings.public_url_for_port(port);
         let validator_settings = settings.validator()?;
         let retention = dualca_ca::Retention {
@@ -110,19 +121,51 @@ impl App {
         let root_ca_path = ca.hierarchy.root_path();
         let admin_auth = Arc::new(settings.admin_auth()?);
         let ca_for_server = ca.clone();
+        let admin_on_main = admin_listener.is_none();
+        let auth_for_server = admin_auth.clone();
         let server = HttpServer::new(move || {
             let ca = ca_for_server.clone();
+            let admin_auth = auth_for_server.clone();
             actix_web::App::new()
                 .app_data(web::PayloadConfig::new(dualca_acme_body_limit()))
                 .service(dualca_acme::scope(AcmeState::new(Track::Machine, ca.clone(), validator.clone())))
                 .service(dualca_acme::scope(AcmeState::new(Track::Human, ca.clone(), validator.clone())))
-                .configure(|cfg| dualca_admin::admin_routes(cfg, ca.clone(), admin_auth.clone()))
+                .configure(|cfg| {
+                    if admin_on_main {
+                        dualca_admin::admin_routes(cfg, ca.clone(), admin_auth)
+                    }
+                })
                 .configure(|cfg| dualca_admin::public_routes(cfg, ca))
         })
         .workers(worker_count())
         .tcp_nodelay(true)
-        .listen_rustls_0_23(listener, tls)?
+        .listen_rustls_0_23(listener, tls.clone())?
         .run();
+        // The admin listener serves the admin API, pages and metrics, and the public read-only
+        // routes (CA certificates, CRLs, OCSP, health) beside them; never ACME.
+        let (admin_url, admin_server) = match admin_listener {
+            None => (None, None),
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let host = if addr.ip().is_loopback() { "localhost".to_string() } else { addr.ip().to_string() };
+                let url = if addr.is_ipv6() && !addr.ip().is_loopback() {
+                    format!("https://[{host}]:{}", addr.port())
+                } else {
+                    format!("https://{host}:{}", addr.port())
+                };
+                let ca_for_admin = ca.clone();
+                let server = HttpServer::new(move || {
+                    let ca = ca_for_admin.clone();
+                    actix_web::App::new()
+                        .configure(|cfg| dualca_admin::admin_routes(cfg, ca.clone(), admin_auth.clone()))
+                        .configure(|cfg| dualca_admin::public_routes(cfg, ca))
+                })
+                .workers(1)
+                .listen_rustls_0_23(listener, tls)?
+                .run();
+                (Some(url), Some(server))
+            }
+        };
         Ok(App {
             port,
             public_url,
@@ -132,7 +175,9 @@ impl App {
             mail_destination,
             mail_signing,
             intake_addr,
+            admin_url,
             server,
+            admin_server,
             _intake: intake,
             _scheduler: scheduler,
             _mail_delivery: mail_delivery,
@@ -143,8 +188,23 @@ impl App {
         self.server.handle()
     }
 
+    /// The admin listener's server, when it has its own.
+    pub fn admin_handle(&self) -> Option<ServerHandle> {
+        self.admin_server.as_ref().map(Server::handle)
+    }
+
+    /// Serves until the servers stop (a signal stops both). Stopping the main one stops the
+    /// admin listener too.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let Some(admin) = self.admin_server else {
+            return self.server.await;
+        };
+        let admin_handle = admin.handle();
+        let admin = actix_web::rt::spawn(admin);
+        let outcome = self.server.await;
+        admin_handle.stop(true).await;
+        let _ = admin.await;
+        outcome
     }
 }
 

@@ -469,3 +469,53 @@ async fn certificates_openapi_and_metrics(db: Db) {
     server.stop().await;
 }
 on_both_databases!(certificates_openapi_and_metrics);
+
+/// With `[admin] listen` set, the admin API, pages and metrics answer on that listener only, and
+/// ACME on the main one only; the read-only public routes (CA certificates, health) on both.
+async fn an_admin_listener_of_its_own_keeps_admin_off_the_acme_listener(db: Db) {
+    let Some(server) = TestServer::start_with(db, |s| s.admin.listen = "127.0.0.1:0".into()).await else { return };
+    assert_ne!(server.admin_url, server.public_url);
+    assert!(server.admin_url.starts_with("https://localhost:"), "{}", server.admin_url);
+    let admin = token(&server, Role::Admin);
+    let fetch = |base: &str, path: &str| {
+        let req = server.http().get(format!("{base}{path}")).bearer_auth(&admin);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.text().await.unwrap())
+        }
+    };
+    let (acme, adm) = (server.public_url.as_str(), server.admin_url.as_str());
+    for path in ["/admin/api/whoami", "/admin/", "/admin/machine", "/metrics"] {
+        assert_eq!(fetch(acme, path).await.0, 404, "{path} on the ACME listener");
+    }
+    let (status, body) = fetch(adm, "/admin/api/whoami").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["role"], "admin");
+    let (status, body) = fetch(adm, "/admin/").await;
+    assert!(status == 200 && body.contains("name=\"token\""), "{status}: {body}");
+    let (status, body) = fetch(adm, "/metrics").await;
+    assert!(status == 200 && body.contains("dualca_outbox_backlog"), "{status}: {body}");
+    assert_eq!(fetch(adm, "/acme/machine/directory").await.0, 404, "no ACME on the admin listener");
+    assert_eq!(fetch(acme, "/acme/machine/directory").await.0, 200);
+    for base in [acme, adm] {
+        assert_eq!(fetch(base, "/healthz").await.0, 200, "{base}");
+        assert_eq!(fetch(base, "/ca/root.pem").await.0, 200, "{base}");
+    }
+    // The admin API works there as anywhere: an operator revocation, audited.
+    let acct = account(&server, Track::Machine).await;
+    let (chain, _) = issue(&server, &acct, &["a.example.test"], None).await;
+    let serial = serial_of(&chain);
+    let (status, body) = server
+        .admin_call(
+            "POST",
+            &format!("/admin/api/machine/certificates/{serial}/revoke"),
+            &admin,
+            serde_json::json!({"reason": "keyCompromise"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.ca.certificate(Track::Machine, &serial).unwrap().status.as_str(), "revoked");
+    server.stop().await;
+}
+on_both_databases!(an_admin_listener_of_its_own_keeps_admin_off_the_acme_listener);

@@ -46,6 +46,8 @@ pub enum Db {
 pub struct TestServer {
     pub handle: ServerHandle,
     pub public_url: String,
+    /// Where the admin API and pages are: `public_url`, or the admin listener's own URL.
+    pub admin_url: String,
     pub root_pem: PathBuf,
     pub ca: Arc<Ca>,
     pub responder: ChallengeResponder,
@@ -112,8 +114,9 @@ impl TestServer {
         let root_pem = app.root_ca_path.clone();
         let ca = app.ca.clone();
         let intake = app.intake_addr;
+        let admin_url = app.admin_url.clone().unwrap_or_else(|| public_url.clone());
         actix_web::rt::spawn(app.run());
-        TestServer { handle, public_url, root_pem, ca, responder, settings, dir, intake }
+        TestServer { handle, public_url, admin_url, root_pem, ca, responder, settings, dir, intake }
     }
 
     /// The SMTP intake's address (RFC 8823 replies).
@@ -281,7 +284,7 @@ impl TestServer {
     ) -> (u16, serde_json::Value) {
         let res = self
             .http()
-            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.public_url))
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.admin_url))
             .bearer_auth(token)
             .json(&body)
             .send()
