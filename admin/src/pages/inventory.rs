@@ -165,8 +165,15 @@ pub async fn decommission(
 ) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
     let form_data: CsrfForm = form(&body)?;
-    session.check_csrf(&state, form_data.csrf.as_deref(), Track::Machine, "decommission assets").await?;
-    session.require(&state, Permission::ManageAssets, Track::Machine, "decommission assets").await?;
+    session
+        .require_form(
+            &state,
+            form_data.csrf.as_deref(),
+            Permission::ManageAssets,
+            Track::Machine,
+            "decommission assets",
+        )
+        .await?;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
     let asset_name = name.clone();
     let report = blocking(move || ca.decommission_asset(&asset_name, false, &actor)).await?;

@@ -107,8 +107,7 @@ pub async fn retry(
     let (track, id) = path.into_inner();
     let track = track_of(&track)?;
     let form_data: CsrfForm = form(&body)?;
-    session.check_csrf(&state, form_data.csrf.as_deref(), track, "send mail again").await?;
-    session.require(&state, Permission::ManageMail, track, "send mail again").await?;
+    session.require_form(&state, form_data.csrf.as_deref(), Permission::ManageMail, track, "send mail again").await?;
     let (ca, operator) = (state.ca.clone(), format!("admin:{}", session.subject));
     let mail = blocking(move || ca.retry_mail(track, &id, &operator)).await?;
     Ok(html::see_other(&format!("{}{}", href(track), html::query_string(&[("retried", &mail.id)]))))

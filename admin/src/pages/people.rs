@@ -171,8 +171,7 @@ pub async fn list(req: HttpRequest, session: Session) -> Result<HttpResponse, Pa
 pub async fn join(req: HttpRequest, session: Session, body: web::Bytes) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
     let f: JoinForm = form(&body)?;
-    session.check_csrf(&state, f.csrf.as_deref(), Track::Human, "register joiners").await?;
-    session.require(&state, Permission::ManagePeople, Track::Human, "register joiners").await?;
+    session.require_form(&state, f.csrf.as_deref(), Permission::ManagePeople, Track::Human, "register joiners").await?;
     let spec = JoinerSpec {
         email: f.email.trim().to_string(),
         display_name: f.display_name.trim().to_string(),
@@ -594,8 +593,7 @@ pub async fn show(req: HttpRequest, session: Session, email: web::Path<String>) 
 async fn allowed(req: &HttpRequest, session: &Session, body: &[u8], action: &str) -> Result<ActionForm, PageError> {
     let state = state(req)?;
     let f: ActionForm = form(body)?;
-    session.check_csrf(&state, f.csrf.as_deref(), Track::Human, action).await?;
-    session.require(&state, Permission::ManagePeople, Track::Human, action).await?;
+    session.require_form(&state, f.csrf.as_deref(), Permission::ManagePeople, Track::Human, action).await?;
     Ok(f)
 }
 

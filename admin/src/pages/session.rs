@@ -165,7 +165,7 @@ impl Session {
     }
 
     /// Checks the form's CSRF field; a missing or wrong one is refused and audited.
-    pub async fn check_csrf(
+    async fn check_csrf(
         &self,
         state: &AdminState,
         given: Option<&str>,
@@ -177,6 +177,20 @@ impl Session {
         }
         self.deny(state, track, &format!("{action} (missing or wrong CSRF token)")).await;
         Err(PageError::forbidden("The form's CSRF token is missing or wrong: reload the page and try again."))
+    }
+
+    /// What a form that changes something needs before it is acted on: its CSRF token, then the
+    /// permission. Either refusal is audited under `action`.
+    pub async fn require_form(
+        &self,
+        state: &AdminState,
+        csrf: Option<&str>,
+        permission: Permission,
+        track: Track,
+        action: &str,
+    ) -> Result<(), PageError> {
+        self.check_csrf(state, csrf, track, action).await?;
+        self.require(state, permission, track, action).await
     }
 
     async fn deny(&self, state: &AdminState, track: Track, action: &str) {

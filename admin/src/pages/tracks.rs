@@ -386,8 +386,9 @@ pub async fn revoke(
     let (track, serial) = path.into_inner();
     let track = track_of(&track)?;
     let form_data: RevokeForm = form(&body)?;
-    session.check_csrf(&state, form_data.csrf.as_deref(), track, "revoke certificates").await?;
-    session.require(&state, Permission::RevokeCertificates, track, "revoke certificates").await?;
+    session
+        .require_form(&state, form_data.csrf.as_deref(), Permission::RevokeCertificates, track, "revoke certificates")
+        .await?;
     let reason_text = form_data.reason.unwrap_or_else(|| "unspecified".into());
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| PageError::bad_request(format!("Unknown revocation reason {reason_text:?}.")))?;
