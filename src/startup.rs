@@ -147,8 +147,9 @@ impl App {
             None => (None, None),
             Some(listener) => {
                 let addr = listener.local_addr()?;
-                let host = if addr.ip().is_loopback() { "localhost".to_string() } else { addr.ip().to_string() };
-                let url = if addr.is_ipv6() && !addr.ip().is_loopback() {
+                let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
+                let host = if local { "localhost".to_string() } else { addr.ip().to_string() };
+                let url = if addr.is_ipv6() && !local {
                     format!("https://[{host}]:{}", addr.port())
                 } else {
                     format!("https://{host}:{}", addr.port())
@@ -157,6 +158,7 @@ impl App {
                 let server = HttpServer::new(move || {
                     let ca = ca_for_admin.clone();
                     actix_web::App::new()
+                        .app_data(web::PayloadConfig::new(dualca_acme_body_limit()))
                         .configure(|cfg| dualca_admin::admin_routes(cfg, ca.clone(), admin_auth.clone()))
                         .configure(|cfg| dualca_admin::public_routes(cfg, ca))
                 })
