@@ -840,6 +840,79 @@ async fn undelivered_mail_page_lists_and_sends_again(db: Db) {
 }
 on_both_databases!(undelivered_mail_page_lists_and_sends_again);
 
+/// The text between `start` and the next `end` in `html`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html.find(start).unwrap_or_else(|| panic!("no {start:?} in {html}")) + start.len();
+    &html[from..from + html[from..].find(end).unwrap()]
+}
+
+/// The asset page's EAB form: the inventory role makes credentials, shown once on a page sent
+/// `no-store`, and an ACME client binds an account to the asset with them (once, when they are
+/// single-use). Roles that may not see no form and are refused, as are a missing CSRF token
+/// and a validity the form does not offer, and none of it makes a key.
+async fn asset_page_makes_eab_credentials(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (status, body) = api_post(
+        &server,
+        "/admin/api/machine/assets",
+        json!({"name": "eab-target", "kind": "host", "owner_team": "ops", "owner_email": "ops@example.test",
+               "service": "web", "environment": "test", "identifiers": [{"type": "dns", "value": "eab.example.test"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let page_path = "/admin/machine/assets/eab-target";
+    let path = format!("{page_path}/credentials");
+
+    let inventory = sign_in(&server, Role::Inventory).await;
+    let page = inventory.get(page_path).await;
+    assert!(
+        page.body.contains("id=\"make-eab\"") && page.body.contains("<option value=\"7d\" selected>"),
+        "{}",
+        page.body
+    );
+    let auditor = sign_in(&server, Role::Auditor).await;
+    let read = auditor.get(page_path).await;
+    assert!(read.status == 200 && !read.body.contains("make-eab"), "{}", read.body);
+    assert_eq!(auditor.post(&path, &[("ttl", "7d"), ("csrf", &auditor.csrf)]).await.status, 403);
+    assert_eq!(inventory.post(&path, &[("ttl", "7d")]).await.status, 403, "no CSRF token");
+    let odd = inventory.post(&path, &[("ttl", "90d"), ("csrf", &inventory.csrf)]).await;
+    assert_eq!(odd.status, 400, "{}", odd.body);
+    assert!(odd.body.contains("Unknown validity"), "{}", odd.body);
+    assert!(actions(&server, Track::Machine, "eab.created").is_empty(), "refusals make no key");
+
+    let made = inventory.post(&path, &[("ttl", "1d"), ("single_use", "on"), ("csrf", &inventory.csrf)]).await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert_eq!(made.headers["cache-control"], "no-store");
+    let kid = between(&made.body, "<code id=\"eab-kid\">", "</code>").to_string();
+    let key = between(&made.body, "<code id=\"eab-hmac\">", "</code>").to_string();
+    assert!(made.body.contains(&format!("--eab-kid {kid} --eab-hmac-key={key}")), "{}", made.body);
+    let created = actions(&server, Track::Machine, "eab.created");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        (created[0].actor.as_str(), created[0].subject.as_str(), &created[0].details["single_use"]),
+        ("admin:inventory-pages", "asset:eab-target", &json!(true))
+    );
+    let expires = created[0].details["expires_at"].as_i64().unwrap();
+    assert!((86_300..=86_400).contains(&(expires - server.ca.clock.unix())), "one day: {expires}");
+
+    // An ACME client binds an account to the asset with them; the second use is refused.
+    use base64::Engine;
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&key).unwrap();
+    let mut client = crate::common::jws::RawClient::bare(&server, Track::Machine);
+    client.eab = Some((kid.clone(), hmac.clone()));
+    client.create_account().await;
+    let mut again = crate::common::jws::RawClient::bare(&server, Track::Machine);
+    again.eab = Some((kid, hmac));
+    let url = again.url("new-account");
+    let payload = json!({"termsOfServiceAgreed": true, "externalAccountBinding":
+        crate::common::jws::eab_binding(&again.eab.as_ref().unwrap().0, &again.eab.as_ref().unwrap().1,
+                                        &crate::common::jws::jwk_of(&again.key), &url)});
+    let refused = again.post(&url, Some(&payload)).await;
+    refused.assert_problem("unauthorized", 403);
+    server.stop().await;
+}
+on_both_databases!(asset_page_makes_eab_credentials);
+
 // ---------------------------------------------------------------------------------------------
 // A real browser: Debian's chromium and chromedriver, driven by fantoccini.
 

@@ -1,5 +1,6 @@
-//! The machine track's inventory pages: the asset list, one asset with its certificates, and
-//! the Decommission button (behind a confirm dialog and the CSRF check).
+//! The machine track's inventory pages: the asset list, one asset with its certificates, the
+//! form that makes EAB credentials for it, and the Decommission button (behind a confirm dialog
+//! and the CSRF check).
 
 use std::fmt::Write;
 
@@ -116,7 +117,24 @@ pub async fn show(req: HttpRequest, session: Session, name: web::Path<String>) -
     if asset.status == AssetStatus::Active && session.may(Permission::ManageAssets, Track::Machine) {
         let _ = write!(
             body,
-            "<form method=\"post\" action=\"{}\" data-confirm=\"{}\">{}\
+            "<h2>EAB credentials</h2><p>For the asset's ACME clients: a key id and an HMAC key, shown \
+             once, on the page this form opens.</p><form method=\"post\" action=\"{}\">{}\
+             <label>Valid for <select name=\"ttl\" id=\"eab-ttl\">{}</select></label> \
+             <label><input type=\"checkbox\" name=\"single_use\" id=\"eab-single-use\"> single use</label> \
+             <button type=\"submit\" id=\"make-eab\">Make EAB credentials</button></form>",
+            esc(&format!("{}/credentials", html::asset_href(&asset.name))),
+            html::csrf_field(&session.csrf),
+            EAB_VALIDITY
+                .iter()
+                .map(|(value, label)| {
+                    let selected = if *value == DEFAULT_EAB_VALIDITY { " selected" } else { "" };
+                    format!("<option value=\"{value}\"{selected}>{label}</option>")
+                })
+                .collect::<String>()
+        );
+        let _ = write!(
+            body,
+            "<h2>Decommission</h2><form method=\"post\" action=\"{}\" data-confirm=\"{}\">{}\
              <button type=\"submit\" class=\"danger\" id=\"decommission\">Decommission</button></form>",
             esc(&format!("{}/decommission", html::asset_href(&asset.name))),
             esc(&format!(
@@ -178,4 +196,62 @@ pub async fn decommission(
     let asset_name = name.clone();
     let report = blocking(move || ca.decommission_asset(&asset_name, false, &actor)).await?;
     Ok(html::see_other(&format!("{}?decommissioned={}", html::asset_href(&name), report.revoked_serials.len())))
+}
+
+/// The validities the credentials form offers, as (form value, label); the API takes any.
+const EAB_VALIDITY: &[(&str, &str)] = &[("1d", "1 day"), ("7d", "7 days"), ("30d", "30 days")];
+const DEFAULT_EAB_VALIDITY: &str = "7d";
+
+#[derive(Deserialize)]
+struct CredentialsForm {
+    csrf: Option<String>,
+    ttl: Option<String>,
+    single_use: Option<String>,
+}
+
+/// POST /admin/machine/assets/{name}/credentials: new EAB credentials for the asset, audited.
+/// The key is in this response only (sent `no-store`, like every page), never in a URL or a log.
+pub async fn credentials(
+    req: HttpRequest,
+    session: Session,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    let f: CredentialsForm = form(&body)?;
+    session
+        .require_form(&state, f.csrf.as_deref(), Permission::ManageAssets, Track::Machine, "issue EAB credentials")
+        .await?;
+    let ttl = f.ttl.unwrap_or_else(|| DEFAULT_EAB_VALIDITY.into());
+    if !EAB_VALIDITY.iter().any(|(value, _)| *value == ttl) {
+        return Err(PageError::bad_request(format!("Unknown validity {ttl:?}: 1d, 7d or 30d.")));
+    }
+    let ttl_seconds = crate::api::parse_within(&ttl).map_err(|e| PageError::bad_request(e.detail))?;
+    let single_use = f.single_use.is_some();
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
+    let asset = name.clone();
+    let creds = blocking(move || ca.create_asset_eab(&name, ttl_seconds, single_use, &actor)).await?;
+    let directory = format!("{}/acme/machine/directory", state.ca.public_url());
+    let mut body = String::from(
+        "<p class=\"notice\" id=\"notice\">New EAB credentials. The HMAC key is shown only now: copy it to the \
+         asset's ACME client before leaving this page.</p>",
+    );
+    body.push_str(&html::facts(&[
+        ("Asset", link(&html::asset_href(&asset), &asset)),
+        ("Key id (kid)", format!("<code id=\"eab-kid\">{}</code>", esc(&creds.kid))),
+        ("HMAC key", format!("<code id=\"eab-hmac\">{}</code>", esc(&creds.hmac_key_b64))),
+        ("Expires", esc(&rfc3339(creds.expires_at))),
+        ("Single use", if creds.single_use { "yes".into() } else { "no".into() }),
+        ("Directory", format!("<code>{}</code>", esc(&directory))),
+    ]));
+    // `=` joins each key to its flag: a base64url key begins with `-` one time in 64.
+    let _ = write!(
+        body,
+        "<h2>With certbot or lego</h2><pre id=\"eab-commands\">certbot certonly --server {dir} --eab-kid {kid} --eab-hmac-key={key} -d NAME\n\
+         lego --server {dir} --eab --kid {kid} --hmac={key} --domains NAME run</pre>",
+        dir = esc(&directory),
+        kid = esc(&creds.kid),
+        key = esc(&creds.hmac_key_b64),
+    );
+    Ok(html::ok("EAB credentials", &session, &body))
 }
