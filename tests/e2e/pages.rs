@@ -2,8 +2,8 @@
 //! every form needs, what each role sees and may do, escaping of everything a page echoes, the
 //! audit log's filters and paging, the people pages' help-desk forms, the undelivered-mail page,
 //! and a real headless Chromium driven over WebDriver through sign-in, the audit logs, an
-//! asset's Decommission button with its confirm dialog, a person's page, and a given-up mail's
-//! Send again button.
+//! asset's EAB form and its Decommission button with the confirm dialog, a person's page, and a
+//! given-up mail's Send again button.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -1122,6 +1122,14 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
     within("open the asset", client.goto(&format!("{base}/admin/machine/assets/test-fleet"))).await;
     assert_eq!(texts(&client, "#status").await, vec!["active"]);
     screenshot(&client, "asset").await;
+    // EAB credentials from the asset's form: shown on the page the form opens, and valid.
+    click(&client, "#make-eab").await;
+    wait_for_url(&client, "/admin/machine/assets/test-fleet/credentials").await;
+    let kid = texts(&client, "#eab-kid").await.remove(0);
+    assert!(kid.starts_with("eab-"), "{kid}");
+    assert_eq!(actions(&server, Track::Machine, "eab.created").last().unwrap().details["kid"], kid.as_str());
+    // No screenshot of that page: it shows the key.
+    within("back to the asset", client.goto(&format!("{base}/admin/machine/assets/test-fleet"))).await;
     click(&client, "#decommission").await;
     let question = wait_for("the confirm dialog", Duration::from_secs(5), || {
         let client = client.clone();
