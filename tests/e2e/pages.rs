@@ -139,6 +139,18 @@ fn actions(server: &TestServer, track: Track, action: &str) -> Vec<dualca_ca::Au
     server.ca.audit_events(track, &filter, 0, 1000).unwrap()
 }
 
+/// Registers an active host asset holding one DNS name, through the admin API.
+async fn register_asset(server: &TestServer, name: &str, dns: &str) {
+    let (status, body) = api_post(
+        server,
+        "/admin/api/machine/assets",
+        json!({"name": name, "kind": "host", "owner_team": "ops", "owner_email": "ops@example.test",
+               "service": "web", "environment": "test", "identifiers": [{"type": "dns", "value": dns}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 async fn sign_in_sets_a_strict_session_cookie(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
     let http = client(&server);
@@ -224,14 +236,7 @@ on_both_databases!(sign_in_sets_a_strict_session_cookie);
 
 async fn forms_need_the_csrf_token(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
-    let (status, body) = api_post(
-        &server,
-        "/admin/api/machine/assets",
-        json!({"name": "csrf-target", "kind": "host", "owner_team": "ops", "owner_email": "ops@example.test",
-               "service": "web", "environment": "test", "identifiers": [{"type": "dns", "value": "csrf.example.test"}]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    register_asset(&server, "csrf-target", "csrf.example.test").await;
     let session = sign_in(&server, Role::Admin).await;
     let other = sign_in(&server, Role::Admin).await;
     assert_ne!(session.csrf, other.csrf, "each token has its own CSRF value");
@@ -852,14 +857,7 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
 /// and a validity the form does not offer, and none of it makes a key.
 async fn asset_page_makes_eab_credentials(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
-    let (status, body) = api_post(
-        &server,
-        "/admin/api/machine/assets",
-        json!({"name": "eab-target", "kind": "host", "owner_team": "ops", "owner_email": "ops@example.test",
-               "service": "web", "environment": "test", "identifiers": [{"type": "dns", "value": "eab.example.test"}]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    register_asset(&server, "eab-target", "eab.example.test").await;
     let page_path = "/admin/machine/assets/eab-target";
     let path = format!("{page_path}/credentials");
 
