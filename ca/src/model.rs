@@ -282,6 +282,32 @@ pub struct AssetSpec {
     pub profile: Option<String>,
 }
 
+/// An EAB key as operators see it: its dates and state, never the key.
+#[derive(Debug, Clone)]
+pub struct EabKeyInfo {
+    pub kid: String,
+    pub single_use: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl EabKeyInfo {
+    /// Why the key can no longer bind an account, if it cannot: revoked, expired, or used up.
+    pub fn spent(&self, now: i64) -> Option<&'static str> {
+        if self.revoked_at.is_some() {
+            Some("revoked")
+        } else if self.expires_at <= now {
+            Some("expired")
+        } else if self.single_use && self.used_at.is_some() {
+            Some("used")
+        } else {
+            None
+        }
+    }
+}
+
 /// EAB credentials as handed out once: the kid and the base64url HMAC key.
 #[derive(Debug, Clone)]
 pub struct EabCredentials {
@@ -394,4 +420,26 @@ pub struct RecoveryOutcome {
     pub deactivated_accounts: Vec<String>,
     /// When the mailed enrollment link stops working, once it was sent.
     pub link_expires_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EabKeyInfo;
+
+    #[test]
+    fn an_eab_key_is_spent_once_revoked_expired_or_used_up() {
+        let key = EabKeyInfo {
+            kid: "eab-1".into(),
+            single_use: false,
+            created_at: 0,
+            expires_at: 100,
+            used_at: Some(10),
+            revoked_at: None,
+        };
+        assert_eq!(key.spent(50), None, "a reusable key stays usable after a use");
+        assert_eq!(key.spent(100), Some("expired"));
+        assert_eq!(EabKeyInfo { single_use: true, ..key.clone() }.spent(50), Some("used"));
+        assert_eq!(EabKeyInfo { single_use: true, used_at: None, ..key.clone() }.spent(50), None);
+        assert_eq!(EabKeyInfo { revoked_at: Some(20), ..key }.spent(50), Some("revoked"));
+    }
 }

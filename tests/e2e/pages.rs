@@ -854,7 +854,8 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
 /// The asset page's EAB form: the inventory role makes credentials, shown once on a page sent
 /// `no-store`, and an ACME client binds an account to the asset with them (once, when they are
 /// single-use). Roles that may not see no form and are refused, as are a missing CSRF token
-/// and a validity the form does not offer, and none of it makes a key.
+/// and a validity the form does not offer, and none of it makes a key. The page lists the
+/// asset's keys with their state, and revokes a usable one (of this asset only), audited.
 async fn asset_page_makes_eab_credentials(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
     register_asset(&server, "eab-target", "eab.example.test").await;
@@ -907,6 +908,42 @@ async fn asset_page_makes_eab_credentials(db: Db) {
                                         &crate::common::jws::jwk_of(&again.key), &url)});
     let refused = again.post(&url, Some(&payload)).await;
     refused.assert_problem("unauthorized", 403);
+
+    // The asset page lists its keys: the used one has no Revoke button; a new reusable one has.
+    let made = inventory.post(&path, &[("ttl", "7d"), ("csrf", &inventory.csrf)]).await;
+    let (second, second_key) = (
+        between(&made.body, "<code id=\"eab-kid\">", "</code>").to_string(),
+        between(&made.body, "<code id=\"eab-hmac\">", "</code>").to_string(),
+    );
+    let row = |html: &str, kid: &str| between(html, &format!("<tr id=\"eab-{kid}\">"), "</tr>").to_string();
+    let listed = inventory.get(page_path).await.body;
+    let used = row(&listed, &again.eab.as_ref().unwrap().0);
+    assert!(used.contains("<td class=\"state\">used</td>") && !used.contains("Revoke"), "{used}");
+    let usable = row(&listed, &second);
+    assert!(usable.contains("<td class=\"state\">usable</td>") && usable.contains("Revoke</button>"), "{usable}");
+    assert!(!auditor.get(page_path).await.body.contains("revoke-eab"), "the auditor has no Revoke button");
+    let revoke = format!("{page_path}/eab/{second}/revoke");
+    assert_eq!(inventory.post(&revoke, &[]).await.status, 403, "no CSRF token");
+    register_asset(&server, "other-asset", "other.example.test").await;
+    let elsewhere = inventory
+        .post(&format!("/admin/machine/assets/other-asset/eab/{second}/revoke"), &[("csrf", &inventory.csrf)])
+        .await;
+    assert_eq!(elsewhere.status, 404, "a key of another asset: {}", elsewhere.body);
+    assert!(actions(&server, Track::Machine, "eab.revoked").is_empty(), "refusals revoke nothing");
+    let done = inventory.post(&revoke, &[("csrf", &inventory.csrf)]).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let after = inventory.get(done.headers[LOCATION].to_str().unwrap()).await.body;
+    assert!(after.contains(&format!("EAB key {second} is revoked.")), "{after}");
+    assert!(row(&after, &second).contains("<td class=\"state\">revoked</td>"), "{after}");
+    let audited = actions(&server, Track::Machine, "eab.revoked");
+    assert_eq!((audited.len(), audited[0].actor.as_str()), (1, "admin:inventory-pages"));
+    assert_eq!(inventory.post(&revoke, &[("csrf", &inventory.csrf)]).await.status, 409, "already revoked");
+    let late = crate::common::jws::RawClient::bare(&server, Track::Machine);
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&second_key).unwrap();
+    let url = late.url("new-account");
+    let payload = json!({"termsOfServiceAgreed": true, "externalAccountBinding":
+        crate::common::jws::eab_binding(&second, &hmac, &crate::common::jws::jwk_of(&late.key), &url)});
+    late.post(&url, Some(&payload)).await.assert_problem("unauthorized", 403);
     server.stop().await;
 }
 on_both_databases!(asset_page_makes_eab_credentials);

@@ -6,11 +6,11 @@ use std::fmt::Write;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use dualca_ca::clock::rfc3339;
-use dualca_ca::model::{Asset, AssetStatus};
+use dualca_ca::model::{Asset, AssetStatus, EabKeyInfo};
 use dualca_ca::{AssetQuery, CertificateFilter, Track};
 use serde::Deserialize;
 
-use super::html::{self, esc, link};
+use super::html::{self, esc, link, url_part};
 use super::session::{blocking, form, state, CsrfForm, PageError, Session};
 use crate::auth::Permission;
 
@@ -75,6 +75,7 @@ pub async fn list(req: HttpRequest, session: Session) -> Result<HttpResponse, Pa
 #[derive(Deserialize, Default)]
 struct NoticeQuery {
     decommissioned: Option<usize>,
+    eab_revoked: Option<String>,
 }
 
 /// GET /admin/machine/assets/{name}
@@ -83,14 +84,19 @@ pub async fn show(req: HttpRequest, session: Session, name: web::Path<String>) -
     session.require(&state, Permission::ReadAssets, Track::Machine, "read assets").await?;
     let notice = web::Query::<NoticeQuery>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let (ca, name) = (state.ca.clone(), name.into_inner());
-    let (asset, certs) = blocking(move || {
+    let now = state.ca.clock.unix();
+    let (asset, certs, keys) = blocking(move || {
         let asset = ca.asset(&name)?;
         let filter = CertificateFilter { asset: Some(asset.id.clone()), ..CertificateFilter::default() };
         let certs = ca.search_certificates(Track::Machine, &filter, None, 1000)?;
-        Ok((asset, certs))
+        let keys = ca.asset_eab_keys(&asset.name)?;
+        Ok((asset, certs, keys))
     })
     .await?;
     let mut body = String::new();
+    if let Some(kid) = notice.eab_revoked.filter(|kid| keys.iter().any(|k| &k.kid == kid && k.revoked_at.is_some())) {
+        let _ = write!(body, "<p class=\"notice\" id=\"notice\">EAB key {} is revoked.</p>", esc(&kid));
+    }
     if let (Some(revoked), AssetStatus::Decommissioned) = (notice.decommissioned, asset.status) {
         let _ = write!(
             body,
@@ -145,6 +151,7 @@ pub async fn show(req: HttpRequest, session: Session, name: web::Path<String>) -
             html::csrf_field(&session.csrf)
         );
     }
+    body.push_str(&eab_table(&session, &asset.name, &keys, now));
     body.push_str("<h2>Certificates</h2>");
     if certs.is_empty() {
         body.push_str("<p id=\"no-certificates\">None.</p>");
@@ -254,4 +261,70 @@ pub async fn credentials(
         key = esc(&creds.hmac_key_b64),
     );
     Ok(html::ok("EAB credentials", &session, &body))
+}
+
+/// The asset's EAB keys (never the keys themselves), each with a Revoke button while it can
+/// still bind an account, for roles that manage assets.
+fn eab_table(session: &Session, asset: &str, keys: &[EabKeyInfo], now: i64) -> String {
+    if keys.is_empty() {
+        return "<h2>EAB keys</h2><p id=\"no-eab-keys\">None.</p>".into();
+    }
+    let may_revoke = session.may(Permission::ManageAssets, Track::Machine);
+    let mut out = String::from(
+        "<h2>EAB keys</h2><table id=\"eab-keys\"><thead><tr><th>Key id</th><th>Made (UTC)</th><th>Expires</th>\
+         <th>Single use</th><th>Used</th><th>State</th><th></th></tr></thead><tbody>",
+    );
+    for k in keys {
+        let when = |t: Option<i64>| esc(&t.map(rfc3339).unwrap_or_else(|| "—".into()));
+        let spent = k.spent(now);
+        let action = match spent {
+            None if may_revoke => format!(
+                "<form method=\"post\" action=\"{}\" data-confirm=\"{}\">{}\
+                 <button type=\"submit\" class=\"danger revoke-eab\">Revoke</button></form>",
+                esc(&format!("{}/eab/{}/revoke", html::asset_href(asset), url_part(&k.kid))),
+                esc(&format!("Revoke EAB key {}? No new account can be bound with it.", k.kid)),
+                html::csrf_field(&session.csrf)
+            ),
+            _ => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<tr id=\"eab-{}\"><td class=\"kid\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td class=\"state\">{}</td><td>{action}</td></tr>",
+            esc(&k.kid),
+            esc(&k.kid),
+            esc(&rfc3339(k.created_at)),
+            esc(&rfc3339(k.expires_at)),
+            if k.single_use { "yes" } else { "no" },
+            when(k.used_at),
+            spent.unwrap_or("usable"),
+        );
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// POST /admin/machine/assets/{name}/eab/{kid}/revoke: a key of this asset only.
+pub async fn revoke_eab(
+    req: HttpRequest,
+    session: Session,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let state = state(&req)?;
+    let (name, kid) = path.into_inner();
+    let form_data: CsrfForm = form(&body)?;
+    session
+        .require_form(&state, form_data.csrf.as_deref(), Permission::ManageAssets, Track::Machine, "revoke EAB keys")
+        .await?;
+    let (ca, actor, asset) = (state.ca.clone(), format!("admin:{}", session.subject), name.clone());
+    let revoked = kid.clone();
+    blocking(move || {
+        if !ca.asset_eab_keys(&asset)?.iter().any(|k| k.kid == revoked) {
+            return Err(dualca_ca::Error::not_found(format!("asset {asset:?} has no EAB key {revoked:?}")));
+        }
+        ca.revoke_eab_key(Track::Machine, &revoked, &actor)
+    })
+    .await?;
+    Ok(html::see_other(&format!("{}{}", html::asset_href(&name), html::query_string(&[("eab_revoked", &kid)]))))
 }

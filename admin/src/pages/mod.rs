@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/machine/assets/{name}", web::get().to(inventory::show))
         .route("/admin/machine/assets/{name}/decommission", web::post().to(inventory::decommission))
         .route("/admin/machine/assets/{name}/credentials", web::post().to(inventory::credentials))
+        .route("/admin/machine/assets/{name}/eab/{kid}/revoke", web::post().to(inventory::revoke_eab))
         .route("/admin/human/people", web::get().to(people::list))
         .route("/admin/human/people", web::post().to(people::join))
         .route("/admin/human/people/{email}", web::get().to(people::show))

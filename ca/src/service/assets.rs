@@ -352,6 +352,23 @@ impl Ca {
         Ok(EabCredentials { kid, hmac_key_b64: ids::b64url(&key), expires_at: now + ttl_seconds, single_use })
     }
 
+    /// The asset's EAB keys, newest first (at most 200), without the keys themselves.
+    pub fn asset_eab_keys(&self, name: &str) -> Result<Vec<EabKeyInfo>> {
+        let asset = self.asset(name)?;
+        let rows = self.storage.read(|conn| store::eab_keys_of_asset(conn, &asset.id, 200))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EabKeyInfo {
+                kid: r.kid,
+                single_use: r.single_use,
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                used_at: r.used_at,
+                revoked_at: r.revoked_at,
+            })
+            .collect())
+    }
+
     pub fn revoke_eab_key(&self, track: Track, kid: &str, actor: &str) -> Result<()> {
         let now = self.clock.unix();
         self.storage.write(|conn| {

@@ -216,6 +216,16 @@ pub fn eab(conn: &mut DbConnection, kid: &str) -> Result<Option<EabKeyRow>> {
         .optional())?)
 }
 
+/// The asset's EAB keys, newest first, at most `limit`.
+pub fn eab_keys_of_asset(conn: &mut DbConnection, asset_id: &str, limit: i64) -> Result<Vec<EabKeyRow>> {
+    Ok(on_backend!(conn, |db| e::eab_keys
+        .filter(e::asset_id.eq(asset_id))
+        .order((e::created_at.desc(), e::kid.asc()))
+        .limit(limit)
+        .select(EabKeyRow::as_select())
+        .load(db))?)
+}
+
 pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<()> {
     let update = Fixed::new(
         "UPDATE eab_keys SET used_at = ? WHERE kid = ?",
