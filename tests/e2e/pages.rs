@@ -2,8 +2,8 @@
 //! every form needs, what each role sees and may do, escaping of everything a page echoes, the
 //! audit log's filters and paging, the people pages' help-desk forms, the undelivered-mail page,
 //! and a real headless Chromium driven over WebDriver through sign-in, the audit logs, an
-//! asset's EAB form and its Decommission button with the confirm dialog, a person's page, and a
-//! given-up mail's Send again button.
+//! asset's EAB form, its EAB key's Revoke and its Decommission buttons with their confirm
+//! dialogs, a person's page, and a given-up mail's Send again button.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -1165,6 +1165,18 @@ async fn browse(server: Rc<TestServer>, client: fantoccini::Client, serials: Vec
     assert_eq!(actions(&server, Track::Machine, "eab.created").last().unwrap().details["kid"], kid.as_str());
     // No screenshot of that page: it shows the key.
     within("back to the asset", client.goto(&format!("{base}/admin/machine/assets/test-fleet"))).await;
+    click(&client, &format!("tr[id='eab-{kid}'] button.revoke-eab")).await;
+    let question = wait_for("the confirm dialog", Duration::from_secs(5), || {
+        let client = client.clone();
+        async move { client.get_alert_text().await.ok() }
+    })
+    .await;
+    assert!(question.starts_with(&format!("Revoke EAB key {kid}?")), "{question}");
+    within("accept the dialog", client.accept_alert()).await;
+    wait_for_url(&client, &format!("eab_revoked={kid}")).await;
+    assert_eq!(texts(&client, &format!("tr[id='eab-{kid}'] td.state")).await, vec!["revoked"]);
+    assert_eq!(actions(&server, Track::Machine, "eab.revoked")[0].subject, format!("eab:{kid}"));
+    screenshot(&client, "asset-eab-revoked").await;
     click(&client, "#decommission").await;
     let question = wait_for("the confirm dialog", Duration::from_secs(5), || {
         let client = client.clone();
