@@ -11,7 +11,7 @@ use dualca_ca::{AssetQuery, CertificateFilter, Track};
 use serde::Deserialize;
 
 use super::html::{self, esc, link, url_part};
-use super::session::{blocking, form, state, CsrfForm, PageError, Session};
+use super::session::{blocking, state, CsrfForm, PageError, Session};
 use crate::auth::Permission;
 
 #[derive(Deserialize, Default)]
@@ -189,15 +189,8 @@ pub async fn decommission(
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
-    let form_data: CsrfForm = form(&body)?;
     session
-        .require_form(
-            &state,
-            form_data.csrf.as_deref(),
-            Permission::ManageAssets,
-            Track::Machine,
-            "decommission assets",
-        )
+        .accept_form::<CsrfForm>(&state, &body, Permission::ManageAssets, Track::Machine, "decommission assets")
         .await?;
     let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
     let asset_name = name.clone();
@@ -211,7 +204,6 @@ const DEFAULT_EAB_VALIDITY: &str = "7d";
 
 #[derive(Deserialize)]
 struct CredentialsForm {
-    csrf: Option<String>,
     ttl: Option<String>,
     single_use: Option<String>,
 }
@@ -225,10 +217,8 @@ pub async fn credentials(
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
-    let f: CredentialsForm = form(&body)?;
-    session
-        .require_form(&state, f.csrf.as_deref(), Permission::ManageAssets, Track::Machine, "issue EAB credentials")
-        .await?;
+    let f: CredentialsForm =
+        session.accept_form(&state, &body, Permission::ManageAssets, Track::Machine, "issue EAB credentials").await?;
     let ttl = f.ttl.unwrap_or_else(|| DEFAULT_EAB_VALIDITY.into());
     if !EAB_VALIDITY.iter().any(|(value, _)| *value == ttl) {
         return Err(PageError::bad_request(format!("Unknown validity {ttl:?}: 1d, 7d or 30d.")));
@@ -313,10 +303,7 @@ pub async fn revoke_eab(
 ) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
     let (name, kid) = path.into_inner();
-    let form_data: CsrfForm = form(&body)?;
-    session
-        .require_form(&state, form_data.csrf.as_deref(), Permission::ManageAssets, Track::Machine, "revoke EAB keys")
-        .await?;
+    session.accept_form::<CsrfForm>(&state, &body, Permission::ManageAssets, Track::Machine, "revoke EAB keys").await?;
     let (ca, actor, asset) = (state.ca.clone(), format!("admin:{}", session.subject), name.clone());
     let revoked = kid.clone();
     blocking(move || {

@@ -9,7 +9,7 @@ use dualca_ca::{QueuedMail, Track};
 use serde::Deserialize;
 
 use super::html::{self, esc, url_part};
-use super::session::{blocking, form, state, CsrfForm, PageError, Session};
+use super::session::{blocking, state, CsrfForm, PageError, Session};
 use super::tracks::{capitalised, track_of};
 use crate::auth::Permission;
 
@@ -106,8 +106,7 @@ pub async fn retry(
     let state = state(&req)?;
     let (track, id) = path.into_inner();
     let track = track_of(&track)?;
-    let form_data: CsrfForm = form(&body)?;
-    session.require_form(&state, form_data.csrf.as_deref(), Permission::ManageMail, track, "send mail again").await?;
+    session.accept_form::<CsrfForm>(&state, &body, Permission::ManageMail, track, "send mail again").await?;
     let (ca, operator) = (state.ca.clone(), format!("admin:{}", session.subject));
     let mail = blocking(move || ca.retry_mail(track, &id, &operator)).await?;
     Ok(html::see_other(&format!("{}{}", href(track), html::query_string(&[("retried", &mail.id)]))))

@@ -18,7 +18,7 @@ use dualca_ca::{CertificateFilter, Track};
 use serde::Deserialize;
 
 use super::html::{self, esc, link};
-use super::session::{blocking, form, state, PageError, Session};
+use super::session::{blocking, state, PageError, Session};
 use crate::auth::{AdminState, Permission};
 
 const LIST: &str = "/admin/human/people";
@@ -74,7 +74,6 @@ struct ListQuery {
 
 #[derive(Deserialize, Default)]
 struct JoinForm {
-    csrf: Option<String>,
     #[serde(default)]
     email: String,
     #[serde(default)]
@@ -170,8 +169,8 @@ pub async fn list(req: HttpRequest, session: Session) -> Result<HttpResponse, Pa
 /// POST /admin/human/people: the joiner form.
 pub async fn join(req: HttpRequest, session: Session, body: web::Bytes) -> Result<HttpResponse, PageError> {
     let state = state(&req)?;
-    let f: JoinForm = form(&body)?;
-    session.require_form(&state, f.csrf.as_deref(), Permission::ManagePeople, Track::Human, "register joiners").await?;
+    let f: JoinForm =
+        session.accept_form(&state, &body, Permission::ManagePeople, Track::Human, "register joiners").await?;
     let spec = JoinerSpec {
         email: f.email.trim().to_string(),
         display_name: f.display_name.trim().to_string(),
@@ -257,7 +256,6 @@ fn notice(q: &NoticeQuery, view: &PersonView) -> Option<String> {
 
 #[derive(Deserialize, Default)]
 struct ActionForm {
-    csrf: Option<String>,
     #[serde(default)]
     method: String,
     #[serde(default)]
@@ -592,9 +590,7 @@ pub async fn show(req: HttpRequest, session: Session, email: web::Path<String>) 
 /// Checks the form's CSRF token and the role, the same way for every action on a person.
 async fn allowed(req: &HttpRequest, session: &Session, body: &[u8], action: &str) -> Result<ActionForm, PageError> {
     let state = state(req)?;
-    let f: ActionForm = form(body)?;
-    session.require_form(&state, f.csrf.as_deref(), Permission::ManagePeople, Track::Human, action).await?;
-    Ok(f)
+    session.accept_form(&state, body, Permission::ManagePeople, Track::Human, action).await
 }
 
 /// Where an action ends: the redirect it asked for, or its person's page again with the reason

@@ -179,18 +179,22 @@ impl Session {
         Err(PageError::forbidden("The form's CSRF token is missing or wrong: reload the page and try again."))
     }
 
-    /// What a form that changes something needs before it is acted on: its CSRF token, then the
-    /// permission. Either refusal is audited under `action`.
-    pub async fn require_form(
+    /// A form that changes something, read from `body` and accepted only with its CSRF token
+    /// (the `csrf` field, which `F` need not have) and then the permission. An unreadable form
+    /// is 400; either refusal is audited under `action`.
+    pub async fn accept_form<F: serde::de::DeserializeOwned>(
         &self,
         state: &AdminState,
-        csrf: Option<&str>,
+        body: &[u8],
         permission: Permission,
         track: Track,
         action: &str,
-    ) -> Result<(), PageError> {
-        self.check_csrf(state, csrf, track, action).await?;
-        self.require(state, permission, track, action).await
+    ) -> Result<F, PageError> {
+        let fields: F = form(body)?;
+        let token: CsrfForm = form(body)?;
+        self.check_csrf(state, token.csrf.as_deref(), track, action).await?;
+        self.require(state, permission, track, action).await?;
+        Ok(fields)
     }
 
     async fn deny(&self, state: &AdminState, track: Track, action: &str) {
@@ -274,7 +278,7 @@ pub struct LoginForm {
 }
 
 /// Parses an `application/x-www-form-urlencoded` body.
-pub fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
+fn form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
     let text = std::str::from_utf8(body).map_err(|_| PageError::bad_request("the form is not UTF-8"))?;
     web::Query::<T>::from_query(text)
         .map(web::Query::into_inner)

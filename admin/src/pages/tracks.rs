@@ -10,7 +10,7 @@ use dualca_ca::{AssetQuery, AuditFilter, AuditRecord, Track};
 use serde::Deserialize;
 
 use super::html::{self, esc, link};
-use super::session::{blocking, form, state, PageError, Session};
+use super::session::{blocking, state, PageError, Session};
 use crate::auth::Permission;
 
 pub fn track_of(text: &str) -> Result<Track, PageError> {
@@ -371,7 +371,6 @@ pub async fn certificate(
 
 #[derive(Deserialize)]
 struct RevokeForm {
-    csrf: Option<String>,
     reason: Option<String>,
 }
 
@@ -385,10 +384,8 @@ pub async fn revoke(
     let state = state(&req)?;
     let (track, serial) = path.into_inner();
     let track = track_of(&track)?;
-    let form_data: RevokeForm = form(&body)?;
-    session
-        .require_form(&state, form_data.csrf.as_deref(), Permission::RevokeCertificates, track, "revoke certificates")
-        .await?;
+    let form_data: RevokeForm =
+        session.accept_form(&state, &body, Permission::RevokeCertificates, track, "revoke certificates").await?;
     let reason_text = form_data.reason.unwrap_or_else(|| "unspecified".into());
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| PageError::bad_request(format!("Unknown revocation reason {reason_text:?}.")))?;
