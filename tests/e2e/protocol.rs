@@ -398,6 +398,29 @@ async fn quick_validations_answer_in_the_challenge_response(db: Db) {
     assert_eq!(res.json()["status"], "valid", "{}", res.text);
     assert!(res.json()["validated"].is_string());
     assert!(res.header("retry-after").is_none());
+    // The answer is the challenge as recorded: a read gives the same object.
+    let read = raw.post(challenge["url"].as_str().unwrap(), None).await;
+    assert_eq!(read.json(), res.json());
+
+    // A quick failure answers invalid with its problem, also as recorded, and no second
+    // validation: a repeated POST returns the settled challenge unchanged.
+    let payload = json!({"identifiers": [{"type": "dns", "value": "b.example.test"}]});
+    let order = raw.post(&raw.url("new-order"), Some(&payload)).await.json();
+    let authz = raw.post(order["authorizations"][0].as_str().unwrap(), None).await.json();
+    let challenge = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+    let token = challenge["token"].as_str().unwrap();
+    server.responder.serve(token, "not.the.key.authorization");
+    let url = challenge["url"].as_str().unwrap();
+    let res = raw.post(url, Some(&json!({}))).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let failed = res.json();
+    assert_eq!(failed["status"], "invalid", "{failed}");
+    assert_eq!(failed["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse", "{failed}");
+    assert!(failed.get("validated").is_none(), "{failed}");
+    assert_eq!(raw.post(url, None).await.json(), failed);
+    assert_eq!(raw.post(url, Some(&json!({}))).await.json(), failed);
+    let authz = raw.post(order["authorizations"][0].as_str().unwrap(), None).await.json();
+    assert_eq!(authz["status"], "invalid", "{authz}");
     server.stop().await;
 }
 on_both_databases!(quick_validations_answer_in_the_challenge_response);

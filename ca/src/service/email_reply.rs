@@ -149,25 +149,21 @@ impl Ca {
         challenge: &Challenge,
         authz: &Authorization,
         now: i64,
-    ) -> Result<Option<ChallengeStatus>> {
+    ) -> Result<Option<Challenge>> {
         let row = store::by_challenge(conn, &challenge.id)?.ok_or_else(|| {
             Error::internal(format!("email-reply-00 challenge {} has no challenge mail", challenge.id))
         })?;
         match row.recorded_reply()? {
             None => Ok(None),
-            Some(outcome) => {
-                let status = if outcome.is_ok() { ChallengeStatus::Valid } else { ChallengeStatus::Invalid };
-                record_validation_outcome(
-                    conn,
-                    Track::Human,
-                    challenge,
-                    &[ChallengeStatus::Processing],
-                    authz,
-                    &outcome,
-                    now,
-                )?;
-                Ok(Some(status))
-            }
+            Some(outcome) => record_validation_outcome(
+                conn,
+                Track::Human,
+                challenge,
+                &[ChallengeStatus::Processing],
+                authz,
+                &outcome,
+                now,
+            ),
         }
     }
 

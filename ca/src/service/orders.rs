@@ -294,9 +294,8 @@ impl Ca {
             if start_processing(conn, challenge_id)? {
                 target.challenge.status = ChallengeStatus::Processing;
                 // No network validation: the reply, received or still to come, decides.
-                if let Some(status) = self.settle_email_challenge(conn, &target.challenge, &authz, now)? {
-                    target.challenge = store::challenge(conn, challenge_id)?.unwrap_or(target.challenge);
-                    debug_assert_eq!(target.challenge.status, status);
+                if let Some(settled) = self.settle_email_challenge(conn, &target.challenge, &authz, now)? {
+                    target.challenge = settled;
                 }
             }
             Ok(target)
@@ -318,7 +317,11 @@ impl Ca {
             // states are accepted in one compare-and-set: on PostgreSQL a `mark_processing`
             // may commit between this read and the update.
             const UNSETTLED: &[ChallengeStatus] = &[ChallengeStatus::Pending, ChallengeStatus::Processing];
-            record_validation_outcome(conn, track, &challenge, UNSETTLED, &authz, &outcome, now)?;
+            if let Some(settled) = record_validation_outcome(conn, track, &challenge, UNSETTLED, &authz, &outcome, now)?
+            {
+                return Ok(settled);
+            }
+            // Settled earlier, by another outcome: as it stands.
             store::challenge(conn, challenge_id)?
                 .ok_or_else(|| Error::internal(format!("challenge {challenge_id} vanished while it was settled")))
         })
@@ -540,8 +543,8 @@ fn ensure_answerable(authz: &Authorization) -> Result<()> {
 
 /// Moves a challenge from one of `from` (processing; or, for a network validation, pending
 /// as well, when no response reported it as processing) to valid or invalid, and its
-/// authorization with it, with the audit event; false, changing nothing, when the challenge
-/// was in none of them.
+/// authorization with it, with the audit event. Returns the challenge as it now stands, as a
+/// read would find it; `None`, changing nothing, when the challenge was in none of them.
 pub(super) fn record_validation_outcome(
     conn: &mut DbConnection,
     track: Track,
@@ -550,14 +553,14 @@ pub(super) fn record_validation_outcome(
     authz: &Authorization,
     outcome: &Result<(), StoredProblem>,
     now: i64,
-) -> Result<bool> {
+) -> Result<Option<Challenge>> {
     let (to, error, authz_status) = match outcome {
         Ok(()) => (ChallengeStatus::Valid, None, AuthzStatus::Valid),
         Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
     };
     let validated = outcome.is_ok().then_some(now);
     if !store::transition_challenge(conn, &challenge.id, from, to, validated, error)? {
-        return Ok(false);
+        return Ok(None);
     }
     // An authorization that expired or was deactivated meanwhile keeps that state.
     if authz.status == AuthzStatus::Pending {
@@ -571,7 +574,7 @@ pub(super) fn record_validation_outcome(
     };
     let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
     audit::record(conn, track, now, "system", action, format!("challenge:{}", challenge.id), details)?;
-    Ok(true)
+    Ok(Some(Challenge { status: to, validated, error: error.cloned(), ..challenge.clone() }))
 }
 
 /// The challenge and its authorization, the latter without its challenges (`challenges` is
@@ -583,10 +586,8 @@ pub(super) fn load_challenge(
     id: &str,
     now: i64,
 ) -> Result<(Challenge, Authorization)> {
-    let challenge = store::challenge(conn, id)?.ok_or_else(|| not_found("challenge", id))?;
-    // The track filter sits on the authorization: a challenge of the other track is not found.
-    let mut authz = store::authorization_alone(conn, track, &challenge.authorization_id)?
-        .ok_or_else(|| not_found("challenge", id))?;
+    let (challenge, mut authz) =
+        store::challenge_with_authorization(conn, track, id)?.ok_or_else(|| not_found("challenge", id))?;
     authz.status = authorization_status(authz.status, authz.expires, now);
     Ok((challenge, authz))
 }

@@ -99,17 +99,22 @@ pub fn authorization(conn: &mut DbConnection, track: Track, id: &str) -> Result<
     row.into_domain(challenges).map(Some)
 }
 
-/// The authorization without its challenges (`challenges` is empty), for a caller that needs
-/// only its status, owner and identifier: one query instead of two.
-pub fn authorization_alone(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Authorization>> {
-    on_backend!(conn, |db| z::authorizations
-        .filter(z::id.eq(id))
+/// A challenge with its authorization (whose `challenges` is empty), in one query: what
+/// answering or settling a challenge needs is the authorization's owner, status and identifier.
+/// The track filter sits on the authorization, so a challenge of the other track is not found.
+pub fn challenge_with_authorization(
+    conn: &mut DbConnection,
+    track: Track,
+    id: &str,
+) -> Result<Option<(Challenge, Authorization)>> {
+    let row: Option<(ChallengeRow, AuthorizationRow)> = on_backend!(conn, |db| c::challenges
+        .inner_join(z::authorizations.on(z::id.eq(c::authorization_id)))
+        .filter(c::id.eq(id))
         .filter(z::track.eq(track.as_str()))
-        .select(AuthorizationRow::as_select())
+        .select((ChallengeRow::as_select(), AuthorizationRow::as_select()))
         .get_result(db)
-        .optional())?
-    .map(|row| row.into_domain(Vec::new()))
-    .transpose()
+        .optional())?;
+    row.map(|(challenge, authz)| Ok((challenge.into_domain()?, authz.into_domain(Vec::new())?))).transpose()
 }
 
 pub fn challenge(conn: &mut DbConnection, id: &str) -> Result<Option<Challenge>> {
