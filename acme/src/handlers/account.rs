@@ -3,7 +3,7 @@ use actix_web::{web, HttpResponse};
 use dualca_ca::jwk::PublicJwk;
 use dualca_ca::NewAccount;
 
-use super::{ca_call, json_response};
+use super::{ca_call, ca_call_owing, json_response};
 use crate::jws::{self, Jws, Signer};
 use crate::problem::Problem;
 use crate::wire::{self, AccountUpdate, KeyChangeInner, NewAccountRequest};
@@ -16,11 +16,14 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
     };
     let request: NewAccountRequest = jws.json()?;
     let (ca, track, thumbprint) = (state.ca.clone(), state.track, key.thumbprint.clone());
-    if let Some(existing) = ca_call(&state.ca, move || ca.account_by_key(track, &thumbprint)).await? {
+    let (existing, looked_up) = ca_call_owing(&state.ca, move || ca.account_by_key(track, &thumbprint)).await?;
+    if let Some(existing) = existing {
+        looked_up.wait().await?;
         let body = wire::account(&state, &existing);
         return Ok(json_response(StatusCode::OK, Some(state.account_url(&existing.id)), &body));
     }
     if request.only_return_existing == Some(true) {
+        looked_up.wait().await?;
         return Err(dualca_ca::Error::account_does_not_exist("no account exists for this key").into());
     }
     let eab = match &request.external_account_binding {
@@ -35,7 +38,12 @@ pub async fn new_account(state: web::Data<AcmeState>, jws: Jws) -> Result<HttpRe
         eab,
     };
     let (ca, track) = (state.ca.clone(), state.track);
-    let (account, created) = ca_call(&state.ca, move || ca.create_account(track, new)).await?;
+    let made = ca_call(&state.ca, move || ca.create_account(track, new)).await;
+    // The lookup's durability is not waited for before the account is made, which would cost
+    // a new account a second fsync wait: a made account's commit came after the lookup, so its
+    // wait covered the lookup's and this one returns at once. Only a refusal may wait here.
+    looked_up.wait().await?;
+    let (account, created) = made?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(json_response(status, Some(state.account_url(&account.id)), &wire::account(&state, &account)))
 }
