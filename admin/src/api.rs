@@ -471,7 +471,7 @@ async fn revoke(
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| AdminProblem::bad_request(format!("unknown revocation reason {reason_text:?}")))?;
     let ca = state.ca.clone();
-    let operator = format!("admin:{}", principal.subject);
+    let operator = principal.actor();
     let serial_for_call = serial.clone();
     blocking(move || ca.revoke_by_operator(Some(track), &serial_for_call, reason, &operator)).await?;
     crate::metrics::REVOCATIONS.with_label_values(&[track.as_str()]).inc();
@@ -518,7 +518,7 @@ async fn retry_mail(
     let track = track_of(&track)?;
     principal.require(&state, Permission::ManageMail, Some(track), "send mail again").await?;
     let ca = state.ca.clone();
-    let operator = format!("admin:{}", principal.subject);
+    let operator = principal.actor();
     let mail = blocking(move || ca.retry_mail(track, &id, &operator)).await?;
     Ok(HttpResponse::Ok().json(mail_json(&mail)))
 }

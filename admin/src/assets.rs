@@ -124,7 +124,7 @@ async fn register(
     body: web::Json<AssetBody>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "register assets").await?;
-    let (ca, spec, actor) = (state.ca.clone(), body.into_inner().to_spec(), format!("admin:{}", principal.subject));
+    let (ca, spec, actor) = (state.ca.clone(), body.into_inner().to_spec(), principal.actor());
     let asset = blocking(move || ca.register_asset(&spec, &actor)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(asset_json(&asset)))
 }
@@ -155,8 +155,7 @@ async fn update(
     body: web::Json<AssetBody>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "update assets").await?;
-    let (ca, name, spec, actor) =
-        (state.ca.clone(), name.into_inner(), body.into_inner().to_spec(), format!("admin:{}", principal.subject));
+    let (ca, name, spec, actor) = (state.ca.clone(), name.into_inner(), body.into_inner().to_spec(), principal.actor());
     let asset = blocking(move || ca.update_asset(&name, &spec, &actor)).await?;
     Ok(HttpResponse::Ok().json(asset_json(&asset)))
 }
@@ -177,7 +176,7 @@ async fn decommission(
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "decommission assets").await?;
     let body: DecommissionBody = crate::problem::optional_json(&raw)?;
     let compromised = body.compromised;
-    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), principal.actor());
     let report = blocking(move || ca.decommission_asset(&name, compromised, &actor)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "asset": report.asset,
@@ -204,7 +203,7 @@ async fn credentials(
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "issue EAB credentials").await?;
     let body: CredentialsBody = crate::problem::optional_json(&raw)?;
     let ttl = crate::api::parse_within(body.ttl.as_deref().unwrap_or("7d"))?;
-    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), principal.actor());
     let creds = blocking(move || ca.create_asset_eab(&name, ttl, body.single_use, &actor)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(json!({
         "kid": creds.kid, "hmac_key": creds.hmac_key_b64, "expires_at": rfc3339(creds.expires_at), "single_use": creds.single_use,
@@ -240,7 +239,7 @@ async fn sync(
     let specs = crate::sync::parse_inventory(&raw, format).map_err(AdminProblem::bad_request)?;
     let q = query.into_inner();
     let max_share = q.max_share.unwrap_or(DEFAULT_MAX_DECOMMISSION_SHARE);
-    let (ca, actor) = (state.ca.clone(), format!("admin:{}", principal.subject));
+    let (ca, actor) = (state.ca.clone(), principal.actor());
     let (plan, report) = blocking(move || {
         let plan = ca.plan_inventory_sync(&specs)?;
         let report = if q.apply { Some(ca.apply_inventory_sync(&plan, max_share, q.force, &actor)?) } else { None };
@@ -275,7 +274,7 @@ async fn redeploy(
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "redeploy assets").await?;
     let body: RedeployBody = crate::problem::optional_json(&raw)?;
     let grace = crate::api::parse_within(body.grace.as_deref().unwrap_or("1h"))?;
-    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), principal.actor());
     let superseded = blocking(move || ca.redeploy_asset(&name, grace, &actor)).await?;
     let due = state.ca.clock.unix() + grace;
     Ok(HttpResponse::Ok().json(json!({ "superseded": superseded, "revoked_at": rfc3339(due) })))
@@ -288,7 +287,7 @@ async fn revoke_credentials(
     kid: web::Path<String>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManageAssets, Some(Track::Machine), "revoke EAB credentials").await?;
-    let (ca, kid, actor) = (state.ca.clone(), kid.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, kid, actor) = (state.ca.clone(), kid.into_inner(), principal.actor());
     let kid_for_call = kid.clone();
     blocking(move || ca.revoke_eab_key(Track::Machine, &kid_for_call, &actor)).await?;
     Ok(HttpResponse::Ok().json(json!({ "kid": kid, "revoked": true })))

@@ -213,7 +213,17 @@ pub struct Principal {
     pub jti: String,
 }
 
+/// How the audit chains name an operator acting through the admin API or pages.
+pub fn admin_actor(subject: &str) -> String {
+    format!("admin:{subject}")
+}
+
 impl Principal {
+    /// This operator as the audit chains name it.
+    pub fn actor(&self) -> String {
+        admin_actor(&self.subject)
+    }
+
     /// Allows the request or returns 403, after writing the denial to the track's chain.
     pub async fn require(
         &self,

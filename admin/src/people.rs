@@ -85,7 +85,7 @@ async fn join(
         employee_id: b.employee_id,
         manager_email: b.manager_email,
     };
-    let (ca, actor) = (state.ca.clone(), format!("admin:{}", principal.subject));
+    let (ca, actor) = (state.ca.clone(), principal.actor());
     let invitation = blocking(move || ca.person_joins(&spec, &actor)).await?;
     let mut body = person_json(&invitation.person);
     body["invite_expires_at"] = json!(rfc3339(invitation.expires_at));
@@ -123,7 +123,7 @@ async fn mover(
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "record movers").await?;
     let b: MoverBody = optional_json(&body)?;
-    let (ca, email, actor) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, email, actor) = (state.ca.clone(), email.into_inner(), principal.actor());
     let person =
         blocking(move || ca.person_moves(&email, b.email.as_deref(), b.manager_email.as_deref(), &actor)).await?;
     Ok(HttpResponse::Ok().json(person_json(&person)))
@@ -135,7 +135,7 @@ async fn leaver(
     email: web::Path<String>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "record leavers").await?;
-    let (ca, email, actor) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, email, actor) = (state.ca.clone(), email.into_inner(), principal.actor());
     let revoked = blocking(move || ca.person_leaves(&email, &actor)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "left", "revoked_certificates": revoked })))
 }
@@ -156,7 +156,7 @@ async fn proof(
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "proof identities").await?;
     let b = body.into_inner();
-    let (ca, email, operator) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, email, operator) = (state.ca.clone(), email.into_inner(), principal.actor());
     let person = blocking(move || ca.proof_by_helpdesk(&email, &b.method, &b.evidence, &operator)).await?;
     Ok(HttpResponse::Ok().json(person_json(&person)))
 }
@@ -204,7 +204,7 @@ async fn recover(
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "recover people").await?;
     let b: RecoverBody = required_json(&body)?;
     let spec = RecoverySpec { reason: b.reason, method: b.method, evidence: b.evidence };
-    let (ca, email, operator) = (state.ca.clone(), email.into_inner(), format!("admin:{}", principal.subject));
+    let (ca, email, operator) = (state.ca.clone(), email.into_inner(), principal.actor());
     let outcome = blocking(move || ca.request_recovery(&email, &spec, &operator)).await?;
     Ok(HttpResponse::build(StatusCode::CREATED).json(outcome_json(&outcome)))
 }
@@ -227,7 +227,7 @@ async fn approve_recovery(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "approve recoveries").await?;
-    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), format!("admin:{}", principal.subject));
+    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), principal.actor());
     let outcome = blocking(move || ca.approve_recovery(&email, &id, &operator)).await?;
     Ok(HttpResponse::Ok().json(outcome_json(&outcome)))
 }
@@ -238,7 +238,7 @@ async fn cancel_recovery(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminProblem> {
     principal.require(&state, Permission::ManagePeople, Some(Track::Human), "cancel recoveries").await?;
-    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), format!("admin:{}", principal.subject));
+    let ((email, id), ca, operator) = (path.into_inner(), state.ca.clone(), principal.actor());
     let recovery = blocking(move || ca.cancel_recovery(&email, &id, &operator)).await?;
     Ok(HttpResponse::Ok().json(recovery_json(&recovery)))
 }

@@ -192,7 +192,7 @@ pub async fn decommission(
     session
         .accept_form::<CsrfForm>(&state, &body, Permission::ManageAssets, Track::Machine, "decommission assets")
         .await?;
-    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), session.actor());
     let asset_name = name.clone();
     let report = blocking(move || ca.decommission_asset(&asset_name, false, &actor)).await?;
     Ok(html::see_other(&format!("{}?decommissioned={}", html::asset_href(&name), report.revoked_serials.len())))
@@ -225,7 +225,7 @@ pub async fn credentials(
     }
     let ttl_seconds = crate::api::parse_within(&ttl).map_err(|e| PageError::bad_request(e.detail))?;
     let single_use = f.single_use.is_some();
-    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), format!("admin:{}", session.subject));
+    let (ca, name, actor) = (state.ca.clone(), name.into_inner(), session.actor());
     let asset = name.clone();
     let creds = blocking(move || ca.create_asset_eab(&name, ttl_seconds, single_use, &actor)).await?;
     let directory = format!("{}/acme/machine/directory", state.ca.public_url());
@@ -304,7 +304,7 @@ pub async fn revoke_eab(
     let state = state(&req)?;
     let (name, kid) = path.into_inner();
     session.accept_form::<CsrfForm>(&state, &body, Permission::ManageAssets, Track::Machine, "revoke EAB keys").await?;
-    let (ca, actor, asset) = (state.ca.clone(), format!("admin:{}", session.subject), name.clone());
+    let (ca, actor, asset) = (state.ca.clone(), session.actor(), name.clone());
     let revoked = kid.clone();
     blocking(move || {
         if !ca.asset_eab_keys(&asset)?.iter().any(|k| k.kid == revoked) {

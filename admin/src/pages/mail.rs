@@ -107,7 +107,7 @@ pub async fn retry(
     let (track, id) = path.into_inner();
     let track = track_of(&track)?;
     session.accept_form::<CsrfForm>(&state, &body, Permission::ManageMail, track, "send mail again").await?;
-    let (ca, operator) = (state.ca.clone(), format!("admin:{}", session.subject));
+    let (ca, operator) = (state.ca.clone(), session.actor());
     let mail = blocking(move || ca.retry_mail(track, &id, &operator)).await?;
     Ok(html::see_other(&format!("{}{}", href(track), html::query_string(&[("retried", &mail.id)]))))
 }

@@ -177,7 +177,7 @@ pub async fn join(req: HttpRequest, session: Session, body: web::Bytes) -> Resul
         employee_id: f.employee_id.trim().to_string(),
         manager_email: f.manager_email.trim().to_string(),
     };
-    let (ca, actor) = (state.ca.clone(), format!("admin:{}", session.subject));
+    let (ca, actor) = (state.ca.clone(), session.actor());
     match blocking(move || ca.person_joins(&spec, &actor)).await {
         Ok(invitation) => {
             Ok(html::see_other(&format!("{LIST}{}", html::query_string(&[("joined", &invitation.person.email)]))))
@@ -428,7 +428,7 @@ fn recovery_actions(session: &Session, view: &PersonView, filled: &ActionForm) -
         );
         return out;
     }
-    let me = format!("admin:{}", session.subject);
+    let me = session.actor();
     if let Some(pending) = view.recoveries.iter().find(|r| r.status == dualca_ca::model::RecoveryStatus::Pending) {
         let base = format!("{href}/recoveries/{}", html::url_part(&pending.id));
         let _ = write!(
@@ -623,7 +623,7 @@ pub async fn proof(
 ) -> Result<HttpResponse, PageError> {
     let f = allowed(&req, &session, &body, "proof identities").await?;
     let email = email.into_inner();
-    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), session.actor());
     let (method, evidence) = (f.method.clone(), f.evidence.trim().to_string());
     let outcome = blocking(move || ca.proof_by_helpdesk(&who, &method, &evidence, &operator))
         .await
@@ -645,7 +645,7 @@ pub async fn mover(
     let outcome = if new_email.is_none() && new_manager.is_none() {
         Err(PageError::bad_request("Give a new email, a new manager email, or both."))
     } else {
-        let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+        let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), session.actor());
         blocking(move || ca.person_moves(&who, new_email.as_deref(), new_manager.as_deref(), &actor))
             .await
             .map(|p| format!("{}?done=moved", html::person_href(&p.email)))
@@ -662,7 +662,7 @@ pub async fn leaver(
 ) -> Result<HttpResponse, PageError> {
     let f = allowed(&req, &session, &body, "record leavers").await?;
     let email = email.into_inner();
-    let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (ca, who, actor) = (state(&req)?.ca.clone(), email.clone(), session.actor());
     let outcome = blocking(move || ca.person_leaves(&who, &actor))
         .await
         .map(|revoked| format!("{}?done=left&revoked={}", html::person_href(&email), revoked.len()));
@@ -679,7 +679,7 @@ pub async fn recover(
 ) -> Result<HttpResponse, PageError> {
     let f = allowed(&req, &session, &body, "recover people").await?;
     let email = email.into_inner();
-    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), session.actor());
     let spec = RecoverySpec {
         reason: f.reason.clone(),
         method: f.recovery_method.clone(),
@@ -704,7 +704,7 @@ pub async fn approve_recovery(
 ) -> Result<HttpResponse, PageError> {
     let f = allowed(&req, &session, &body, "approve recoveries").await?;
     let (email, id) = path.into_inner();
-    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), session.actor());
     let outcome = blocking(move || ca.approve_recovery(&who, &id, &operator))
         .await
         .map(|o| format!("{}?done=recovered&revoked={}", html::person_href(&email), o.revoked_certificates.len()));
@@ -720,7 +720,7 @@ pub async fn cancel_recovery(
 ) -> Result<HttpResponse, PageError> {
     let f = allowed(&req, &session, &body, "cancel recoveries").await?;
     let (email, id) = path.into_inner();
-    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), format!("admin:{}", session.subject));
+    let (ca, who, operator) = (state(&req)?.ca.clone(), email.clone(), session.actor());
     let outcome = blocking(move || ca.cancel_recovery(&who, &id, &operator))
         .await
         .map(|_| format!("{}?done=recovery-cancelled", html::person_href(&email)));

@@ -148,6 +148,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// This operator as the audit chains name it.
+    pub fn actor(&self) -> String {
+        crate::auth::admin_actor(&self.subject)
+    }
+
     /// Allows the page or action, or refuses it with 403 after writing the denial to the track's
     /// chain, as the API does.
     pub async fn require(

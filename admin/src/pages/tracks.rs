@@ -389,7 +389,7 @@ pub async fn revoke(
     let reason_text = form_data.reason.unwrap_or_else(|| "unspecified".into());
     let reason = RevocationReason::parse(&reason_text)
         .ok_or_else(|| PageError::bad_request(format!("Unknown revocation reason {reason_text:?}.")))?;
-    let (ca, operator, serial) = (state.ca.clone(), format!("admin:{}", session.subject), serial.to_ascii_lowercase());
+    let (ca, operator, serial) = (state.ca.clone(), session.actor(), serial.to_ascii_lowercase());
     let serial_for_call = serial.clone();
     blocking(move || ca.revoke_by_operator(Some(track), &serial_for_call, reason, &operator)).await?;
     crate::metrics::REVOCATIONS.with_label_values(&[track.as_str()]).inc();
