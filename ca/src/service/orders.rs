@@ -10,7 +10,7 @@ use crate::csr::check_csr;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
 use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, Holder, OrderRow};
-use crate::storage::{assets, certificates, orders as store, people, DbConnection};
+use crate::storage::{assets, certificates, orders as store, people, Backend, DbConnection};
 use crate::{ids, issuance, Error, ErrorKind, Result, Track};
 
 /// A newOrder request once its JWS has been verified: identifiers as the client sent them.
@@ -311,19 +311,43 @@ impl Ca {
         outcome: Result<(), StoredProblem>,
     ) -> Result<Challenge> {
         let now = self.clock.unix();
+        // Pending when no response had to say processing before the outcome came. Both states
+        // are accepted in one compare-and-set: on PostgreSQL a `mark_processing` may commit
+        // between the read and the update.
+        const UNSETTLED: [ChallengeStatus; 2] = [ChallengeStatus::Pending, ChallengeStatus::Processing];
+        // Settled earlier, by another outcome: as it stands.
+        let settled_by_another = |conn: &mut DbConnection| {
+            store::challenge(conn, challenge_id)?
+                .ok_or_else(|| Error::internal(format!("challenge {challenge_id} vanished while it was settled")))
+        };
+        // On PostgreSQL a read, then one statement that commits by itself: the compare-and-set
+        // makes the read outside the write safe, and the statement checks the authorization's
+        // state itself. Four round trips fewer than the transaction below.
+        if self.storage.backend() == Backend::Postgres {
+            let (challenge, authz) = self.storage.read(|conn| load_challenge(conn, track, challenge_id, now))?;
+            let settled = Settlement::of(track, &challenge, &authz, &outcome, now);
+            let won = self.storage.autocommit(|conn| {
+                let to = &settled.challenge;
+                store::settle_network_challenge(
+                    conn,
+                    challenge_id,
+                    UNSETTLED,
+                    (to.status, to.validated, to.error.as_ref()),
+                    settled.authz_status,
+                    now,
+                    &settled.event,
+                )
+            })?;
+            return if won { Ok(settled.challenge) } else { self.storage.read(settled_by_another) };
+        }
         self.storage.write(|conn| {
             let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
-            // Pending when no response had to say processing before the outcome came. Both
-            // states are accepted in one compare-and-set: on PostgreSQL a `mark_processing`
-            // may commit between this read and the update.
-            const UNSETTLED: &[ChallengeStatus] = &[ChallengeStatus::Pending, ChallengeStatus::Processing];
-            if let Some(settled) = record_validation_outcome(conn, track, &challenge, UNSETTLED, &authz, &outcome, now)?
+            if let Some(settled) =
+                record_validation_outcome(conn, track, &challenge, &UNSETTLED, &authz, &outcome, now)?
             {
                 return Ok(settled);
             }
-            // Settled earlier, by another outcome: as it stands.
-            store::challenge(conn, challenge_id)?
-                .ok_or_else(|| Error::internal(format!("challenge {challenge_id} vanished while it was settled")))
+            settled_by_another(conn)
         })
     }
 
@@ -554,27 +578,56 @@ pub(super) fn record_validation_outcome(
     outcome: &Result<(), StoredProblem>,
     now: i64,
 ) -> Result<Option<Challenge>> {
-    let (to, error, authz_status) = match outcome {
-        Ok(()) => (ChallengeStatus::Valid, None, AuthzStatus::Valid),
-        Err(problem) => (ChallengeStatus::Invalid, Some(problem), AuthzStatus::Invalid),
-    };
-    let validated = outcome.is_ok().then_some(now);
-    if !store::transition_challenge(conn, &challenge.id, from, to, validated, error)? {
+    let settled = Settlement::of(track, challenge, authz, outcome, now);
+    let to = &settled.challenge;
+    if !store::transition_challenge(conn, &challenge.id, from, to.status, to.validated, to.error.as_ref())? {
         return Ok(None);
     }
     // An authorization that expired or was deactivated meanwhile keeps that state.
     if authz.status == AuthzStatus::Pending {
-        store::set_authorization_status(conn, &authz.id, authz_status)?;
+        store::set_authorization_status(conn, &authz.id, settled.authz_status)?;
     }
-    let details = match error {
-        None => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str() }),
-        Some(p) => {
-            json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail })
+    audit::append(conn, &settled.event)?;
+    Ok(Some(settled.challenge))
+}
+
+/// What an outcome makes of a challenge: the challenge as it then stands, its authorization's
+/// new status, and the audit event that records it.
+struct Settlement {
+    challenge: Challenge,
+    authz_status: AuthzStatus,
+    event: audit::AuditEvent,
+}
+
+impl Settlement {
+    fn of(
+        track: Track,
+        challenge: &Challenge,
+        authz: &Authorization,
+        outcome: &Result<(), StoredProblem>,
+        now: i64,
+    ) -> Settlement {
+        let (to, authz_status, action) = match outcome {
+            Ok(()) => (ChallengeStatus::Valid, AuthzStatus::Valid, "challenge.valid"),
+            Err(_) => (ChallengeStatus::Invalid, AuthzStatus::Invalid, "challenge.invalid"),
+        };
+        let details = match outcome {
+            Ok(()) => json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str() }),
+            Err(p) => {
+                json!({ "identifier": authz.identifier.to_string(), "type": challenge.kind.as_str(), "error": p.kind.name(), "detail": p.detail })
+            }
+        };
+        Settlement {
+            challenge: Challenge {
+                status: to,
+                validated: outcome.is_ok().then_some(now),
+                error: outcome.as_ref().err().cloned(),
+                ..challenge.clone()
+            },
+            authz_status,
+            event: audit::AuditEvent::new(track, now, "system", action, format!("challenge:{}", challenge.id), details),
         }
-    };
-    let action = if outcome.is_ok() { "challenge.valid" } else { "challenge.invalid" };
-    audit::record(conn, track, now, "system", action, format!("challenge:{}", challenge.id), details)?;
-    Ok(Some(Challenge { status: to, validated, error: error.cloned(), ..challenge.clone() }))
+    }
 }
 
 /// The challenge and its authorization, the latter without its challenges (`challenges` is

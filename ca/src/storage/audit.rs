@@ -21,6 +21,55 @@ macro_rules! newest {
     };
 }
 
+/// The call of `dualca_audit_append`, with one `?` for each of `PgAppend::binds`, in order: a
+/// literal, for `concat!` into a `Fixed` statement's text.
+macro_rules! pg_audit_append {
+    () => {
+        "dualca_audit_append(?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+}
+pub(crate) use pg_audit_append;
+
+/// The number `dualca_audit_append` gave an event.
+#[derive(diesel::QueryableByName)]
+pub(crate) struct Appended {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub(crate) seq: i64,
+}
+
+/// What PostgreSQL's `dualca_audit_append` is handed for one event, beside the event's own
+/// fields: the track's lock key, and the part of the canonical array it hashes after the head.
+/// A statement that appends as part of a larger one (`orders::settle_network_challenge`) puts
+/// `pg_audit_append!()` in its text and `binds` in the same place among its own.
+pub(crate) struct PgAppend {
+    lock_key: i64,
+    details: String,
+    tail: String,
+}
+
+impl PgAppend {
+    pub(crate) fn of(event: &AuditEvent, details: &str) -> PgAppend {
+        let lock_key: i64 = match event.track {
+            Track::Machine => 0x6475_616c_6361_0001,
+            Track::Human => 0x6475_616c_6361_0002,
+        };
+        PgAppend { lock_key, details: details.to_string(), tail: event.chain_tail(details) }
+    }
+
+    pub(crate) fn binds<'a>(&'a self, event: &'a AuditEvent) -> Vec<Bind<'a>> {
+        vec![
+            Bind::Text(event.track.as_str()),
+            Bind::BigInt(self.lock_key),
+            Bind::BigInt(event.at),
+            Bind::Text(&event.actor),
+            Bind::Text(&event.action),
+            Bind::Text(&event.subject),
+            Bind::Text(&self.details),
+            Bind::Text(&self.tail),
+        ]
+    }
+}
+
 /// Appends one event to its track's chain, as number head + 1, and returns that number.
 ///
 /// On PostgreSQL one statement, `dualca_audit_append` (migration `audit_append`): it takes a
@@ -31,31 +80,10 @@ macro_rules! newest {
 pub fn append(conn: &mut DbConnection, event: &AuditEvent) -> Result<i64> {
     let details = event.details_text();
     if let DbConnection::Postgresql(pg) = conn {
-        #[derive(diesel::QueryableByName)]
-        struct Appended {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            seq: i64,
-        }
-        let lock_key: i64 = match event.track {
-            Track::Machine => 0x6475_616c_6361_0001,
-            Track::Human => 0x6475_616c_6361_0002,
-        };
-        let tail = event.chain_tail(&details);
+        let parts = PgAppend::of(event, &details);
         // A `Fixed` statement, which diesel prepares once per connection.
-        let appended: Appended = Fixed::new(
-            "SELECT dualca_audit_append(?, ?, ?, ?, ?, ?, ?, ?) AS seq",
-            vec![
-                Bind::Text(event.track.as_str()),
-                Bind::BigInt(lock_key),
-                Bind::BigInt(event.at),
-                Bind::Text(&event.actor),
-                Bind::Text(&event.action),
-                Bind::Text(&event.subject),
-                Bind::Text(&details),
-                Bind::Text(&tail),
-            ],
-        )
-        .get_result(pg)?;
+        let appended: Appended =
+            Fixed::new(concat!("SELECT ", pg_audit_append!(), " AS seq"), parts.binds(event)).get_result(pg)?;
         return Ok(appended.seq);
     }
     let last: Option<(i64, String)> = newest!(

@@ -378,6 +378,22 @@ impl Storage {
 }
 
 impl Storage {
+    /// PostgreSQL only: runs `f`, which must write with exactly one statement, outside a
+    /// transaction. A single statement commits atomically by itself, and on PostgreSQL BEGIN
+    /// and COMMIT are two round trips more. On SQLite, where a transaction costs no round trip
+    /// and commits are made durable by group commit, callers use `write`; this refuses.
+    pub fn autocommit<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+        if self.backend != Backend::Postgres {
+            return Err(Error::internal("autocommit is for PostgreSQL; SQLite writes go through write"));
+        }
+        let mut conn = self.pool.get()?;
+        let outcome = f(&mut conn);
+        conn.record(&outcome);
+        outcome
+    }
+}
+
+impl Storage {
     /// The primary connection if no other call holds it, else one from the pool.
     fn checkout(&self) -> Result<Checkout<'_>> {
         match self.primary() {

@@ -2,9 +2,11 @@
 
 use diesel::prelude::*;
 
+use super::audit::{pg_audit_append, Appended, PgAppend};
 use super::rows::{problem_to_text, AuthorizationRow, ChallengeRow, OrderRow};
 use super::schema::{authorizations::dsl as z, challenges::dsl as c, orders::dsl as o};
 use super::{Bind, DbConnection, Fixed};
+use crate::audit::AuditEvent;
 use crate::model::*;
 use crate::{Result, Track};
 
@@ -193,6 +195,59 @@ pub fn transition_challenge(
     Ok(n == 1)
 }
 
+/// PostgreSQL: a network validation's outcome as one statement, which commits by itself
+/// (`Storage::autocommit`): the challenge's compare-and-set from one of `from`, its
+/// authorization's move to `authz_status` while it is still pending and unexpired (one that
+/// expired or was deactivated meanwhile keeps that state), and `event` appended to the audit
+/// chain, the last two only when the first changed a row. What a write transaction does in
+/// six statements (BEGIN, the two UPDATEs, the append, COMMIT, and the read before) takes
+/// this one and a read. The challenge moves to `to`, with `validated` and `error`. Returns
+/// whether this outcome settled the challenge.
+pub fn settle_network_challenge(
+    conn: &mut DbConnection,
+    id: &str,
+    from: [ChallengeStatus; 2],
+    (to, validated, error): (ChallengeStatus, Option<i64>, Option<&StoredProblem>),
+    authz_status: AuthzStatus,
+    now: i64,
+    event: &AuditEvent,
+) -> Result<bool> {
+    let DbConnection::Postgresql(pg) = conn else {
+        return Err(crate::Error::internal("a one-statement settlement is for PostgreSQL"));
+    };
+    let error = error.map(problem_to_text);
+    let details = event.details_text();
+    let append = PgAppend::of(event, &details);
+    let mut binds = vec![
+        Bind::Text(to.as_str()),
+        Bind::NullableBigInt(validated),
+        Bind::NullableText(error.as_deref()),
+        Bind::Text(id),
+        Bind::Text(from[0].as_str()),
+        Bind::Text(from[1].as_str()),
+        Bind::Text(authz_status.as_str()),
+        Bind::Text(AuthzStatus::Pending.as_str()),
+        Bind::BigInt(now),
+    ];
+    binds.extend(append.binds(event));
+    // Every part of a statement sees the same snapshot, and a data-modifying WITH runs once
+    // whether or not the SELECT reads it; the append runs once per row `settled` returns.
+    let settle = Fixed::new(
+        concat!(
+            "WITH settled AS (UPDATE challenges SET status = ?, validated = ?, error = ? ",
+            "WHERE id = ? AND status IN (?, ?) RETURNING authorization_id), ",
+            "authorized AS (UPDATE authorizations SET status = ? ",
+            "WHERE id = (SELECT authorization_id FROM settled) AND status = ? AND expires > ?) ",
+            "SELECT ",
+            pg_audit_append!(),
+            " AS seq FROM settled"
+        ),
+        binds,
+    );
+    let appended: Vec<Appended> = settle.load(pg)?;
+    Ok(!appended.is_empty())
+}
+
 /// Valid, unexpired authorizations an account holds for an identifier value; used to decide
 /// whether an account may revoke a certificate it did not order.
 pub fn holds_valid_authorization(
@@ -242,4 +297,139 @@ pub fn purge_expired(conn: &mut DbConnection, cutoff: i64, limit: i64) -> Result
         .set(cert::order_id.eq(None::<String>))
         .execute(db))?;
     Ok(on_backend!(conn, |db| diesel::delete(o::orders.filter(o::id.eq_any(&orders))).execute(db))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    use super::*;
+    use crate::audit::{verify, ChainCheck};
+
+    const NOW: i64 = 1_765_000_000;
+    const UNSETTLED: [ChallengeStatus; 2] = [ChallengeStatus::Pending, ChallengeStatus::Processing];
+
+    fn event(challenge: &str, action: &str) -> AuditEvent {
+        AuditEvent::new(
+            Track::Machine,
+            NOW,
+            "system",
+            action,
+            format!("challenge:{challenge}"),
+            serde_json::json!({"identifier": "dns:a.example", "type": "http-01"}),
+        )
+    }
+
+    /// The one-statement settlement on PostgreSQL: it settles a challenge once, moves only a
+    /// pending, unexpired authorization, appends its event to the chain only when it settled,
+    /// and is refused on SQLite, whose writes are transactions.
+    #[test]
+    fn a_network_outcome_settles_in_one_statement_once() {
+        for storage in crate::storage::testing::storages() {
+            let Some(url) = &storage.postgres_url else {
+                let refused = storage.autocommit(|conn| {
+                    settle_network_challenge(
+                        conn,
+                        "c1",
+                        UNSETTLED,
+                        (ChallengeStatus::Valid, Some(NOW), None),
+                        AuthzStatus::Valid,
+                        NOW,
+                        &event("c1", "challenge.valid"),
+                    )
+                });
+                assert_eq!(refused.unwrap_err().kind, crate::ErrorKind::Internal);
+                continue;
+            };
+            // Three authorizations: pending, pending but expired, and deactivated; a challenge
+            // on each.
+            let mut setup = diesel::PgConnection::establish(url).unwrap();
+            setup
+                .batch_execute(&format!(
+                    "INSERT INTO accounts (id, track, key_thumbprint, jwk, status, contact, tos_agreed, created_at, updated_at)
+                       VALUES ('a', 'machine', 't', '{{}}', 'valid', '[]', true, 1, 1);
+                     INSERT INTO orders (id, track, account_id, status, identifiers, profile, expires, created_at, created_micros)
+                       VALUES ('o', 'machine', 'a', 'pending', '[]', 'p', {later}, 1, 1);
+                     INSERT INTO authorizations (id, track, account_id, order_id, identifier_type, identifier_value, wildcard, status, expires, position, created_at)
+                       VALUES ('z1', 'machine', 'a', 'o', 'dns', 'a.example', false, 'pending', {later}, 0, 1),
+                              ('z2', 'machine', 'a', 'o', 'dns', 'b.example', false, 'pending', {NOW}, 1, 1),
+                              ('z3', 'machine', 'a', 'o', 'dns', 'c.example', false, 'deactivated', {later}, 2, 1);
+                     INSERT INTO challenges (id, authorization_id, kind, token, status, position)
+                       VALUES ('c1', 'z1', 'http-01', 't1', 'pending', 0),
+                              ('c2', 'z2', 'http-01', 't2', 'processing', 0),
+                              ('c3', 'z3', 'http-01', 't3', 'pending', 0);",
+                    later = NOW + 3600
+                ))
+                .unwrap();
+            let problem = StoredProblem { kind: crate::ErrorKind::IncorrectResponse, detail: "wrong".into() };
+            let settle = |id: &str, to: ChallengeStatus, error: Option<&StoredProblem>, authz: AuthzStatus| {
+                let validated = error.is_none().then_some(NOW);
+                let action = if error.is_none() { "challenge.valid" } else { "challenge.invalid" };
+                storage
+                    .autocommit(|conn| {
+                        settle_network_challenge(
+                            conn,
+                            id,
+                            UNSETTLED,
+                            (to, validated, error),
+                            authz,
+                            NOW,
+                            &event(id, action),
+                        )
+                    })
+                    .unwrap()
+            };
+            let authz_status =
+                |id: &str| storage.read(|conn| authorization(conn, Track::Machine, id)).unwrap().unwrap().status;
+            let challenge_of = |id: &str| storage.read(|conn| challenge(conn, id)).unwrap().unwrap();
+            let events = || match verify(&storage, Track::Machine).unwrap() {
+                ChainCheck::Intact { events } => events,
+                broken => panic!("the chain broke: {broken:?}"),
+            };
+
+            assert!(settle("c1", ChallengeStatus::Valid, None, AuthzStatus::Valid));
+            let c1 = challenge_of("c1");
+            assert_eq!((c1.status, c1.validated), (ChallengeStatus::Valid, Some(NOW)));
+            assert!(c1.error.is_none());
+            assert_eq!(authz_status("z1"), AuthzStatus::Valid);
+            assert_eq!(events(), 1);
+            let head = storage.read(|conn| super::super::audit::head(conn, Track::Machine)).unwrap().unwrap();
+            assert_eq!((head.action.as_str(), head.subject.as_str()), ("challenge.valid", "challenge:c1"));
+
+            // A second outcome for the same challenge changes nothing and records nothing.
+            assert!(!settle("c1", ChallengeStatus::Invalid, Some(&problem), AuthzStatus::Invalid));
+            assert_eq!(challenge_of("c1").status, ChallengeStatus::Valid);
+            assert_eq!(authz_status("z1"), AuthzStatus::Valid);
+            assert_eq!(events(), 1);
+
+            // An expired authorization keeps its stored state; the challenge still settles, from
+            // processing, with its error.
+            assert!(settle("c2", ChallengeStatus::Invalid, Some(&problem), AuthzStatus::Invalid));
+            let c2 = challenge_of("c2");
+            assert_eq!((c2.status, c2.validated), (ChallengeStatus::Invalid, None));
+            let error = c2.error.expect("an invalid challenge keeps its error");
+            assert_eq!((error.kind, error.detail.as_str()), (crate::ErrorKind::IncorrectResponse, "wrong"));
+            let stored: String = diesel::sql_query("SELECT status FROM authorizations WHERE id = 'z2'")
+                .get_result::<StatusRow>(&mut setup)
+                .unwrap()
+                .status;
+            assert_eq!(stored, "pending");
+
+            // So does a deactivated one.
+            assert!(settle("c3", ChallengeStatus::Valid, None, AuthzStatus::Valid));
+            assert_eq!(authz_status("z3"), AuthzStatus::Deactivated);
+            assert_eq!(events(), 3);
+
+            // An unknown challenge settles nothing.
+            assert!(!settle("nope", ChallengeStatus::Valid, None, AuthzStatus::Valid));
+            assert_eq!(events(), 3);
+        }
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct StatusRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
 }
