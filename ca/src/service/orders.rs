@@ -113,60 +113,76 @@ impl Ca {
             created_at: now,
             created_micros: (self.clock.now().unix_timestamp_nanos() / 1000) as i64,
         };
-        let authz_ids: Vec<String> = identifiers.iter().map(|_| ids::new_id()).collect();
-        self.storage.write(|conn| {
-            store::insert_order(conn, &order_row)?;
-            for (position, (identifier, authz_id)) in identifiers.iter().zip(&authz_ids).enumerate() {
-                let wildcard = identifier.is_wildcard();
-                let authz_id = authz_id.clone();
-                store::insert_authorization(
-                    conn,
-                    &AuthorizationRow {
-                        id: authz_id.clone(),
-                        track: track.as_str().into(),
-                        account_id: account.id.clone(),
-                        order_id: order_id.clone(),
-                        identifier_type: identifier.kind.as_str().into(),
-                        identifier_value: identifier.authorization_value().to_string(),
-                        wildcard,
-                        status: AuthzStatus::Pending.as_str().into(),
-                        expires: authz_expires,
-                        position: position as i64,
-                        created_at: now,
-                    },
-                )?;
-                let challenges: Vec<ChallengeRow> = challenge_kinds(identifier, wildcard)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, kind)| ChallengeRow {
-                        id: ids::new_id(),
-                        authorization_id: authz_id.clone(),
-                        kind: kind.as_str().into(),
-                        token: ids::new_token(),
-                        status: ChallengeStatus::Pending.as_str().into(),
-                        validated: None,
-                        error: None,
-                        position: i as i64,
-                    })
-                    .collect();
-                store::insert_challenges(conn, &challenges)?;
-                for challenge in challenges.iter().filter(|c| c.kind == ChallengeKind::EmailReply00.as_str()) {
-                    self.create_email_challenge(conn, &challenge.id, &identifier.value, now)?;
+        let mut authorizations = Vec::with_capacity(identifiers.len());
+        let mut challenges = Vec::new();
+        for (position, identifier) in identifiers.iter().enumerate() {
+            let wildcard = identifier.is_wildcard();
+            let authz_id = ids::new_id();
+            challenges.extend(challenge_kinds(identifier, wildcard).into_iter().enumerate().map(|(i, kind)| {
+                ChallengeRow {
+                    id: ids::new_id(),
+                    authorization_id: authz_id.clone(),
+                    kind: kind.as_str().into(),
+                    token: ids::new_token(),
+                    status: ChallengeStatus::Pending.as_str().into(),
+                    validated: None,
+                    error: None,
+                    position: i as i64,
                 }
-            }
-            audit::record(conn, track,
-                    now,
-                    actor(&account.id),
-                    "order.created",
-                    format!("order:{order_id}"),
-                    json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }))?;
-            // The order as `load_order` would read it back, without reading it: every
-            // authorization was just made pending.
-            let pending = vec![AuthzStatus::Pending; authz_ids.len()];
-            let mut order = order_row.into_domain(authz_ids)?;
-            order.status = order_status(order.status, &pending, order.expires, now);
-            Ok(order)
-        })
+            }));
+            authorizations.push(AuthorizationRow {
+                id: authz_id,
+                track: track.as_str().into(),
+                account_id: account.id.clone(),
+                order_id: order_id.clone(),
+                identifier_type: identifier.kind.as_str().into(),
+                identifier_value: identifier.authorization_value().to_string(),
+                wildcard,
+                status: AuthzStatus::Pending.as_str().into(),
+                expires: authz_expires,
+                position: position as i64,
+                created_at: now,
+            });
+        }
+        let event = audit::AuditEvent::new(
+            track,
+            now,
+            actor(&account.id),
+            "order.created",
+            format!("order:{order_id}"),
+            json!({ "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>(), "profile": profile }),
+        );
+        let email_reply = |c: &ChallengeRow| c.kind == ChallengeKind::EmailReply00.as_str();
+        if self.storage.backend() == Backend::Postgres && !challenges.iter().any(email_reply) {
+            // One statement outside a transaction, five round trips fewer. An email-reply-00
+            // challenge also stores its token and enqueues its mail: those orders take the
+            // transaction below.
+            self.storage.autocommit(|conn| {
+                store::insert_order_in_one_statement(conn, &order_row, &authorizations, &challenges, &event)
+            })?;
+        } else {
+            self.storage.write(|conn| {
+                store::insert_order(conn, &order_row)?;
+                for authorization in &authorizations {
+                    store::insert_authorization(conn, authorization)?;
+                    let own: Vec<ChallengeRow> =
+                        challenges.iter().filter(|c| c.authorization_id == authorization.id).cloned().collect();
+                    store::insert_challenges(conn, &own)?;
+                    for challenge in own.iter().filter(|c| email_reply(c)) {
+                        let identifier = &identifiers[authorization.position as usize];
+                        self.create_email_challenge(conn, &challenge.id, &identifier.value, now)?;
+                    }
+                }
+                audit::append(conn, &event)?;
+                Ok(())
+            })?;
+        }
+        // The order as `load_order` would read it back, without reading it: every
+        // authorization was just made pending.
+        let pending = vec![AuthzStatus::Pending; authorizations.len()];
+        let mut order = order_row.into_domain(authorizations.into_iter().map(|a| a.id).collect())?;
+        order.status = order_status(order.status, &pending, order.expires, now);
+        Ok(order)
     }
 
     /// The order with its status derived as of now.

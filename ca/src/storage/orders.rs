@@ -195,6 +195,69 @@ pub fn transition_challenge(
     Ok(n == 1)
 }
 
+/// PostgreSQL: a new order, its authorizations and their challenges, and its audit event, as
+/// one statement, which commits by itself (`Storage::autocommit`). The transaction that does
+/// the same on SQLite takes six statements here (BEGIN, three INSERTs, the append, COMMIT).
+/// The authorizations and challenges go in as JSON arrays of rows, whatever their number, so
+/// that the statement's text, and its prepared statement, stay the same; the foreign keys
+/// between the three are checked at the statement's end, when all of them are in.
+pub fn insert_order_in_one_statement(
+    conn: &mut DbConnection,
+    order: &OrderRow,
+    authorizations: &[AuthorizationRow],
+    challenges: &[ChallengeRow],
+    event: &AuditEvent,
+) -> Result<()> {
+    let DbConnection::Postgresql(pg) = conn else {
+        return Err(crate::Error::internal("a one-statement order is for PostgreSQL"));
+    };
+    // Strings, integers, booleans and nulls: serializing them cannot fail.
+    let authorizations = serde_json::to_string(authorizations).expect("rows serialize");
+    let challenges = serde_json::to_string(challenges).expect("rows serialize");
+    let details = event.details_text();
+    let append = PgAppend::of(event, &details);
+    let mut binds = vec![
+        Bind::Text(&order.id),
+        Bind::Text(&order.track),
+        Bind::Text(&order.account_id),
+        Bind::Text(&order.status),
+        Bind::Text(&order.identifiers),
+        Bind::Text(&order.profile),
+        Bind::BigInt(order.expires),
+        Bind::NullableText(order.error.as_deref()),
+        Bind::NullableText(order.certificate_serial.as_deref()),
+        Bind::NullableText(order.replaces.as_deref()),
+        Bind::BigInt(order.created_at),
+        Bind::BigInt(order.created_micros),
+        Bind::Text(&authorizations),
+        Bind::Text(&challenges),
+    ];
+    binds.extend(append.binds(event));
+    let insert = Fixed::new(
+        concat!(
+            "WITH new_order AS (INSERT INTO orders (id, track, account_id, status, identifiers, profile, ",
+            "expires, error, certificate_serial, replaces, created_at, created_micros) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)), ",
+            "new_authorizations AS (INSERT INTO authorizations (id, track, account_id, order_id, ",
+            "identifier_type, identifier_value, wildcard, status, expires, position, created_at) ",
+            "SELECT id, track, account_id, order_id, identifier_type, identifier_value, wildcard, status, ",
+            "expires, position, created_at FROM json_to_recordset(CAST(? AS json)) AS r(id TEXT, track TEXT, ",
+            "account_id TEXT, order_id TEXT, identifier_type TEXT, identifier_value TEXT, wildcard BOOLEAN, ",
+            "status TEXT, expires BIGINT, position BIGINT, created_at BIGINT)), ",
+            "new_challenges AS (INSERT INTO challenges (id, authorization_id, kind, token, status, validated, ",
+            "error, position) SELECT id, authorization_id, kind, token, status, validated, error, position ",
+            "FROM json_to_recordset(CAST(? AS json)) AS r(id TEXT, authorization_id TEXT, kind TEXT, ",
+            "token TEXT, status TEXT, validated BIGINT, error TEXT, position BIGINT)) ",
+            "SELECT ",
+            pg_audit_append!(),
+            " AS seq"
+        ),
+        binds,
+    );
+    let _: Appended = insert.get_result(pg)?;
+    Ok(())
+}
+
 /// PostgreSQL: a network validation's outcome as one statement, which commits by itself
 /// (`Storage::autocommit`): the challenge's compare-and-set from one of `from`, its
 /// authorization's move to `authz_status` while it is still pending and unexpired (one that
@@ -424,6 +487,135 @@ mod tests {
             // An unknown challenge settles nothing.
             assert!(!settle("nope", ChallengeStatus::Valid, None, AuthzStatus::Valid));
             assert_eq!(events(), 3);
+        }
+    }
+
+    fn order_rows(order_id: &str) -> (OrderRow, Vec<AuthorizationRow>, Vec<ChallengeRow>) {
+        let order = OrderRow {
+            id: order_id.into(),
+            track: "machine".into(),
+            account_id: "a".into(),
+            status: "pending".into(),
+            identifiers: r#"[["dns","*.b.example"],["ip","192.0.2.7"]]"#.into(),
+            profile: "p".into(),
+            expires: NOW + 3600,
+            error: None,
+            certificate_serial: None,
+            replaces: Some("aki.serial".into()),
+            created_at: NOW,
+            created_micros: NOW * 1_000_000,
+        };
+        let authz = |id: &str, kind: &str, value: &str, wildcard: bool, position: i64| AuthorizationRow {
+            id: format!("{order_id}-{id}"),
+            track: "machine".into(),
+            account_id: "a".into(),
+            order_id: order_id.into(),
+            identifier_type: kind.into(),
+            identifier_value: value.into(),
+            wildcard,
+            status: "pending".into(),
+            expires: NOW + 1800,
+            position,
+            created_at: NOW,
+        };
+        let challenge = |id: &str, authz: &str, kind: &str, position: i64| ChallengeRow {
+            id: format!("{order_id}-{id}"),
+            authorization_id: format!("{order_id}-{authz}"),
+            kind: kind.into(),
+            token: format!("token-{id}"),
+            status: "pending".into(),
+            validated: None,
+            error: None,
+            position,
+        };
+        (
+            order,
+            vec![authz("z1", "dns", "b.example", true, 0), authz("z2", "ip", "192.0.2.7", false, 1)],
+            vec![
+                challenge("c1", "z1", "dns-01", 0),
+                challenge("c2", "z2", "http-01", 0),
+                challenge("c3", "z2", "tls-alpn-01", 1),
+            ],
+        )
+    }
+
+    /// The one-statement order on PostgreSQL writes the order, every authorization and
+    /// challenge and the audit event, as the transaction on SQLite does, reading back the same;
+    /// a statement that fails (an id already taken) writes none of them; SQLite refuses it.
+    #[test]
+    fn a_new_order_goes_in_as_one_statement_or_not_at_all() {
+        for storage in crate::storage::testing::storages() {
+            let (order, authorizations, challenges) = order_rows("o1");
+            let created = event("o1", "order.created");
+            let insert = |order: &OrderRow, authorizations: &[AuthorizationRow], challenges: &[ChallengeRow]| {
+                storage
+                    .autocommit(|conn| insert_order_in_one_statement(conn, order, authorizations, challenges, &created))
+            };
+            let Some(url) = &storage.postgres_url else {
+                let refused = insert(&order, &authorizations, &challenges);
+                assert_eq!(refused.unwrap_err().kind, crate::ErrorKind::Internal);
+                continue;
+            };
+            let mut setup = diesel::PgConnection::establish(url).unwrap();
+            setup
+                .batch_execute(
+                    "INSERT INTO accounts (id, track, key_thumbprint, jwk, status, contact, tos_agreed, created_at, updated_at)
+                       VALUES ('a', 'machine', 't', '{}', 'valid', '[]', true, 1, 1)",
+                )
+                .unwrap();
+            insert(&order, &authorizations, &challenges).unwrap();
+
+            let (read, mut authzs) =
+                storage.read(|conn| order_with_authorizations(conn, Track::Machine, "o1")).unwrap().unwrap();
+            storage.read(|conn| order_challenges(conn, "o1", &mut authzs)).unwrap();
+            assert_eq!(read.status, OrderStatus::Pending);
+            assert_eq!(
+                (read.expires, read.created_at, read.replaces.as_deref()),
+                (NOW + 3600, NOW, Some("aki.serial"))
+            );
+            assert_eq!(read.authorization_ids, ["o1-z1", "o1-z2"]);
+            assert_eq!(read.identifiers.len(), 2);
+            // Per authorization: id, identifier, wildcard, expiry, and (id, type, token) per challenge.
+            type Summary = (String, String, bool, i64, Vec<(String, String, String)>);
+            let summary: Vec<Summary> = authzs
+                .iter()
+                .map(|a| {
+                    let challenges = a
+                        .challenges
+                        .iter()
+                        .map(|c| (c.id.clone(), c.kind.as_str().to_string(), c.token.clone()))
+                        .collect();
+                    (a.id.clone(), a.identifier.to_string(), a.wildcard, a.expires, challenges)
+                })
+                .collect();
+            let tokens = |pairs: &[(&str, &str)]| -> Vec<(String, String, String)> {
+                pairs.iter().map(|(id, kind)| (format!("o1-{id}"), kind.to_string(), format!("token-{id}"))).collect()
+            };
+            assert_eq!(
+                summary,
+                vec![
+                    ("o1-z1".into(), "dns:b.example".into(), true, NOW + 1800, tokens(&[("c1", "dns-01")])),
+                    (
+                        "o1-z2".into(),
+                        "ip:192.0.2.7".into(),
+                        false,
+                        NOW + 1800,
+                        tokens(&[("c2", "http-01"), ("c3", "tls-alpn-01")])
+                    ),
+                ]
+            );
+            let head = storage.read(|conn| super::super::audit::head(conn, Track::Machine)).unwrap().unwrap();
+            assert_eq!((head.seq, head.action.as_str()), (1, "order.created"));
+
+            // A second order that reuses a challenge id fails as a whole: no order, no
+            // authorization, no event.
+            let (order2, authorizations2, mut challenges2) = order_rows("o2");
+            challenges2[2].id = "o1-c3".into();
+            let err = insert(&order2, &authorizations2, &challenges2).unwrap_err();
+            assert_eq!(err.kind, crate::ErrorKind::Internal, "{err:?}");
+            assert!(storage.read(|conn| order_with_authorizations(conn, Track::Machine, "o2")).unwrap().is_none());
+            assert!(storage.read(|conn| authorization(conn, Track::Machine, "o2-z1")).unwrap().is_none());
+            assert_eq!(verify(&storage, Track::Machine).unwrap(), ChainCheck::Intact { events: 1 });
         }
     }
 

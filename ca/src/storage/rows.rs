@@ -42,7 +42,7 @@ pub struct OrderRow {
     pub created_micros: i64,
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+#[derive(Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = authorizations)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct AuthorizationRow {
@@ -59,7 +59,7 @@ pub struct AuthorizationRow {
     pub created_at: i64,
 }
 
-#[derive(Clone, Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = challenges)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct ChallengeRow {
