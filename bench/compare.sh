@@ -4,8 +4,9 @@
 # Builds dualca and dualca-bench in release mode, then, for each round, starts each target
 # fresh (a new temporary data directory, a new PostgreSQL database, a new Pebble process), runs
 # the same `dualca-bench` flows against it, and stops it. Targets alternate within a round
-# (dualca on SQLite, Pebble, dualca on PostgreSQL, then again), so that a slow patch of the
-# shared machine does not land on one target only. It ends with a table of medians over the
+# (dualca on SQLite, Pebble, dualca on PostgreSQL), and every second round runs them in the
+# opposite order, so that neither a slow patch of the shared machine nor a steady drift of its
+# speed (seen up to a fifth within an hour) lands on one target only. It ends with a table of medians over the
 # rounds and the ratios dualca / Pebble. For dualca on PostgreSQL the table also gives the CPU
 # the processes named postgres used during the run, per issuance: the database's share of the
 # cost, which the server's own CPU leaves out (it includes whatever else PostgreSQL did then).
@@ -325,8 +326,15 @@ for target in $TARGETS; do
 done
 (( ${#targets[@]} )) || die "no target to run"
 
+# ABC, CBA, ABC, ...: under a drift that is steady over a pair of rounds, each target's runs
+# average out to the same point in time.
 for ((round = 1; round <= ROUNDS; round++)); do
-    for target in "${targets[@]}"; do run_target "$target" "$round"; done
+    order=("${targets[@]}")
+    if (( round % 2 == 0 )); then
+        order=()
+        for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
+    fi
+    for target in "${order[@]}"; do run_target "$target" "$round"; done
 done
 
 # ---- the table -----------------------------------------------------------------------------
