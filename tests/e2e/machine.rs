@@ -130,6 +130,38 @@ async fn eab_binding_is_required_and_checked(db: Db) {
             fresh.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await;
         assert_eq!(res.status, expected, "attempt {attempt}: {}", res.text);
     }
+    // ... also when eight clients race with them: one account is made, the others are refused.
+    // (On PostgreSQL the key's check reads without a lock; the mark of its use is what decides.)
+    let (_, creds) =
+        admin(&server, "POST", "/admin/api/machine/assets/api-1/credentials", &token, json!({"single_use": true}))
+            .await;
+    let raced =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
+            .unwrap();
+    let raced_kid = creds["kid"].as_str().unwrap().to_string();
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut fresh = RawClient::bare(&server, Track::Machine);
+        fresh.eab = None;
+        let binding = eab_binding(&raced_kid, &raced, &jwk_of(&fresh.key), &url);
+        let url = url.clone();
+        racers.spawn(async move {
+            let res =
+                fresh.post(&url, Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding}))).await;
+            (res.status, res.text)
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(joined) = racers.join_next().await {
+        let (status, text) = joined.unwrap();
+        if status != 201 {
+            let problem: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(problem["type"], "urn:ietf:params:acme:error:unauthorized", "{text}");
+        }
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 403, 403, 403, 403, 403, 403, 403], "one account for a single-use key");
     // Revoked credentials bind no new account.
     let (status, _) = admin(&server, "POST", &format!("/admin/api/machine/eab/{kid}/revoke"), &token, json!({})).await;
     assert_eq!(status, 200);

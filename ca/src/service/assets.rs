@@ -433,7 +433,9 @@ impl Ca {
                 return Err(unauthorized("the person is not active"));
             }
         }
-        store::mark_eab_used(conn, &proof.kid, now)?;
+        if !store::mark_eab_used(conn, &proof.kid, now)? {
+            return Err(unauthorized("the key was used, revoked or expired while the account was made"));
+        }
         Ok(EabBinding { asset_id: row.asset_id, person_id: row.person_id })
     }
 }

@@ -226,13 +226,19 @@ pub fn eab_keys_of_asset(conn: &mut DbConnection, asset_id: &str, limit: i64) ->
         .load(db))?)
 }
 
-pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<()> {
+/// Marks an EAB key used, as a compare-and-set on what its check read: only while the key is
+/// unrevoked and unexpired, and a single-use key only while unused. False when another
+/// transaction used, revoked or let it expire since the check: on PostgreSQL the check's read
+/// does not lock the row, so two account creations racing with one single-use key would both
+/// pass it, and this UPDATE, which waits for the other's commit and then re-evaluates its
+/// condition, is what lets only one of them through.
+pub fn mark_eab_used(conn: &mut DbConnection, kid: &str, now: i64) -> Result<bool> {
     let update = Fixed::new(
-        "UPDATE eab_keys SET used_at = ? WHERE kid = ?",
-        vec![Bind::NullableBigInt(Some(now)), Bind::Text(kid)],
+        "UPDATE eab_keys SET used_at = ? WHERE kid = ? AND revoked_at IS NULL AND expires_at > ? \
+         AND (NOT single_use OR used_at IS NULL)",
+        vec![Bind::NullableBigInt(Some(now)), Bind::Text(kid), Bind::BigInt(now)],
     );
-    on_backend!(conn, |db| update.execute(db))?;
-    Ok(())
+    Ok(on_backend!(conn, |db| update.execute(db))? == 1)
 }
 
 pub fn revoke_asset_eab_keys(conn: &mut DbConnection, asset_id: &str, now: i64) -> Result<usize> {
@@ -298,6 +304,65 @@ mod tests {
             created_at: 1,
             updated_at: 1,
             decommissioned_at: None,
+        }
+    }
+
+    fn eab_key(kid: &str, single_use: bool, expires_at: i64, revoked_at: Option<i64>) -> EabKeyRow {
+        EabKeyRow {
+            kid: kid.into(),
+            track: "machine".into(),
+            asset_id: Some("e1".into()),
+            person_id: None,
+            sealed_key: vec![0; 16],
+            single_use,
+            created_at: 1,
+            expires_at,
+            used_at: None,
+            revoked_at,
+        }
+    }
+
+    /// Marking an EAB key used is a compare-and-set: a single-use key once, a reusable one every
+    /// time, a revoked or expired one never. On PostgreSQL, where the check before it does not
+    /// lock the row, a second use of a single-use key that another transaction has taken but
+    /// not yet committed waits for that commit, then fails.
+    #[test]
+    fn eab_keys_are_used_by_compare_and_set() {
+        const NOW: i64 = 1_000;
+        for storage in crate::storage::testing::storages() {
+            storage.write(|conn| insert(conn, &asset("e1"), &[])).unwrap();
+            for key in [
+                eab_key("once", true, NOW + 60, None),
+                eab_key("often", false, NOW + 60, None),
+                eab_key("revoked", false, NOW + 60, Some(NOW - 1)),
+                eab_key("expired", false, NOW, None),
+                eab_key("raced", true, NOW + 60, None),
+            ] {
+                storage.write(|conn| insert_eab(conn, &key)).unwrap();
+            }
+            let used = |kid: &'static str| storage.write(move |conn| mark_eab_used(conn, kid, NOW)).unwrap();
+            assert!(used("once"));
+            assert!(!used("once"), "a single-use key is used once");
+            assert!(used("often") && used("often"));
+            assert!(!used("revoked"));
+            assert!(!used("expired"));
+            assert!(!used("unknown"));
+            let stored = storage.read(|conn| eab(conn, "once")).unwrap().unwrap();
+            assert_eq!(stored.used_at, Some(NOW));
+            assert_eq!(storage.read(|conn| eab(conn, "revoked")).unwrap().unwrap().used_at, None);
+
+            let Some(url) = &storage.postgres_url else { continue };
+            // Another transaction takes "raced" and holds its commit back.
+            let mut other = diesel::PgConnection::establish(url).unwrap();
+            other.batch_execute("BEGIN; UPDATE eab_keys SET used_at = 999 WHERE kid = 'raced'").unwrap();
+            std::thread::scope(|scope| {
+                let second = scope.spawn(|| storage.write(|conn| mark_eab_used(conn, "raced", NOW)));
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(!second.is_finished(), "the second use waits for the first to commit");
+                other.batch_execute("COMMIT").unwrap();
+                assert!(!second.join().unwrap().unwrap(), "a single-use key taken meanwhile is refused");
+            });
+            assert_eq!(storage.read(|conn| eab(conn, "raced")).unwrap().unwrap().used_at, Some(999));
         }
     }
 
