@@ -13,7 +13,7 @@ use openssl::nid::Nid;
 use serde_json::json;
 
 use crate::common::human::{enrolled_person, human_account, issue_person_certificate};
-use crate::common::jws::{flattened, jwk_of, RawClient};
+use crate::common::jws::{eab_binding, flattened, jwk_of, RawClient};
 use crate::common::{csr, first_cert, Db, TestServer};
 use crate::on_both_databases;
 
@@ -325,6 +325,44 @@ async fn newaccount_returns_the_existing_account(db: Db) {
     server.stop().await;
 }
 on_both_databases!(newaccount_returns_the_existing_account);
+
+/// A client that sends newAccount again before its first try is answered (a retry after a
+/// timeout, say) gets the one account from every try: one 201, the others 200, all naming the
+/// same account, none a server error. On PostgreSQL the tries' transactions run side by side,
+/// and each lookup of the key may find nothing.
+async fn racing_newaccounts_with_one_key_make_one_account(db: Db) {
+    let Some(server) = TestServer::start(db).await else {
+        return;
+    };
+    let first = RawClient::new(&server, Track::Machine);
+    let url = first.url("new-account");
+    let (kid, hmac) = first.eab.clone().expect("a machine-track client has EAB credentials");
+    let binding = eab_binding(&kid, &hmac, &jwk_of(&first.key), &url);
+    let payload = json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding});
+    let mut tries = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut client = RawClient::new(&server, Track::Machine);
+        client.key = first.key.clone();
+        let (url, payload) = (url.clone(), payload.clone());
+        tries.spawn(async move {
+            let res = client.post(&url, Some(&payload)).await;
+            (res.status, res.header("location"), res.text)
+        });
+    }
+    let mut statuses = Vec::new();
+    let mut locations = std::collections::BTreeSet::new();
+    while let Some(joined) = tries.join_next().await {
+        let (status, location, text) = joined.unwrap();
+        assert!(status == 200 || status == 201, "HTTP {status}: {text}");
+        statuses.push(status);
+        locations.insert(location.expect("every answer names the account"));
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 200, 201]);
+    assert_eq!(locations.len(), 1, "one account: {locations:?}");
+    server.stop().await;
+}
+on_both_databases!(racing_newaccounts_with_one_key_make_one_account);
 
 async fn directory_and_nonces(db: Db) {
     let Some(server) = TestServer::start_with(db, |s| {

@@ -117,7 +117,17 @@ impl Ca {
                 asset_id,
                 person_id,
             };
-            store::insert(conn, &row)?;
+            if !store::insert_unless_key_taken(conn, &row)? {
+                // On PostgreSQL, another request made an account for this key after the lookup
+                // above (a client's retry racing its first try): the INSERT waited for it to
+                // commit, and this request answers with that account, as for any existing key.
+                let existing = store::by_thumbprint(conn, track, &row.key_thumbprint)?
+                    .ok_or_else(|| Error::internal("an account key conflicted, then vanished"))?;
+                return Ok((existing, false));
+            }
+            if let Some(proof) = &new.eab {
+                self.consume_eab(conn, proof, now)?;
+            }
             audit::record(conn, track,
                     now,
                     account_actor(&row.id),

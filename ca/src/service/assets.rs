@@ -385,7 +385,8 @@ impl Ca {
     }
 
     /// Checks an externalAccountBinding inside the account-creating transaction, and returns
-    /// the asset it binds to. Any failure is `unauthorized`, except a malformed binding.
+    /// the asset it binds to. Any failure is `unauthorized`, except a malformed binding. It only
+    /// reads: `consume_eab` records the use once the account is made.
     pub(super) fn verify_eab(
         &self,
         conn: &mut DbConnection,
@@ -433,10 +434,20 @@ impl Ca {
                 return Err(unauthorized("the person is not active"));
             }
         }
-        if !store::mark_eab_used(conn, &proof.kid, now)? {
-            return Err(unauthorized("the key was used, revoked or expired while the account was made"));
-        }
         Ok(EabBinding { asset_id: row.asset_id, person_id: row.person_id })
+    }
+
+    /// Records the use of an EAB key that `verify_eab` accepted, in the same transaction, once
+    /// the account it binds is made: a compare-and-set (`mark_eab_used`) that refuses a key
+    /// another transaction used (single-use), revoked or let expire since the check.
+    pub(super) fn consume_eab(&self, conn: &mut DbConnection, proof: &EabProof, now: i64) -> Result<()> {
+        if !store::mark_eab_used(conn, &proof.kid, now)? {
+            return Err(Error::new(
+                ErrorKind::Unauthorized,
+                "external account binding refused: the key was used, revoked or expired while the account was made",
+            ));
+        }
+        Ok(())
     }
 }
 

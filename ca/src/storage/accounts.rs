@@ -6,9 +6,13 @@ use super::DbConnection;
 use crate::model::{Account, AccountStatus};
 use crate::{Result, Track};
 
-pub fn insert(conn: &mut DbConnection, row: &AccountRow) -> Result<()> {
-    on_backend!(conn, |c| diesel::insert_into(a::accounts).values(row).execute(c))?;
-    Ok(())
+/// Inserts an account unless its track already has an account with its key (the unique
+/// `accounts_track_key`): false then, and nothing written. On PostgreSQL an INSERT that meets
+/// a conflicting row another transaction has not committed yet waits for that transaction.
+pub fn insert_unless_key_taken(conn: &mut DbConnection, row: &AccountRow) -> Result<bool> {
+    let inserted =
+        on_backend!(conn, |c| diesel::insert_into(a::accounts).values(row).on_conflict_do_nothing().execute(c))?;
+    Ok(inserted == 1)
 }
 
 pub fn by_id(conn: &mut DbConnection, track: Track, id: &str) -> Result<Option<Account>> {
@@ -77,4 +81,63 @@ pub fn deactivate_for_person(conn: &mut DbConnection, person_id: &str, now: i64)
         set_status(conn, id, AccountStatus::Deactivated, now)?;
     }
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    use super::*;
+
+    fn account(id: &str, track: Track, thumbprint: &str) -> AccountRow {
+        AccountRow {
+            id: id.into(),
+            track: track.as_str().into(),
+            key_thumbprint: thumbprint.into(),
+            jwk: "{}".into(),
+            status: "valid".into(),
+            contact: "[]".into(),
+            tos_agreed: true,
+            eab_kid: None,
+            created_at: 1,
+            updated_at: 1,
+            asset_id: None,
+            person_id: None,
+        }
+    }
+
+    /// A second account for a key its track already has is not inserted, and nothing fails; on
+    /// PostgreSQL the INSERT waits for a transaction that is inserting the same key, and after
+    /// its commit inserts nothing: the caller then reads that account.
+    #[test]
+    fn an_account_key_is_taken_once_per_track() {
+        for storage in crate::storage::testing::storages() {
+            let insert = |row: AccountRow| storage.write(move |conn| insert_unless_key_taken(conn, &row)).unwrap();
+            assert!(insert(account("a1", Track::Machine, "k1")));
+            assert!(!insert(account("a2", Track::Machine, "k1")), "the machine track has k1");
+            assert!(insert(account("a3", Track::Human, "k1")), "the human track has not");
+            assert!(storage.read(|conn| by_id(conn, Track::Machine, "a2")).unwrap().is_none());
+            let found = storage.read(|conn| by_thumbprint(conn, Track::Machine, "k1")).unwrap().unwrap();
+            assert_eq!(found.id, "a1");
+
+            let Some(url) = &storage.postgres_url else { continue };
+            let mut other = diesel::PgConnection::establish(url).unwrap();
+            other
+                .batch_execute(
+                    "BEGIN; INSERT INTO accounts (id, track, key_thumbprint, jwk, status, contact, tos_agreed, created_at, updated_at)
+                       VALUES ('b1', 'machine', 'k2', '{}', 'valid', '[]', true, 1, 1)",
+                )
+                .unwrap();
+            std::thread::scope(|scope| {
+                let second = scope.spawn(|| insert(account("b2", Track::Machine, "k2")));
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(!second.is_finished(), "the INSERT waits for the one under way");
+                other.batch_execute("COMMIT").unwrap();
+                assert!(!second.join().unwrap(), "and inserts nothing once it committed");
+            });
+            let found = storage.read(|conn| by_thumbprint(conn, Track::Machine, "k2")).unwrap().unwrap();
+            assert_eq!(found.id, "b1");
+        }
+    }
 }
