@@ -187,3 +187,42 @@ async fn issuance_mail_and_expiry_reminders_once_across_restarts(db: Db) {
     server.stop().await;
 }
 on_both_databases!(issuance_mail_and_expiry_reminders_once_across_restarts);
+
+/// An enrollment link works once, also when its code is posted several times at once (a
+/// double-click, or someone who has the link and the code racing its owner): one post gets EAB
+/// credentials, the others are refused, and the person holds one key. On PostgreSQL the posts'
+/// transactions run side by side.
+async fn an_enrollment_link_completes_once_under_concurrent_posts(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let token = server.admin_token(Role::Helpdesk);
+    let joiner = json!({"email": "racer@example.test", "display_name": "Ra", "employee_id": "E-RACE",
+        "manager_email": "boss@example.test"});
+    let (status, body) = server.admin_call("POST", "/admin/api/human/people", &token, joiner).await;
+    assert_eq!(status, 201, "{body}");
+    let (link, code) = invite(&server, "racer@example.test").await;
+    let mut posts = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (http, link, code) = (server.http(), link.clone(), code.clone());
+        posts.spawn(async move {
+            let page = http.post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
+            (page.status().as_u16(), page.text().await.unwrap())
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(joined) = posts.join_next().await {
+        let (status, html) = joined.unwrap();
+        assert!(status == 200 || status == 403, "HTTP {status}: {html}");
+        assert_eq!(status == 200, html.contains("<code id=kid>"), "credentials only on success: {html}");
+        statuses.push(status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 403, 403, 403, 403, 403]);
+    // One enrollment event in the person's proofing history.
+    let (status, person) =
+        server.admin_call("GET", "/admin/api/human/people/racer@example.test", &token, Value::Null).await;
+    assert_eq!(status, 200, "{person}");
+    let links = person["proofing"].as_array().unwrap().iter().filter(|e| e["method"] == "email-link").count();
+    assert_eq!(links, 1, "{person}");
+    server.stop().await;
+}
+on_both_databases!(an_enrollment_link_completes_once_under_concurrent_posts);

@@ -162,6 +162,7 @@ impl Ca {
         let (kind, identifiers) = self.validate_spec(spec)?;
         let now = self.clock.unix();
         self.storage.write(|conn| {
+            store::lock_by_name(conn, name)?;
             let current = store::by_name(conn, name)?.ok_or_else(|| Error::not_found(format!("no asset {name:?}")))?;
             if current.status != AssetStatus::Active {
                 return Err(Error::conflict(format!("asset {name:?} is decommissioned")));

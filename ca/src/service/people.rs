@@ -126,12 +126,18 @@ impl Ca {
                 store::count_attempt(conn, &token_hash)?;
                 return Ok(Err(refused()));
             }
+            // The person is written back whole below: a leave or a move under way is waited for.
+            store::lock_by_id(conn, &person_id)?;
             let person =
                 store::by_id(conn, &person_id)?.ok_or_else(|| Error::internal("enrollment of a missing person"))?;
             if matches!(person.status, PersonStatus::Left | PersonStatus::Suspended) {
                 return Ok(Err(refused()));
             }
-            store::mark_enrollment_used(conn, &token_hash, now)?;
+            // The link works once: another completion, or a leave or recovery that closed it
+            // after it was read above, wins.
+            if !store::mark_enrollment_used(conn, &token_hash, now)? {
+                return Ok(Err(refused()));
+            }
             let grants = ProofingLevel::parse(&grants)
                 .ok_or_else(|| Error::internal(format!("enrollment grants an unknown level {grants:?}")))?;
             let recovery = super::recovery::recovery_of_link(conn, &token_hash)?;
@@ -229,6 +235,7 @@ impl Ca {
         }
         let now = self.clock.unix();
         self.storage.write(|conn| {
+            store::lock_by_email(conn, email)?;
             let person =
                 store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
             if person.status != PersonStatus::Active {
@@ -277,6 +284,7 @@ impl Ca {
         }
         let now = self.clock.unix();
         self.storage.write(|conn| {
+            store::lock_by_email(conn, email)?;
             let person = store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
             if person.status == PersonStatus::Left {
                 return Err(Error::conflict(format!("{email} has left")));
@@ -311,6 +319,7 @@ impl Ca {
         let now = self.clock.unix();
         let reason = RevocationReason::AffiliationChanged;
         let serials = self.storage.write(|conn| {
+            store::lock_by_email(conn, email)?;
             let person =
                 store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
             if person.status == PersonStatus::Left {

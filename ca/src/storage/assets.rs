@@ -226,6 +226,13 @@ pub fn eab_keys_of_asset(conn: &mut DbConnection, asset_id: &str, limit: i64) ->
         .load(db))?)
 }
 
+/// Locks an asset's row for the rest of the write transaction (`lock_row`), before an update
+/// reads it to write it back whole: a decommissioning that committed meanwhile would otherwise
+/// be undone (the update writes the asset back active).
+pub fn lock_by_name(conn: &mut DbConnection, name: &str) -> Result<()> {
+    super::lock_row(conn, "SELECT 1 FROM assets WHERE name = ? FOR UPDATE", name)
+}
+
 /// Marks an EAB key used, as a compare-and-set on what its check read: only while the key is
 /// unrevoked and unexpired, and a single-use key only while unused. False when another
 /// transaction used, revoked or let it expire since the check: on PostgreSQL the check's read
@@ -363,6 +370,33 @@ mod tests {
                 assert!(!second.join().unwrap().unwrap(), "a single-use key taken meanwhile is refused");
             });
             assert_eq!(storage.read(|conn| eab(conn, "raced")).unwrap().unwrap().used_at, Some(999));
+        }
+    }
+
+    /// An update locks the asset's row before reading it (`lock_by_name`): on PostgreSQL it
+    /// waits for a decommissioning under way and then reads the asset decommissioned, so it
+    /// refuses instead of writing the asset back active.
+    #[test]
+    fn an_update_reads_a_decommissioning_under_way_once_it_commits() {
+        for storage in crate::storage::testing::storages() {
+            storage.write(|conn| insert(conn, &asset("u1"), &[])).unwrap();
+            let status_when_locked = || {
+                storage.write(|conn| {
+                    lock_by_name(conn, "name-u1")?;
+                    Ok(by_name(conn, "name-u1")?.map(|a| a.status))
+                })
+            };
+            assert_eq!(status_when_locked().unwrap(), Some(AssetStatus::Active));
+            let Some(url) = &storage.postgres_url else { continue };
+            let mut decommission = diesel::PgConnection::establish(url).unwrap();
+            decommission.batch_execute("BEGIN; UPDATE assets SET status = 'decommissioned' WHERE id = 'u1'").unwrap();
+            std::thread::scope(|scope| {
+                let update = scope.spawn(status_when_locked);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(!update.is_finished(), "the update waits for the decommissioning");
+                decommission.batch_execute("COMMIT").unwrap();
+                assert_eq!(update.join().unwrap().unwrap(), Some(AssetStatus::Decommissioned));
+            });
         }
     }
 

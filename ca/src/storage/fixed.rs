@@ -94,6 +94,18 @@ where
     })
 }
 
+/// Inside a write transaction, before a row is read to be written back whole: on PostgreSQL
+/// `pg` (a `SELECT … FOR UPDATE` with one placeholder, for `key`) locks it until the
+/// transaction ends, so that two changes of one row take turns, the later one reading what the
+/// earlier committed, instead of the later overwriting it with what it read before. On SQLite
+/// nothing: its write transactions already exclude each other.
+pub(crate) fn lock_row(conn: &mut super::DbConnection, pg: &'static str, key: &str) -> crate::Result<()> {
+    if let super::DbConnection::Postgresql(db) = conn {
+        Fixed::new(pg, vec![Bind::Text(key)]).execute(db)?;
+    }
+    Ok(())
+}
+
 fn mismatch(sql: &str) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(format!("placeholders and binds differ in number: {sql}").into())
 }

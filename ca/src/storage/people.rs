@@ -196,6 +196,17 @@ pub fn count_attempt(conn: &mut DbConnection, token_hash: &str) -> Result<()> {
     Ok(())
 }
 
+/// Locks a person's row for the rest of the write transaction (`lock_row`), by id or by
+/// address, before the transaction reads the person to write them back: a move racing a leave,
+/// say, would otherwise make a leaver active again.
+pub fn lock_by_id(conn: &mut DbConnection, id: &str) -> Result<()> {
+    super::lock_row(conn, "SELECT 1 FROM people WHERE id = ? FOR UPDATE", id)
+}
+
+pub fn lock_by_email(conn: &mut DbConnection, email: &str) -> Result<()> {
+    super::lock_row(conn, "SELECT 1 FROM people WHERE email = ? FOR UPDATE", email)
+}
+
 pub fn mark_enrollment_used(conn: &mut DbConnection, token_hash: &str, now: i64) -> Result<bool> {
     Ok(diesel::update(en::enrollments.filter(en::token_hash.eq(token_hash)).filter(en::used_at.is_null()))
         .set(en::used_at.eq(Some(now)))
@@ -236,4 +247,57 @@ pub fn standing_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option
                 .ok_or_else(|| Error::internal(format!("person status {:?}", row.status)))
         })
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    use super::*;
+
+    fn person(id: &str, email: &str, status: PersonStatus) -> PersonRow {
+        PersonRow {
+            id: id.into(),
+            email: email.into(),
+            display_name: "P".into(),
+            employee_id: format!("E-{id}"),
+            manager_email: "boss@example.test".into(),
+            status: status.as_str().into(),
+            proofing_level: "email".into(),
+            created_at: 1,
+            updated_at: 1,
+            left_at: None,
+        }
+    }
+
+    /// A change that locks the person's row before reading it (`lock_by_email`, `lock_by_id`)
+    /// waits for a change under way and then reads what that change committed, so it cannot
+    /// write back what it read before it (here, a move reading the person while a leave is
+    /// under way sees the leave, where an unlocked read saw the person still active).
+    #[test]
+    fn a_locked_person_is_read_after_the_change_under_way() {
+        for storage in crate::storage::testing::storages() {
+            storage.write(|conn| insert(conn, &person("p1", "p1@example.test", PersonStatus::Active))).unwrap();
+            assert!(storage.write(|conn| lock_by_email(conn, "p1@example.test")).is_ok());
+            assert!(storage.write(|conn| lock_by_id(conn, "nobody")).is_ok(), "no row, nothing to lock");
+            let Some(url) = &storage.postgres_url else { continue };
+            let mut leave = diesel::PgConnection::establish(url).unwrap();
+            leave.batch_execute("BEGIN; UPDATE people SET status = 'left', left_at = 5 WHERE id = 'p1'").unwrap();
+            std::thread::scope(|scope| {
+                let locked = scope.spawn(|| {
+                    storage.write(|conn| {
+                        lock_by_email(conn, "p1@example.test")?;
+                        Ok(by_email(conn, "p1@example.test")?.map(|p| p.status))
+                    })
+                });
+                let unlocked = storage.write(|conn| Ok(by_email(conn, "p1@example.test")?.map(|p| p.status))).unwrap();
+                assert_eq!(unlocked, Some(PersonStatus::Active), "a plain read does not wait");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(!locked.is_finished(), "the lock waits for the leave under way");
+                leave.batch_execute("COMMIT").unwrap();
+                assert_eq!(locked.join().unwrap().unwrap(), Some(PersonStatus::Left));
+            });
+        }
+    }
 }
