@@ -10,7 +10,7 @@ use crate::csr::check_csr;
 use crate::model::*;
 use crate::status::{authorization_status, order_status};
 use crate::storage::rows::{identifiers_to_text, AuthorizationRow, CertificateRow, ChallengeRow, Holder, OrderRow};
-use crate::storage::{assets, certificates, orders as store, people, Backend, DbConnection};
+use crate::storage::{accounts, assets, certificates, orders as store, people, Backend, DbConnection};
 use crate::{ids, issuance, Error, ErrorKind, Result, Track};
 
 /// A newOrder request once its JWS has been verified: identifiers as the client sent them.
@@ -426,7 +426,7 @@ impl Ca {
             // What was checked above, again inside the transaction that records the
             // certificate: a decommissioning or a leaver that committed since then revoked
             // everything it could see, and this certificate would not have been among it.
-            still_entitled(conn, asset.as_ref(), person.as_ref(), &order.identifiers)?;
+            still_entitled(conn, account, asset.as_ref(), person.as_ref(), &order.identifiers)?;
             if let Some(person) = &person {
                 // So that misuse of a person's address is noticed: they hear of every issuance.
                 let names: Vec<String> = issued.identifiers.iter().map(|i| i.value.clone()).collect();
@@ -770,9 +770,12 @@ impl Ca {
 /// (`check_person` allowed only that address). The rows are read so that a concurrent
 /// decommissioning, inventory update, leaver or mover takes its turn before or after this
 /// transaction, never between the checks before signing and the commit
-/// (`assets::status_for_issuance`).
+/// (`assets::status_for_issuance`). For a person's account, also that the account is still
+/// valid: a recovery deactivates the accounts and leaves the person active, and it locks the
+/// person's row before its sweep, which the person's read here waited for.
 fn still_entitled(
     conn: &mut DbConnection,
+    account: &Account,
     asset: Option<&Asset>,
     person: Option<&Person>,
     identifiers: &[Identifier],
@@ -804,6 +807,69 @@ fn still_entitled(
             }
             None => return Err(Error::unauthorized(format!("{} no longer exists", person.email))),
         }
+        let current = accounts::by_id(conn, account.track, &account.id)?;
+        if current.as_ref().map(|a| a.status) != Some(AccountStatus::Valid) {
+            return Err(Error::unauthorized("the account was deactivated during issuance"));
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::people::PersonRow;
+    use crate::storage::rows::AccountRow;
+
+    /// Finalize's last check for a person's account reads the account too: one a recovery
+    /// deactivated while the person stays active gets no certificate.
+    #[test]
+    fn a_deactivated_persons_account_is_not_entitled() {
+        for storage in crate::storage::testing::storages() {
+            let person = PersonRow {
+                id: "p1".into(),
+                email: "pat@example.test".into(),
+                display_name: "Pat".into(),
+                employee_id: "E-1".into(),
+                manager_email: "boss@example.test".into(),
+                status: PersonStatus::Active.as_str().into(),
+                proofing_level: "email".into(),
+                created_at: 1,
+                updated_at: 1,
+                left_at: None,
+            };
+            let account = |id: &str, status: AccountStatus| AccountRow {
+                id: id.into(),
+                track: Track::Human.as_str().into(),
+                key_thumbprint: format!("key-{id}"),
+                jwk: "{}".into(),
+                status: status.as_str().into(),
+                contact: "[]".into(),
+                tos_agreed: true,
+                eab_kid: None,
+                created_at: 1,
+                updated_at: 1,
+                asset_id: None,
+                person_id: Some("p1".into()),
+            };
+            storage
+                .write(|conn| {
+                    people::insert(conn, &person)?;
+                    assert!(accounts::insert_unless_key_taken(conn, &account("live", AccountStatus::Valid))?);
+                    assert!(accounts::insert_unless_key_taken(conn, &account("gone", AccountStatus::Deactivated))?);
+                    Ok(())
+                })
+                .unwrap();
+            let person = storage.read(|conn| people::by_id(conn, "p1")).unwrap().unwrap();
+            let names = [Identifier::new(IdentifierKind::Email, "pat@example.test")];
+            let entitled = |id: &'static str| {
+                let account = storage.read(|conn| accounts::by_id(conn, Track::Human, id)).unwrap().unwrap();
+                storage.write(|conn| still_entitled(conn, &account, None, Some(&person), &names))
+            };
+            assert!(entitled("live").is_ok());
+            let refused = entitled("gone").unwrap_err();
+            assert_eq!(refused.kind, ErrorKind::Unauthorized);
+            assert!(refused.detail.contains("deactivated"), "{}", refused.detail);
+        }
+    }
 }
