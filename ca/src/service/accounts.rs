@@ -184,7 +184,11 @@ impl Ca {
                 err.conflicting_account = Some(holder.id);
                 return Err(err);
             }
-            store::set_key(conn, &account.id, new_jwk, new_thumbprint, now)?;
+            // Two key changes signed with the same old key: the first wins, and the second,
+            // authorized by a key that is no longer the account's, is refused.
+            if !store::set_key(conn, &account.id, &account.key_thumbprint, new_jwk, new_thumbprint, now)? {
+                return Err(Error::unauthorized("the account's key was changed by another request"));
+            }
             audit::record(
                 conn,
                 account.track,

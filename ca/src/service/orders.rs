@@ -599,9 +599,10 @@ pub(super) fn record_validation_outcome(
     if !store::transition_challenge(conn, &challenge.id, from, to.status, to.validated, to.error.as_ref())? {
         return Ok(None);
     }
-    // An authorization that expired or was deactivated meanwhile keeps that state.
+    // An authorization that expired or was deactivated meanwhile keeps that state: as read
+    // here, and as it is when the UPDATE runs (on PostgreSQL a deactivation may commit between).
     if authz.status == AuthzStatus::Pending {
-        store::set_authorization_status(conn, &authz.id, settled.authz_status)?;
+        store::settle_authorization(conn, &authz.id, settled.authz_status, now)?;
     }
     audit::append(conn, &settled.event)?;
     Ok(Some(settled.challenge))

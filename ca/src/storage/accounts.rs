@@ -50,11 +50,20 @@ pub fn set_status(conn: &mut DbConnection, id: &str, status: AccountStatus, now:
     Ok(())
 }
 
-pub fn set_key(conn: &mut DbConnection, id: &str, jwk: &str, thumbprint: &str, now: i64) -> Result<()> {
-    diesel::update(a::accounts.filter(a::id.eq(id)))
+/// Replaces an account's key, as a compare-and-set on the key the change was authorized by:
+/// false, and nothing written, when another key change replaced `old_thumbprint` first.
+pub fn set_key(
+    conn: &mut DbConnection,
+    id: &str,
+    old_thumbprint: &str,
+    jwk: &str,
+    thumbprint: &str,
+    now: i64,
+) -> Result<bool> {
+    let changed = diesel::update(a::accounts.filter(a::id.eq(id)).filter(a::key_thumbprint.eq(old_thumbprint)))
         .set((a::jwk.eq(jwk), a::key_thumbprint.eq(thumbprint), a::updated_at.eq(now)))
         .execute(conn)?;
-    Ok(())
+    Ok(changed == 1)
 }
 
 /// Deactivates every valid account bound to the asset; returns their ids.
@@ -104,6 +113,22 @@ mod tests {
             updated_at: 1,
             asset_id: None,
             person_id: None,
+        }
+    }
+
+    /// A key change replaces the key it was authorized by, once: a second change signed with
+    /// the same old key finds it gone and writes nothing.
+    #[test]
+    fn a_key_change_replaces_the_key_it_was_signed_with() {
+        for storage in crate::storage::testing::storages() {
+            let row = account("k1", Track::Machine, "old");
+            storage.write(|conn| insert_unless_key_taken(conn, &row)).unwrap();
+            let change =
+                |new: &'static str| storage.write(move |conn| set_key(conn, "k1", "old", "{}", new, 2)).unwrap();
+            assert!(change("new-1"));
+            assert!(!change("new-2"), "the old key is no longer the account's");
+            let stored = storage.read(|conn| by_id(conn, Track::Machine, "k1")).unwrap().unwrap();
+            assert_eq!(stored.key_thumbprint, "new-1");
         }
     }
 

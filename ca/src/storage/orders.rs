@@ -167,6 +167,18 @@ pub fn set_authorization_status(conn: &mut DbConnection, id: &str, status: Authz
     Ok(())
 }
 
+/// An authorization's move to `status` on its challenge's outcome, only while it is still
+/// pending and unexpired: one the client deactivated, or that expired, meanwhile keeps that
+/// state.
+pub fn settle_authorization(conn: &mut DbConnection, id: &str, status: AuthzStatus, now: i64) -> Result<()> {
+    let update = Fixed::new(
+        "UPDATE authorizations SET status = ? WHERE id = ? AND status = ? AND expires > ?",
+        vec![Bind::Text(status.as_str()), Bind::Text(id), Bind::Text(AuthzStatus::Pending.as_str()), Bind::BigInt(now)],
+    );
+    on_backend!(conn, |db| update.execute(db))?;
+    Ok(())
+}
+
 /// Compare-and-set on a challenge's status; false when it was in none of `from` (one or two
 /// states).
 pub fn transition_challenge(
@@ -616,6 +628,41 @@ mod tests {
             assert!(storage.read(|conn| order_with_authorizations(conn, Track::Machine, "o2")).unwrap().is_none());
             assert!(storage.read(|conn| authorization(conn, Track::Machine, "o2-z1")).unwrap().is_none());
             assert_eq!(verify(&storage, Track::Machine).unwrap(), ChainCheck::Intact { events: 1 });
+        }
+    }
+
+    /// A challenge's outcome moves its authorization only while that is pending and unexpired,
+    /// whatever the caller read before: deactivated and expired ones keep their state.
+    #[test]
+    fn an_outcome_moves_only_a_pending_unexpired_authorization() {
+        for storage in crate::storage::testing::storages() {
+            let (order, mut authorizations, _) = order_rows("o3");
+            storage
+                .write(|conn| {
+                    on_backend!(conn, |c| diesel::sql_query(
+                        "INSERT INTO accounts (id, track, key_thumbprint, jwk, status, contact, tos_agreed, created_at, updated_at) \
+                         VALUES ('a', 'machine', 't', '{}', 'valid', '[]', true, 1, 1)"
+                    )
+                    .execute(c))?;
+                    insert_order(conn, &order)?;
+                    authorizations[1].status = "deactivated".into();
+                    for authz in &authorizations {
+                        insert_authorization(conn, authz)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            let settle = |id: &'static str, now: i64| {
+                storage.write(move |conn| settle_authorization(conn, id, AuthzStatus::Valid, now)).unwrap()
+            };
+            let status =
+                |id: &str| storage.read(|conn| authorization(conn, Track::Machine, id)).unwrap().unwrap().status;
+            settle("o3-z1", NOW + 1800);
+            assert_eq!(status("o3-z1"), AuthzStatus::Pending, "an expired one keeps its stored state");
+            settle("o3-z2", NOW);
+            assert_eq!(status("o3-z2"), AuthzStatus::Deactivated);
+            settle("o3-z1", NOW);
+            assert_eq!(status("o3-z1"), AuthzStatus::Valid);
         }
     }
 
