@@ -115,13 +115,8 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     assert_eq!(res.status, 201, "{}", res.text);
     // Single-use credentials work once.
     let token = admin_token(&server, Role::Admin);
-    let (_, creds) =
-        admin(&server, "POST", "/admin/api/machine/assets/api-1/credentials", &token, json!({"single_use": true}))
-            .await;
-    let once =
-        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
-            .unwrap();
-    let once_kid = creds["kid"].as_str().unwrap();
+    let (once_kid, once) = single_use_credentials(&server, &token).await;
+    let once_kid = once_kid.as_str();
     for (attempt, expected) in [(0, 201), (1, 403)] {
         let mut fresh = RawClient::bare(&server, Track::Machine);
         fresh.eab = None;
@@ -132,13 +127,7 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     }
     // ... also when eight clients race with them: one account is made, the others are refused.
     // (On PostgreSQL the key's check reads without a lock; the mark of its use is what decides.)
-    let (_, creds) =
-        admin(&server, "POST", "/admin/api/machine/assets/api-1/credentials", &token, json!({"single_use": true}))
-            .await;
-    let raced =
-        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
-            .unwrap();
-    let raced_kid = creds["kid"].as_str().unwrap().to_string();
+    let (raced_kid, raced) = single_use_credentials(&server, &token).await;
     let mut racers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let mut fresh = RawClient::bare(&server, Track::Machine);
@@ -175,6 +164,16 @@ async fn eab_binding_is_required_and_checked(db: Db) {
     server.stop().await;
 }
 on_both_databases!(eab_binding_is_required_and_checked);
+
+/// New single-use EAB credentials of asset api-1: the kid and the HMAC key.
+async fn single_use_credentials(server: &TestServer, token: &str) -> (String, Vec<u8>) {
+    let (_, creds) =
+        admin(server, "POST", "/admin/api/machine/assets/api-1/credentials", token, json!({"single_use": true})).await;
+    let key =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, creds["hmac_key"].as_str().unwrap())
+            .unwrap();
+    (creds["kid"].as_str().unwrap().to_string(), key)
+}
 
 async fn asset_policy_spiffe_and_profiles(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };

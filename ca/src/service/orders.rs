@@ -819,39 +819,19 @@ fn still_entitled(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::people::PersonRow;
     use crate::storage::rows::AccountRow;
+    use crate::storage::testing::{account_row, person_row};
 
     /// Finalize's last check for a person's account reads the account too: one a recovery
     /// deactivated while the person stays active gets no certificate.
     #[test]
     fn a_deactivated_persons_account_is_not_entitled() {
         for storage in crate::storage::testing::storages() {
-            let person = PersonRow {
-                id: "p1".into(),
-                email: "pat@example.test".into(),
-                display_name: "Pat".into(),
-                employee_id: "E-1".into(),
-                manager_email: "boss@example.test".into(),
-                status: PersonStatus::Active.as_str().into(),
-                proofing_level: "email".into(),
-                created_at: 1,
-                updated_at: 1,
-                left_at: None,
-            };
+            let person = person_row("p1", "pat@example.test", PersonStatus::Active);
             let account = |id: &str, status: AccountStatus| AccountRow {
-                id: id.into(),
-                track: Track::Human.as_str().into(),
-                key_thumbprint: format!("key-{id}"),
-                jwk: "{}".into(),
                 status: status.as_str().into(),
-                contact: "[]".into(),
-                tos_agreed: true,
-                eab_kid: None,
-                created_at: 1,
-                updated_at: 1,
-                asset_id: None,
                 person_id: Some("p1".into()),
+                ..account_row(id, Track::Human, &format!("key-{id}"))
             };
             storage
                 .write(|conn| {

@@ -99,22 +99,7 @@ mod tests {
 
     use super::*;
 
-    fn account(id: &str, track: Track, thumbprint: &str) -> AccountRow {
-        AccountRow {
-            id: id.into(),
-            track: track.as_str().into(),
-            key_thumbprint: thumbprint.into(),
-            jwk: "{}".into(),
-            status: "valid".into(),
-            contact: "[]".into(),
-            tos_agreed: true,
-            eab_kid: None,
-            created_at: 1,
-            updated_at: 1,
-            asset_id: None,
-            person_id: None,
-        }
-    }
+    use crate::storage::testing::account_row as account;
 
     /// A key change replaces the key it was authorized by, once: a second change signed with
     /// the same old key finds it gone and writes nothing.

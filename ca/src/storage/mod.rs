@@ -86,6 +86,40 @@ pub(crate) mod testing {
         }
     }
 
+    /// A valid account row of `track` with key `thumbprint`, bound to nothing.
+    pub(crate) fn account_row(id: &str, track: crate::Track, thumbprint: &str) -> super::rows::AccountRow {
+        super::rows::AccountRow {
+            id: id.into(),
+            track: track.as_str().into(),
+            key_thumbprint: thumbprint.into(),
+            jwk: "{}".into(),
+            status: "valid".into(),
+            contact: "[]".into(),
+            tos_agreed: true,
+            eab_kid: None,
+            created_at: 1,
+            updated_at: 1,
+            asset_id: None,
+            person_id: None,
+        }
+    }
+
+    /// A person row at `email` in `status`, proofed by email.
+    pub(crate) fn person_row(id: &str, email: &str, status: crate::model::PersonStatus) -> super::people::PersonRow {
+        super::people::PersonRow {
+            id: id.into(),
+            email: email.into(),
+            display_name: "P".into(),
+            employee_id: format!("E-{id}"),
+            manager_email: "boss@example.test".into(),
+            status: status.as_str().into(),
+            proofing_level: "email".into(),
+            created_at: 1,
+            updated_at: 1,
+            left_at: None,
+        }
+    }
+
     /// A fresh SQLite database, and a fresh PostgreSQL one when DUALCA_TEST_POSTGRES_URL is
     /// set (`.ci/run` drops the `dualca_test_*` databases earlier runs left).
     pub(crate) fn storages() -> Vec<TestStorage> {

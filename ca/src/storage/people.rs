@@ -256,20 +256,7 @@ mod tests {
 
     use super::*;
 
-    fn person(id: &str, email: &str, status: PersonStatus) -> PersonRow {
-        PersonRow {
-            id: id.into(),
-            email: email.into(),
-            display_name: "P".into(),
-            employee_id: format!("E-{id}"),
-            manager_email: "boss@example.test".into(),
-            status: status.as_str().into(),
-            proofing_level: "email".into(),
-            created_at: 1,
-            updated_at: 1,
-            left_at: None,
-        }
-    }
+    use crate::storage::testing::person_row as person;
 
     /// A change that locks the person's row before reading it (`lock_by_email`, `lock_by_id`)
     /// waits for a change under way and then reads what that change committed, so it cannot
