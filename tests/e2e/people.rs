@@ -223,6 +223,25 @@ async fn an_enrollment_link_completes_once_under_concurrent_posts(db: Db) {
     assert_eq!(status, 200, "{person}");
     let links = person["proofing"].as_array().unwrap().iter().filter(|e| e["method"] == "email-link").count();
     assert_eq!(links, 1, "{person}");
+
+    // Five wrong codes close a link, also when they come at once: then the right code is
+    // refused too.
+    let joiner = json!({"email": "guessed@example.test", "display_name": "Gu", "employee_id": "E-GUESS",
+        "manager_email": "boss@example.test"});
+    let (status, body) = server.admin_call("POST", "/admin/api/human/people", &token, joiner).await;
+    assert_eq!(status, 201, "{body}");
+    let (link, code) = invite(&server, "guessed@example.test").await;
+    let wrong = if code == "00000000" { "11111111" } else { "00000000" };
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let (http, link) = (server.http(), link.clone());
+        guesses.spawn(async move { http.post(&link).form(&[("code", wrong)]).send().await.unwrap().status().as_u16() });
+    }
+    while let Some(status) = guesses.join_next().await {
+        assert_eq!(status.unwrap(), 403);
+    }
+    let right = server.http().post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
+    assert_eq!(right.status(), 403, "the link is closed after five wrong codes");
     server.stop().await;
 }
 on_both_databases!(an_enrollment_link_completes_once_under_concurrent_posts);

@@ -121,9 +121,11 @@ impl Ca {
             if used_at.is_some() || expires_at <= now || attempts >= ENROLLMENT_ATTEMPTS {
                 return Ok(Err(refused()));
             }
-            if hash(code.trim()) != code_hash {
-                // Counted in this transaction, which commits: guessing closes the link.
-                store::count_attempt(conn, &token_hash)?;
+            // Every try takes one of the link's attempts before its code is compared, by
+            // compare-and-set: concurrent guesses (on PostgreSQL, each of which read the count
+            // above before the others wrote it) cannot compare more codes than the limit allows.
+            // A wrong code's try commits with the refusal: guessing closes the link.
+            if !store::take_attempt(conn, &token_hash, ENROLLMENT_ATTEMPTS)? || hash(code.trim()) != code_hash {
                 return Ok(Err(refused()));
             }
             // The person is written back whole below: a leave or a move under way is waited for.

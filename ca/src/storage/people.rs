@@ -189,11 +189,13 @@ pub fn enrollment(conn: &mut DbConnection, token_hash: &str) -> Result<Option<En
         .optional()?)
 }
 
-pub fn count_attempt(conn: &mut DbConnection, token_hash: &str) -> Result<()> {
-    diesel::update(en::enrollments.filter(en::token_hash.eq(token_hash)))
+/// Takes one of an enrollment link's tries, while fewer than `limit` were taken: false when
+/// none is left (another try took the last one since the caller read the count).
+pub fn take_attempt(conn: &mut DbConnection, token_hash: &str, limit: i64) -> Result<bool> {
+    let taken = diesel::update(en::enrollments.filter(en::token_hash.eq(token_hash)).filter(en::attempts.lt(limit)))
         .set(en::attempts.eq(en::attempts + 1))
         .execute(conn)?;
-    Ok(())
+    Ok(taken == 1)
 }
 
 /// Locks a person's row for the rest of the write transaction (`lock_row`), by id or by
@@ -257,6 +259,24 @@ mod tests {
     use super::*;
 
     use crate::storage::testing::person_row as person;
+
+    /// A link's tries are taken one by one up to the limit, and not past it.
+    #[test]
+    fn an_enrollment_links_tries_run_out() {
+        for storage in crate::storage::testing::storages() {
+            storage
+                .write(|conn| {
+                    insert(conn, &person("p2", "p2@example.test", PersonStatus::Invited))?;
+                    insert_enrollment(conn, "link", "p2", "code-hash", ProofingLevel::Email, 1, 100)
+                })
+                .unwrap();
+            let take = || storage.write(|conn| take_attempt(conn, "link", 3)).unwrap();
+            assert!(take() && take() && take());
+            assert!(!take(), "three tries, no fourth");
+            let (_, _, attempts, _, _, _) = storage.read(|conn| enrollment(conn, "link")).unwrap().unwrap();
+            assert_eq!(attempts, 3);
+        }
+    }
 
     /// A change that locks the person's row before reading it (`lock_by_email`, `lock_by_id`)
     /// waits for a change under way and then reads what that change committed, so it cannot
