@@ -465,6 +465,25 @@ async fn inventory_validation_errors(db: Db) {
     assert_eq!(admin(&server, "POST", "/admin/api/machine/assets", &token, base.clone()).await.0, 201);
     let (status, problem) = admin(&server, "POST", "/admin/api/machine/assets", &token, with("name", json!("y"))).await;
     assert_eq!(status, 409, "an identifier belongs to one asset: {problem}");
+    // Also when two registrations claim it at once, and a name too (on PostgreSQL the
+    // registrations' transactions run side by side): one of each pair is made, the other is a
+    // conflict, not a server error.
+    let claim = |name: &str, value: &str| {
+        let mut body = with("name", json!(name));
+        body["identifiers"] = json!([{"type": "dns", "value": value}]);
+        admin(&server, "POST", "/admin/api/machine/assets", &token, body)
+    };
+    let (a, b, c, d) = tokio::join!(
+        claim("race-1", "race.example.test"),
+        claim("race-2", "race.example.test"),
+        claim("race-3", "race-3a.example.test"),
+        claim("race-3", "race-3b.example.test"),
+    );
+    for (pair, (first, second)) in [("one identifier", (a, b)), ("one name", (c, d))] {
+        let mut statuses = [first.0, second.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "{pair}: {} / {}", first.1, second.1);
+    }
     // A malformed body is refused, not read as "no body": the asset stays active.
     let (status, _) =
         admin(&server, "POST", "/admin/api/machine/assets/x/decommission", &token, json!({"compromised": "yes"})).await;

@@ -133,6 +133,7 @@ impl Ca {
         let (kind, identifiers) = self.validate_spec(spec)?;
         let now = self.clock.unix();
         self.storage.write(|conn| {
+            store::lock_inventory(conn)?;
             if store::by_name(conn, &spec.name)?.is_some() {
                 return Err(Error::conflict(format!("asset {:?} already exists", spec.name)));
             }
@@ -162,6 +163,7 @@ impl Ca {
         let (kind, identifiers) = self.validate_spec(spec)?;
         let now = self.clock.unix();
         self.storage.write(|conn| {
+            store::lock_inventory(conn)?;
             store::lock_by_name(conn, name)?;
             let current = store::by_name(conn, name)?.ok_or_else(|| Error::not_found(format!("no asset {name:?}")))?;
             if current.status != AssetStatus::Active {

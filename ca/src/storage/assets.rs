@@ -226,6 +226,14 @@ pub fn eab_keys_of_asset(conn: &mut DbConnection, asset_id: &str, limit: i64) ->
         .load(db))?)
 }
 
+/// The inventory's lock (`advisory_lock`), taken first by every write that gives assets
+/// names or identifiers, so that two of them cannot both find a name or an identifier free and
+/// both take it: nothing in the schema forbids two active assets one identifier (a
+/// decommissioned asset keeps its own), and a name taken twice would be a unique violation.
+pub fn lock_inventory(conn: &mut DbConnection) -> Result<()> {
+    super::advisory_lock(conn, 0x6475_616c_6361_0010)
+}
+
 /// Locks an asset's row for the rest of the write transaction (`lock_row`), before an update
 /// reads it to write it back whole: a decommissioning that committed meanwhile would otherwise
 /// be undone (the update writes the asset back active).

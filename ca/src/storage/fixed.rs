@@ -106,6 +106,16 @@ pub(crate) fn lock_row(conn: &mut super::DbConnection, pg: &'static str, key: &s
     Ok(())
 }
 
+/// On PostgreSQL, a transaction-scoped advisory lock on `key`, held until the write transaction
+/// ends: for checks that span rows no single row lock covers (no two assets hold one
+/// identifier). On SQLite nothing: its write transactions already exclude each other.
+pub(crate) fn advisory_lock(conn: &mut super::DbConnection, key: i64) -> crate::Result<()> {
+    if let super::DbConnection::Postgresql(db) = conn {
+        Fixed::new("SELECT pg_advisory_xact_lock(?)", vec![Bind::BigInt(key)]).execute(db)?;
+    }
+    Ok(())
+}
+
 fn mismatch(sql: &str) -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError(format!("placeholders and binds differ in number: {sql}").into())
 }

@@ -47,7 +47,7 @@ pub(crate) mod tokens;
 
 pub use certificates::CertificateCounts;
 pub use connection::{Backend, CommitCounts, DbConnection, Durability, Storage};
-pub(crate) use fixed::{lock_row, Bind, Fixed};
+pub(crate) use fixed::{advisory_lock, lock_row, Bind, Fixed};
 
 /// Storages for tests that must hold on both backends.
 #[cfg(test)]
