@@ -121,6 +121,9 @@ impl Ca {
             if used_at.is_some() || expires_at <= now || attempts >= ENROLLMENT_ATTEMPTS {
                 return Ok(Err(refused()));
             }
+            // The person is written back whole below: a leave, a move or a recovery under way is
+            // waited for. Their row first, then the link's, in the order those changes take them.
+            store::lock_by_id(conn, &person_id)?;
             // Every try takes one of the link's attempts before its code is compared, by
             // compare-and-set: concurrent guesses (on PostgreSQL, each of which read the count
             // above before the others wrote it) cannot compare more codes than the limit allows.
@@ -128,8 +131,6 @@ impl Ca {
             if !store::take_attempt(conn, &token_hash, ENROLLMENT_ATTEMPTS)? || hash(code.trim()) != code_hash {
                 return Ok(Err(refused()));
             }
-            // The person is written back whole below: a leave or a move under way is waited for.
-            store::lock_by_id(conn, &person_id)?;
             let person =
                 store::by_id(conn, &person_id)?.ok_or_else(|| Error::internal("enrollment of a missing person"))?;
             if matches!(person.status, PersonStatus::Left | PersonStatus::Suspended) {
