@@ -24,6 +24,15 @@ pub(super) fn hash(text: &str) -> String {
     ids::hex(&ids::sha256(text.as_bytes()))
 }
 
+/// The person at `email`, with their row locked for the rest of the write transaction
+/// (`lock_by_email`): every change that reads a person to write them back, or to sweep what
+/// they hold, takes the row first, so that enrollments, proofing, moves, leaves and recoveries
+/// of one person take turns, each reading what the one before committed.
+pub(super) fn person_for_update(conn: &mut crate::storage::DbConnection, email: &str) -> Result<Person> {
+    store::lock_by_email(conn, email)?;
+    store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))
+}
+
 pub(super) fn person_subject(email: &str) -> String {
     format!("person:{email}")
 }
@@ -238,9 +247,7 @@ impl Ca {
         }
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            store::lock_by_email(conn, email)?;
-            let person =
-                store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
+            let person = person_for_update(conn, email)?;
             if person.status != PersonStatus::Active {
                 return Err(Error::conflict(format!("{email} is {}, not active", person.status.as_str())));
             }
@@ -287,8 +294,7 @@ impl Ca {
         }
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            store::lock_by_email(conn, email)?;
-            let person = store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
+            let person = person_for_update(conn, email)?;
             if person.status == PersonStatus::Left {
                 return Err(Error::conflict(format!("{email} has left")));
             }
@@ -322,9 +328,7 @@ impl Ca {
         let now = self.clock.unix();
         let reason = RevocationReason::AffiliationChanged;
         let serials = self.storage.write(|conn| {
-            store::lock_by_email(conn, email)?;
-            let person =
-                store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))?;
+            let person = person_for_update(conn, email)?;
             if person.status == PersonStatus::Left {
                 return Err(Error::conflict(format!("{email} has already left")));
             }

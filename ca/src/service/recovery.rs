@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use super::people::{hash, new_link_secret, person_subject};
+use super::people::{hash, new_link_secret, person_for_update, person_subject};
 use super::{Ca, OutboundMail};
 use crate::audit;
 use crate::clock::rfc3339;
@@ -66,14 +66,6 @@ fn check_spec(spec: &RecoverySpec) -> Result<CheckedSpec> {
 
 fn find_person(conn: &mut DbConnection, email: &str) -> Result<Person> {
     people_store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))
-}
-
-/// The person, with their row locked for the rest of the write transaction: a recovery carried
-/// out here and an enrollment, a move or a leave of the same person take turns, so that the cut
-/// off sees the EAB key an enrollment under way makes, and that enrollment sees its link closed.
-fn find_person_for_update(conn: &mut DbConnection, email: &str) -> Result<Person> {
-    people_store::lock_by_email(conn, email)?;
-    find_person(conn, email)
 }
 
 /// A recovery of this person by id; one of someone else is not found, like one that does not
@@ -136,7 +128,7 @@ impl Ca {
         let checked = check_spec(spec)?;
         let now = self.clock.unix();
         let outcome = self.storage.write(|conn| {
-            let person = find_person_for_update(conn, email)?;
+            let person = person_for_update(conn, email)?;
             if person.status != PersonStatus::Active {
                 return Err(Error::conflict(format!(
                     "{email} is {}, not active: only an active person can be recovered",
@@ -220,7 +212,7 @@ impl Ca {
     pub fn approve_recovery(&self, email: &str, id: &str, operator: &str) -> Result<RecoveryOutcome> {
         let now = self.clock.unix();
         let outcome = self.storage.write(|conn| {
-            let person = find_person_for_update(conn, email)?;
+            let person = person_for_update(conn, email)?;
             let recovery = find_recovery(conn, &person, id)?;
             check_pending(&recovery, now)?;
             if same_operator(&recovery.requested_by, operator) {
@@ -265,7 +257,7 @@ impl Ca {
     pub fn cancel_recovery(&self, email: &str, id: &str, operator: &str) -> Result<Recovery> {
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            let person = find_person_for_update(conn, email)?;
+            let person = person_for_update(conn, email)?;
             let recovery = find_recovery(conn, &person, id)?;
             if recovery.status != RecoveryStatus::Pending || !store::mark_cancelled(conn, id, operator, now)? {
                 return Err(Error::conflict(format!("recovery {id} is {}, not pending", recovery.status.as_str())));

@@ -382,12 +382,15 @@ impl Storage {
     /// transaction. A single statement commits atomically by itself, and on PostgreSQL BEGIN
     /// and COMMIT are two round trips more. On SQLite, where a transaction costs no round trip
     /// and commits are made durable by group commit, callers use `write`; this refuses.
-    pub fn autocommit<T>(&self, f: impl FnOnce(&mut DbConnection) -> Result<T>) -> Result<T> {
+    pub fn autocommit<T>(&self, f: impl FnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
         if self.backend != Backend::Postgres {
             return Err(Error::internal("autocommit is for PostgreSQL; SQLite writes go through write"));
         }
         let mut conn = self.pool.get()?;
-        let outcome = f(&mut conn);
+        let DbConnection::Postgresql(pg) = &mut conn.conn else {
+            return Err(Error::internal("the PostgreSQL pool returned another connection"));
+        };
+        let outcome = f(pg);
         conn.record(&outcome);
         outcome
     }

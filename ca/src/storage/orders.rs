@@ -214,15 +214,12 @@ pub fn transition_challenge(
 /// that the statement's text, and its prepared statement, stay the same; the foreign keys
 /// between the three are checked at the statement's end, when all of them are in.
 pub fn insert_order_in_one_statement(
-    conn: &mut DbConnection,
+    pg: &mut diesel::PgConnection,
     order: &OrderRow,
     authorizations: &[AuthorizationRow],
     challenges: &[ChallengeRow],
     event: &AuditEvent,
 ) -> Result<()> {
-    let DbConnection::Postgresql(pg) = conn else {
-        return Err(crate::Error::internal("a one-statement order is for PostgreSQL"));
-    };
     // Strings, integers, booleans and nulls: serializing them cannot fail.
     let authorizations = serde_json::to_string(authorizations).expect("rows serialize");
     let challenges = serde_json::to_string(challenges).expect("rows serialize");
@@ -279,7 +276,7 @@ pub fn insert_order_in_one_statement(
 /// this one and a read. The challenge moves to `to`, with `validated` and `error`. Returns
 /// whether this outcome settled the challenge.
 pub fn settle_network_challenge(
-    conn: &mut DbConnection,
+    pg: &mut diesel::PgConnection,
     id: &str,
     from: [ChallengeStatus; 2],
     (to, validated, error): (ChallengeStatus, Option<i64>, Option<&StoredProblem>),
@@ -287,9 +284,6 @@ pub fn settle_network_challenge(
     now: i64,
     event: &AuditEvent,
 ) -> Result<bool> {
-    let DbConnection::Postgresql(pg) = conn else {
-        return Err(crate::Error::internal("a one-statement settlement is for PostgreSQL"));
-    };
     let error = error.map(problem_to_text);
     let details = event.details_text();
     let append = PgAppend::of(event, &details);
