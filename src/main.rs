@@ -290,7 +290,12 @@ enum MailCommand {
     Undelivered { track: dualca_ca::Track },
     /// Send a given-up mail again (its attempts start over; audited); the running server
     /// delivers it.
-    Retry { track: dualca_ca::Track, id: String },
+    Retry {
+        track: dualca_ca::Track,
+        /// The mail's id, as `undelivered` prints it: base64url, so it may start with '-'.
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

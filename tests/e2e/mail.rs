@@ -583,6 +583,9 @@ async fn given_up_mail_is_listed_and_sent_again_on_request(db: Db) {
     assert!(retried.contains("  due ") && retried.contains("attempts=0"), "{retried}");
     let (ok, _, stderr) = cli(&["retry", "machine", &hopeless.id]);
     assert!(!ok && stderr.contains(&format!("no unsent mail {} on the machine track", hopeless.id)), "{stderr}");
+    // An id is base64url and begins with '-' one time in 64: it is an id, not a flag.
+    let (ok, _, stderr) = cli(&["retry", "human", "-AbC"]);
+    assert!(!ok && stderr.contains("no unsent mail -AbC on the human track"), "{stderr}");
     wait_for("given up again", || {
         let again = server.ca.undelivered_mail(10).unwrap();
         again.iter().any(|m| m.id == hopeless.id && m.attempts >= dualca_ca::MAX_MAIL_ATTEMPTS).then_some(())
