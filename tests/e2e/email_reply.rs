@@ -227,6 +227,38 @@ async fn bad_replies_are_refused_with_the_exact_problem(db: Db) {
 }
 on_both_databases!(bad_replies_are_refused_with_the_exact_problem);
 
+/// A correct reply arriving while the client asks for validation settles the challenge, in
+/// whichever order the two land. On PostgreSQL the reply could read the challenge pending while
+/// the request moved it to processing and looked for a reply: the reply was then stored for
+/// later, no later came, and the challenge stayed processing.
+async fn a_reply_racing_the_request_for_validation_settles_the_challenge(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let email = "ann@example.test";
+    let eab = enrolled_person(&server, email, "E-1", false).await;
+    let client = human_account(&server, eab).await;
+    let dkim = [dkim_pass("example.test")];
+    for round in 0..6u64 {
+        drain_outbox(&server).await;
+        let known = challenge_mails(&server, email);
+        let order = order_email(&client, email, "smime").await;
+        let (part1, message_id) = new_challenge_mail(&server, email, &known).await;
+        let reply = reply_mail(&dkim, email, &order.from, &part1, &message_id, &response_for(&part1, &order, &client));
+        let request = async {
+            // The two are staggered differently each round, to land in different orders.
+            tokio::time::sleep(std::time::Duration::from_millis(round * 2)).await;
+            client.post(&order.challenge_url, Some(&json!({}))).await
+        };
+        let ((code, text), res) = tokio::join!(smtp_send(server.intake_addr(), email, &order.from, &reply), request);
+        assert_eq!(code, 250, "round {round}: {text}");
+        assert_eq!(res.status, 200, "round {round}: {}", res.text);
+        let state = order_after_reply(&client, &order.order_url).await;
+        assert_eq!(state["status"], "ready", "round {round}: {state}");
+        assert_eq!(challenge_state(&client, &order).await["status"], "valid", "round {round}");
+    }
+    server.stop().await;
+}
+on_both_databases!(a_reply_racing_the_request_for_validation_settles_the_challenge);
+
 async fn credentials_stay_on_their_track(db: Db) {
     let Some(server) = TestServer::start(db).await else { return };
     // A machine asset's EAB key binds nothing on the human directory, and the reverse.

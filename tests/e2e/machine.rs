@@ -631,6 +631,31 @@ async fn redeploy_supersedes_after_the_grace_period(db: Db) {
 }
 on_both_databases!(redeploy_supersedes_after_the_grace_period);
 
+/// Redeploys of one asset posted at once all succeed and schedule its certificate's revocation
+/// once. On PostgreSQL each could find the serial unscheduled before any committed, and the
+/// later INSERTs failed on its key.
+async fn concurrent_redeploys_schedule_once(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let (kid, key) = asset_with_credentials(&server, "batch-4", &["b.example.test"], json!({})).await;
+    let account = bound_account(&server, &kid, &key).await;
+    let (old, _) = issue(&server, &account, &["b.example.test"], None).await;
+    let token = admin_token(&server, Role::Inventory);
+    let mut redeploys = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let path = "/admin/api/machine/assets/batch-4/redeploy";
+        redeploys.spawn(server.admin_request("POST", path, &token, json!({"grace": "1h"})));
+    }
+    for (status, body) in redeploys.join_all().await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["superseded"], json!([serial_of(&old)]));
+    }
+    server.ca.clock.advance(time::Duration::hours(1) + time::Duration::seconds(1));
+    assert_eq!(server.ca.run_due_revocations().unwrap(), 1, "one scheduled revocation");
+    assert_eq!(server.ca.certificate(Track::Machine, &serial_of(&old)).unwrap().revocation_reason, Some(4));
+    server.stop().await;
+}
+on_both_databases!(concurrent_redeploys_schedule_once);
+
 /// Waits (bounded) for an .eml file in the server's outbox directory that contains `needle`.
 async fn mail_containing(server: &TestServer, needle: &str) -> String {
     let dir = server.settings.data_dir.join("outbox");

@@ -9,6 +9,7 @@ use dualca_ca::Track;
 use serde_json::{json, Value};
 
 use crate::common::human::{enrolled_person, human_account, issue_person_certificate};
+use crate::common::jws::{eab_binding, jwk_of, RawClient};
 use crate::common::mail::{decode_quoted_printable, invite, mail_to};
 use crate::common::{Db, TestServer};
 use crate::on_both_databases;
@@ -245,3 +246,86 @@ async fn an_enrollment_link_completes_once_under_concurrent_posts(db: Db) {
     server.stop().await;
 }
 on_both_databases!(an_enrollment_link_completes_once_under_concurrent_posts);
+
+/// Joiners posted at once with one address, or with one employee id: one is registered, the
+/// others are conflicts, never server errors. On PostgreSQL each can find the address free
+/// before any commits; the later INSERTs then meet the first's row in the unique index.
+async fn joiners_racing_for_one_address_or_employee_id(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let helpdesk = token(&server, Role::Helpdesk);
+    for (round, same_email) in [true, false, true, false].into_iter().enumerate() {
+        let mut posts = tokio::task::JoinSet::new();
+        for racer in 0..6 {
+            let (email, employee_id) = if same_email {
+                (format!("twin-{round}@example.test"), format!("E-TWIN-{round}-{racer}"))
+            } else {
+                (format!("twin-{round}-{racer}@example.test"), format!("E-TWIN-{round}"))
+            };
+            let joiner = json!({"email": email, "display_name": "Tw", "employee_id": employee_id,
+                "manager_email": "boss@example.test"});
+            posts.spawn(server.admin_request("POST", "/admin/api/human/people", &helpdesk, joiner));
+        }
+        let mut statuses = Vec::new();
+        for (status, body) in posts.join_all().await {
+            assert!(status == 201 || status == 409, "round {round}: HTTP {status}: {body}");
+            statuses.push(status);
+        }
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409, 409, 409, 409, 409], "round {round}");
+    }
+    let (_, people) = call(&server, "GET", "/admin/api/human/people", &helpdesk, Value::Null).await;
+    let twins = people["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["email"].as_str().unwrap().starts_with("twin-"))
+        .count();
+    assert_eq!(twins, 4, "one person per round: {people}");
+    server.stop().await;
+}
+on_both_databases!(joiners_racing_for_one_address_or_employee_id);
+
+/// A leave while the leaver's tooling makes accounts with their EAB key: each account is
+/// refused, or made and then deactivated by the leave; none outlives it, and nothing fails.
+/// On PostgreSQL the account's transaction used to take the key's row and then the audit
+/// chain's lock, and the leave the other way round: the two could deadlock, and an account
+/// committed between the leave's deactivations and its commit stayed valid.
+async fn a_leave_leaves_no_account_made_meanwhile(db: Db) {
+    let Some(server) = TestServer::start(db).await else { return };
+    let helpdesk = token(&server, Role::Helpdesk);
+    let (mut made, mut refused) = (0, 0);
+    for round in 0..4 {
+        let email = format!("leaving-{round}@example.test");
+        let (kid, key) = enrolled_person(&server, &email, &format!("E-LEAVE-{round}"), false).await;
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let client = RawClient::bare(&server, Track::Human);
+            let binding_for = (kid.clone(), key.clone());
+            racers.spawn(async move {
+                let url = client.url("new-account");
+                let binding = eab_binding(&binding_for.0, &binding_for.1, &jwk_of(&client.key), &url);
+                let payload = json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding});
+                let res = client.post(&url, Some(&payload)).await;
+                (client, res)
+            });
+        }
+        let leave = format!("/admin/api/human/people/{email}/leaver");
+        let (status, body) = call(&server, "POST", &leave, &helpdesk, json!({})).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+        for (mut client, res) in racers.join_all().await {
+            if res.status == 201 {
+                made += 1;
+                client.kid = res.header("location");
+                let account_url = client.kid.clone().unwrap();
+                // Deactivated by the leave: its requests are refused.
+                client.post(&account_url, None).await.assert_problem("unauthorized", 403);
+            } else {
+                refused += 1;
+                res.assert_problem("unauthorized", 403);
+            }
+        }
+    }
+    assert_eq!(made + refused, 16);
+    server.stop().await;
+}
+on_both_databases!(a_leave_leaves_no_account_made_meanwhile);

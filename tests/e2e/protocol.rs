@@ -194,6 +194,41 @@ async fn key_change_to_a_key_in_use_is_a_conflict(db: Db) {
 }
 on_both_databases!(key_change_to_a_key_in_use_is_a_conflict);
 
+/// Accounts changing to one new key at once: one gets it, the others a conflict naming the
+/// winner, never a server error. On PostgreSQL two can find the key free before either
+/// commits; the later UPDATE then meets the first's row in the unique index.
+async fn racing_key_changes_to_one_new_key(db: Db) {
+    let Some(server) = TestServer::start(db).await else {
+        return;
+    };
+    for round in 0..6 {
+        let mut racers = tokio::task::JoinSet::new();
+        let new_key = crate::common::jws::new_p256();
+        for _ in 0..4 {
+            let mut client = RawClient::new(&server, Track::Machine);
+            client.create_account().await;
+            let new_key = new_key.clone();
+            racers.spawn(async move {
+                let url = client.url("key-change");
+                let inner_protected = json!({"alg": "ES256", "jwk": jwk_of(&new_key), "url": url});
+                let inner_payload = json!({"account": client.kid.clone().unwrap(), "oldKey": jwk_of(&client.key)});
+                let inner = flattened(&new_key, &inner_protected, Some(&inner_payload));
+                (client.kid.clone().unwrap(), client.post(&url, Some(&inner)).await)
+            });
+        }
+        let mut answers = racers.join_all().await;
+        answers.sort_by_key(|(_, res)| res.status);
+        let (winner, won) = answers.remove(0);
+        assert_eq!(won.status, 200, "round {round}: {}", won.text);
+        for (_, lost) in answers {
+            lost.assert_problem("malformed", 409);
+            assert_eq!(lost.header("location").as_ref(), Some(&winner), "round {round}: the 409 names the winner");
+        }
+    }
+    server.stop().await;
+}
+on_both_databases!(racing_key_changes_to_one_new_key);
+
 async fn revocation_by_account_and_by_certificate_key(db: Db) {
     let Some(server) = TestServer::start(db).await else {
         return;

@@ -178,16 +178,25 @@ impl Ca {
     /// error names that account so the front end can point at it.
     pub fn change_key(&self, account: &Account, new_jwk: &str, new_thumbprint: &str) -> Result<Account> {
         let now = self.clock.unix();
-        self.storage.write(|conn| {
+        let key_taken = |holder: Option<Account>| {
+            let mut err = Error::conflict("the new key is already in use by an account");
+            err.conflicting_account = holder.map(|holder| holder.id);
+            err
+        };
+        let changed = self.storage.write(|conn| {
             if let Some(holder) = store::by_thumbprint(conn, account.track, new_thumbprint)? {
-                let mut err = Error::conflict("the new key is already in use by an account");
-                err.conflicting_account = Some(holder.id);
-                return Err(err);
+                return Err(key_taken(Some(holder)));
             }
-            // Two key changes signed with the same old key: the first wins, and the second,
-            // authorized by a key that is no longer the account's, is refused.
-            if !store::set_key(conn, &account.id, &account.key_thumbprint, new_jwk, new_thumbprint, now)? {
-                return Err(Error::unauthorized("the account's key was changed by another request"));
+            match store::set_key(conn, &account.id, &account.key_thumbprint, new_jwk, new_thumbprint, now)? {
+                store::KeyChange::Changed => {}
+                // Two key changes signed with the same old key: the first wins, and the second,
+                // authorized by a key that is no longer the account's, is refused.
+                store::KeyChange::OldKeyGone => {
+                    return Err(Error::unauthorized("the account's key was changed by another request"))
+                }
+                // Two accounts changing to one new key (PostgreSQL): the first to commit has
+                // it. This transaction is aborted; the holder is read after it.
+                store::KeyChange::NewKeyTaken => return Err(key_taken(None)),
             }
             audit::record(
                 conn,
@@ -199,6 +208,13 @@ impl Ca {
                 json!({ "old_thumbprint": account.key_thumbprint, "new_thumbprint": new_thumbprint }),
             )?;
             store::by_id(conn, account.track, &account.id)?.ok_or_else(|| Error::internal("account vanished"))
+        });
+        changed.or_else(|mut err| {
+            if err.kind == crate::ErrorKind::Conflict && err.conflicting_account.is_none() {
+                let holder = self.storage.read(|conn| store::by_thumbprint(conn, account.track, new_thumbprint))?;
+                err.conflicting_account = holder.map(|holder| holder.id);
+            }
+            Err(err)
         })
     }
 }

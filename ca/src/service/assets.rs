@@ -424,16 +424,22 @@ impl Ca {
         // ring compares in constant time, and a MAC of the wrong length simply fails.
         ring::hmac::verify(&ring::hmac::Key::new(algorithm, &key), &proof.signing_input, &proof.signature)
             .map_err(|_| unauthorized("the MAC does not verify"))?;
+        // The key's holder is read with its row locked against change (`FOR SHARE` on
+        // PostgreSQL), before `consume_eab` touches the key's row. A decommissioning or a leave
+        // locks the same row first, so the two take turns in one order: either the account is
+        // refused here, or the sweep that follows deactivates it. Taken the other way round
+        // (key, then holder) the two deadlocked, and an account made during a leave outlived it.
         if let Some(asset_id) = &row.asset_id {
-            let asset = store::by_id(conn, asset_id)?.ok_or_else(|| Error::internal("EAB key of a missing asset"))?;
-            if asset.status != AssetStatus::Active {
+            let status = store::status_for_issuance(conn, asset_id)?
+                .ok_or_else(|| Error::internal("EAB key of a missing asset"))?;
+            if status != AssetStatus::Active {
                 return Err(unauthorized("the asset is decommissioned"));
             }
         }
         if let Some(person_id) = &row.person_id {
-            let person = crate::storage::people::by_id(conn, person_id)?
+            let (status, _) = crate::storage::people::standing_for_issuance(conn, person_id)?
                 .ok_or_else(|| Error::internal("EAB key of a missing person"))?;
-            if person.status != PersonStatus::Active {
+            if status != PersonStatus::Active {
                 return Err(unauthorized("the person is not active"));
             }
         }

@@ -177,9 +177,14 @@ impl Ca {
         })?;
         let now = self.clock.unix();
         self.storage.write(|conn| {
-            let row = store::by_token_part1(conn, token_part1)?
-                .ok_or_else(|| Error::not_found("no ACME challenge mail had this subject"))?;
-            let (challenge, authz) = load_challenge(conn, Track::Human, &row.challenge_id, now)?;
+            let challenge_id = store::by_token_part1(conn, token_part1)?
+                .ok_or_else(|| Error::not_found("no ACME challenge mail had this subject"))?
+                .challenge_id;
+            // Taken before the challenge is read, as `begin_email_validation` takes it (`lock`).
+            store::lock(conn, &challenge_id)?;
+            let row = store::by_challenge(conn, &challenge_id)?
+                .ok_or_else(|| Error::internal(format!("the challenge mail of {challenge_id} vanished")))?;
+            let (challenge, authz) = load_challenge(conn, Track::Human, &challenge_id, now)?;
             if challenge.kind != ChallengeKind::EmailReply00 {
                 return Err(Error::internal(format!(
                     "challenge {} has a mail but is {}",

@@ -295,6 +295,8 @@ impl Ca {
         let now = self.clock.unix();
         let track = account.track;
         self.storage.write(|conn| {
+            // Before the challenge is read: a reply arriving meanwhile waits (`lock`).
+            crate::storage::email_challenges::lock(conn, challenge_id)?;
             let (challenge, authz) = load_challenge(conn, track, challenge_id, now)?;
             ensure_owner(account, &authz.account_id, "challenge")?;
             let mut target = ValidationTarget {

@@ -50,8 +50,19 @@ pub fn set_status(conn: &mut DbConnection, id: &str, status: AccountStatus, now:
     Ok(())
 }
 
-/// Replaces an account's key, as a compare-and-set on the key the change was authorized by:
-/// false, and nothing written, when another key change replaced `old_thumbprint` first.
+/// What `set_key` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    Changed,
+    /// Another key change replaced the key this one was authorized by: nothing written.
+    OldKeyGone,
+    /// Another account of the track holds the new key (`accounts_track_key`): on PostgreSQL,
+    /// one that another transaction gave it after the caller's check. Nothing written, and on
+    /// PostgreSQL the transaction is aborted.
+    NewKeyTaken,
+}
+
+/// Replaces an account's key, as a compare-and-set on the key the change was authorized by.
 pub fn set_key(
     conn: &mut DbConnection,
     id: &str,
@@ -59,11 +70,17 @@ pub fn set_key(
     jwk: &str,
     thumbprint: &str,
     now: i64,
-) -> Result<bool> {
-    let changed = diesel::update(a::accounts.filter(a::id.eq(id)).filter(a::key_thumbprint.eq(old_thumbprint)))
-        .set((a::jwk.eq(jwk), a::key_thumbprint.eq(thumbprint), a::updated_at.eq(now)))
-        .execute(conn)?;
-    Ok(changed == 1)
+) -> Result<KeyChange> {
+    let changed = super::unless_duplicate(
+        diesel::update(a::accounts.filter(a::id.eq(id)).filter(a::key_thumbprint.eq(old_thumbprint)))
+            .set((a::jwk.eq(jwk), a::key_thumbprint.eq(thumbprint), a::updated_at.eq(now)))
+            .execute(conn),
+    )?;
+    Ok(match changed {
+        Some(1) => KeyChange::Changed,
+        Some(_) => KeyChange::OldKeyGone,
+        None => KeyChange::NewKeyTaken,
+    })
 }
 
 /// Deactivates every valid account bound to the asset; returns their ids.
@@ -110,10 +127,41 @@ mod tests {
             storage.write(|conn| insert_unless_key_taken(conn, &row)).unwrap();
             let change =
                 |new: &'static str| storage.write(move |conn| set_key(conn, "k1", "old", "{}", new, 2)).unwrap();
-            assert!(change("new-1"));
-            assert!(!change("new-2"), "the old key is no longer the account's");
+            assert_eq!(change("new-1"), KeyChange::Changed);
+            assert_eq!(change("new-2"), KeyChange::OldKeyGone, "the old key is no longer the account's");
             let stored = storage.read(|conn| by_id(conn, Track::Machine, "k1")).unwrap().unwrap();
             assert_eq!(stored.key_thumbprint, "new-1");
+        }
+    }
+
+    /// A key change to a key another account of the track holds writes nothing and says so,
+    /// instead of failing. On PostgreSQL the holder may be another key change under way: the
+    /// UPDATE waits for it and, once it committed, finds the key taken.
+    #[test]
+    fn a_key_change_to_a_taken_key_is_told_apart() {
+        for storage in crate::storage::testing::storages() {
+            for (id, thumbprint) in [("a1", "ka"), ("b1", "kb")] {
+                let row = account(id, Track::Machine, thumbprint);
+                assert!(storage.write(|conn| insert_unless_key_taken(conn, &row)).unwrap());
+            }
+            let change =
+                |new: &'static str| storage.write(move |conn| set_key(conn, "a1", "ka", "{}", new, 2)).unwrap();
+            assert_eq!(change("kb"), KeyChange::NewKeyTaken);
+            let stored = storage.read(|conn| by_id(conn, Track::Machine, "a1")).unwrap().unwrap();
+            assert_eq!(stored.key_thumbprint, "ka", "nothing written");
+
+            let Some(url) = &storage.postgres_url else { continue };
+            let mut other = diesel::PgConnection::establish(url).unwrap();
+            other.batch_execute("BEGIN; UPDATE accounts SET key_thumbprint = 'kc' WHERE id = 'b1'").unwrap();
+            std::thread::scope(|scope| {
+                let second = scope.spawn(|| change("kc"));
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                assert!(!second.is_finished(), "the UPDATE waits for the change under way");
+                other.batch_execute("COMMIT").unwrap();
+                assert_eq!(second.join().unwrap(), KeyChange::NewKeyTaken, "and finds the key taken once it committed");
+            });
+            let stored = storage.read(|conn| by_thumbprint(conn, Track::Machine, "kc")).unwrap().unwrap();
+            assert_eq!(stored.id, "b1");
         }
     }
 

@@ -60,6 +60,15 @@ pub fn by_token_part1(conn: &mut DbConnection, token_part1: &str) -> Result<Opti
         .optional()?)
 }
 
+/// Locks a challenge mail's row for the rest of the write transaction (`lock_row`). The
+/// client's request for validation and the reply each take it before they read the challenge,
+/// so that on PostgreSQL they take turns: a reply that read the challenge pending while the
+/// request moved it to processing would otherwise be stored for a request that had already
+/// looked for it, and the challenge would stay processing.
+pub fn lock(conn: &mut DbConnection, challenge_id: &str) -> Result<()> {
+    super::lock_row(conn, "SELECT 1 FROM email_challenges WHERE challenge_id = ? FOR UPDATE", challenge_id)
+}
+
 pub fn by_challenge(conn: &mut DbConnection, challenge_id: &str) -> Result<Option<EmailChallengeRow>> {
     Ok(e::email_challenges
         .filter(e::challenge_id.eq(challenge_id))

@@ -26,6 +26,20 @@ fn parent_with_children<P, C>(rows: impl IntoIterator<Item = (P, Option<C>)>) ->
     Some((parent, children))
 }
 
+/// A write's result, with a unique index's refusal told apart as `Ok(None)`: the row would
+/// duplicate a key that another row holds. The services check for such a row first, but on
+/// PostgreSQL another transaction can write one between the check and the write; the write
+/// then waits for that transaction's commit and fails. PostgreSQL aborts the enclosing
+/// transaction with it, so the caller can only give its answer (a conflict), not go on.
+fn unless_duplicate<T>(result: diesel::QueryResult<T>) -> crate::Result<Option<T>> {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    match result {
+        Ok(done) => Ok(Some(done)),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) mod accounts;
 pub(crate) mod assets;
 pub(crate) mod audit;

@@ -85,14 +85,24 @@ impl TryFrom<PersonRow> for Person {
     }
 }
 
+/// Inserts a person. An address or employee id another person holds is a conflict: the
+/// services check for one first, and this catches the one another transaction wrote meanwhile.
 pub fn insert(conn: &mut DbConnection, row: &PersonRow) -> Result<()> {
-    diesel::insert_into(p::people).values(row).execute(conn)?;
-    Ok(())
+    super::unless_duplicate(diesel::insert_into(p::people).values(row).execute(conn))?
+        .map(drop)
+        .ok_or_else(|| already_registered(row))
 }
 
+/// Writes a person back whole; a conflict, as for `insert`, when the address or employee id
+/// became another person's meanwhile.
 pub fn update(conn: &mut DbConnection, row: &PersonRow) -> Result<()> {
-    diesel::update(p::people.filter(p::id.eq(&row.id))).set(row).execute(conn)?;
-    Ok(())
+    super::unless_duplicate(diesel::update(p::people.filter(p::id.eq(&row.id))).set(row).execute(conn))?
+        .map(drop)
+        .ok_or_else(|| already_registered(row))
+}
+
+fn already_registered(row: &PersonRow) -> Error {
+    Error::conflict(format!("{} or employee id {} is already registered to another person", row.email, row.employee_id))
 }
 
 fn one(conn: &mut DbConnection, q: people::BoxedQuery<'_, super::connection::MultiBackend>) -> Result<Option<Person>> {

@@ -73,14 +73,9 @@ impl TryFrom<RecoveryRow> for Recovery {
 /// Inserts a recovery. A second pending recovery of the same person, written by another process
 /// between the caller's check and this insert, hits `recoveries_one_pending` and is a conflict.
 pub fn insert(conn: &mut DbConnection, row: &RecoveryRow) -> Result<()> {
-    use diesel::result::{DatabaseErrorKind, Error as DieselError};
-    match diesel::insert_into(r::recoveries).values(row).execute(conn) {
-        Ok(_) => Ok(()),
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(Error::conflict("another recovery of this person is already waiting for approval"))
-        }
-        Err(e) => Err(e.into()),
-    }
+    super::unless_duplicate(diesel::insert_into(r::recoveries).values(row).execute(conn))?
+        .map(drop)
+        .ok_or_else(|| Error::conflict("another recovery of this person is already waiting for approval"))
 }
 
 pub fn by_id(conn: &mut DbConnection, id: &str) -> Result<Option<Recovery>> {

@@ -255,7 +255,6 @@ impl TestServer {
         self.settings.admin_auth().unwrap().mint(role, "e2e-tests", 3600, self.ca.clock.unix()).unwrap().0
     }
 
-    /// One admin API request with a JSON body; the status and the JSON answer (Null if none).
     /// Runs the `dualca` command line on this server's data directory and database, as the
     /// operator `user` (the CLI's actor is `operator:$USER`), with the server's public URL, from
     /// which commands that mail a link build it. Returns whether it succeeded, its stdout and
@@ -275,6 +274,7 @@ impl TestServer {
         )
     }
 
+    /// One admin API request with a JSON body; the status and the JSON answer (Null if none).
     pub async fn admin_call(
         &self,
         method: &str,
@@ -282,16 +282,28 @@ impl TestServer {
         token: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let res = self
+        self.admin_request(method, path, token, body).await
+    }
+
+    /// `admin_call` as a future that borrows nothing from the server, for a test to spawn
+    /// several at once.
+    pub fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> impl std::future::Future<Output = (u16, serde_json::Value)> + Send + 'static {
+        let request = self
             .http()
             .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{}{path}", self.admin_url))
             .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+            .json(&body);
+        async move {
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        }
     }
 }
 
