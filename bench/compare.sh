@@ -26,7 +26,10 @@
 #   SKIP_BUILD=1                                 use the binaries already in CARGO_TARGET_DIR
 #   KEEP=1                                       keep the temporary data directories
 #   REQUEST_TIMEOUT_S=10 RUN_TIMEOUT_S=900       the generator's --request-timeout-s, --timeout-s
-#   PEBBLE_TRIES=4                               attempts per round when Pebble deadlocks (below)
+#   PEBBLE_TRIES=4                               attempts per round when Pebble deadlocks (below);
+#                                                on the slowest machines no 1000-flow Pebble run
+#                                                finished in 24 tries: FLOWS=250 did (BENCHMARKS.md,
+#                                                tenth run)
 #   PEBBLE_MAX_FAILURES=2*CONCURRENCY            a Pebble run stops after that many failed flows
 #                                                (a deadlocked Pebble fails every flow); dualca
 #                                                runs never stop early, so every failure is counted
