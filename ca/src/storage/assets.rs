@@ -277,7 +277,9 @@ pub fn revoke_person_eab_keys(conn: &mut DbConnection, person_id: &str, now: i64
 
 /// An asset's status, read inside the write transaction that is about to issue for it
 /// (`fixed::row_for_issuance`): a decommissioning takes its turn before that transaction, and
-/// the certificate is refused, or after it, and its sweep revokes the new certificate too.
+/// the certificate is refused, or after it, and its sweep revokes the new certificate too. A
+/// newAccount with one of the asset's EAB keys reads it the same way (`verify_eab`), so that
+/// the decommissioning's sweep deactivates an account made before it.
 pub fn status_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<AssetStatus>> {
     #[derive(QueryableByName)]
     struct Status {

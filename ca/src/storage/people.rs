@@ -237,7 +237,8 @@ pub fn close_enrollments(conn: &mut DbConnection, person_id: &str, now: i64) -> 
 
 /// A person's status and address, read inside the write transaction that is about to issue
 /// to them (`fixed::row_for_issuance`), so that issuance and a leaver's or mover's change take
-/// turns.
+/// turns; and by a newAccount with one of the person's EAB keys (`verify_eab`), so that a
+/// leave's sweep deactivates an account made before it.
 pub fn standing_for_issuance(conn: &mut DbConnection, id: &str) -> Result<Option<(PersonStatus, String)>> {
     #[derive(QueryableByName)]
     struct Standing {
