@@ -110,16 +110,18 @@ where
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             let account = res.request().extensions().get::<LoggedAccount>().map(|a| a.0.clone());
             let route = res.request().match_pattern().unwrap_or_else(|| "-".into());
+            let elapsed = started.elapsed();
             crate::metrics::REQUEST_SECONDS
                 .with_label_values(&[state.track.as_str(), route.as_str(), res.status().as_str()])
-                .observe(started.elapsed().as_secs_f64());
+                .observe(elapsed.as_secs_f64());
             tracing::info!(
                 track = %state.track,
                 method = %method,
                 route = %route,
                 path = %path,
                 status = res.status().as_u16(),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                // To the microsecond: `11.249`, not `11.249362000000001`.
+                latency_ms = elapsed.as_micros() as f64 / 1000.0,
                 account = account.as_deref().unwrap_or("-"),
                 "acme request"
             );
