@@ -15,6 +15,10 @@
 #   FLOWS=2000 CONCURRENCY=32 ROUNDS=2          flows per run, flows at once, rounds
 #   TARGETS="dualca-sqlite pebble dualca-postgres"
 #   BENCH_ARGS="..."                             extra dualca-bench flags (e.g. --reuse-accounts)
+#   EAB_KEYS=CONCURRENCY                         EAB keys dualca's asset gets; new accounts take
+#                                                them in turn, as machines that each hold their
+#                                                own would (one key made every newAccount on
+#                                                PostgreSQL wait for one row: BENCHMARKS.md)
 #   HTTP01_PORT=5402 DUALCA_PORT=14401 PEBBLE_PORT=14402 PEBBLE_MGMT_PORT=14403 PEBBLE_TLS_PORT=5401
 #   POSTGRES_URL=postgres://postgres@127.0.0.1:5432   server URL, without a database name
 #   POSTGRES_PARAMS=                             put after the database name in every URL, e.g.
@@ -42,6 +46,7 @@ CONCURRENCY=${CONCURRENCY:-32}
 ROUNDS=${ROUNDS:-2}
 TARGETS=${TARGETS:-"dualca-sqlite pebble dualca-postgres"}
 BENCH_ARGS=${BENCH_ARGS:-}
+EAB_KEYS=${EAB_KEYS:-$CONCURRENCY}
 HTTP01_PORT=${HTTP01_PORT:-5402}
 DUALCA_PORT=${DUALCA_PORT:-14401}
 PEBBLE_PORT=${PEBBLE_PORT:-14402}
@@ -67,7 +72,7 @@ bench=$CARGO_TARGET_DIR/release/dualca-bench
 say() { printf '%s\n' "$*" >&2; }
 die() { say "compare.sh: $*"; exit 1; }
 
-for n in FLOWS CONCURRENCY ROUNDS REQUEST_TIMEOUT_S RUN_TIMEOUT_S PEBBLE_TRIES PEBBLE_MAX_FAILURES; do
+for n in FLOWS CONCURRENCY EAB_KEYS ROUNDS REQUEST_TIMEOUT_S RUN_TIMEOUT_S PEBBLE_TRIES PEBBLE_MAX_FAILURES; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
 done
 (( ROUNDS <= 20 )) || die "ROUNDS is at most 20"
@@ -176,18 +181,21 @@ start_dualca() {
     "$dualca" "${args[@]}" init >>"$run/setup.log" 2>&1
     "$dualca" "${args[@]}" asset register --name bench-1 --owner-team bench --owner-email bench@example.test \
         --service bench --ip 127.0.0.1 >>"$run/setup.log" 2>&1
-    local creds kid hmac
-    creds=$("$dualca" "${args[@]}" asset credentials bench-1 --ttl 1d 2>>"$run/setup.log")
-    kid=$(awk '$1 == "kid:" {print $2}' <<<"$creds")
-    hmac=$(awk '$1 == "hmac" && $2 == "key:" {print $3}' <<<"$creds")
-    [[ -n $kid && -n $hmac ]] || die "no EAB credentials from 'dualca asset credentials': $creds"
+    local creds kid hmac eab_args=() k
+    for ((k = 0; k < EAB_KEYS; k++)); do
+        creds=$("$dualca" "${args[@]}" asset credentials bench-1 --ttl 1d 2>>"$run/setup.log")
+        kid=$(awk '$1 == "kid:" {print $2}' <<<"$creds")
+        hmac=$(awk '$1 == "hmac" && $2 == "key:" {print $3}' <<<"$creds")
+        [[ -n $kid && -n $hmac ]] || die "no EAB credentials from 'dualca asset credentials': $creds"
+        # = joins each value to its flag: a base64url key begins with - one time in 64.
+        eab_args+=("--eab-kid=$kid" "--eab-hmac=$hmac")
+    done
     "$dualca" "${args[@]}" serve >"$run/server.out" 2>"$run/server.log" &
     server_pid=$!
     pids+=("$server_pid")
     wait_until_up "https://localhost:$DUALCA_PORT/acme/machine/directory" "$run/server.log" --cacert "$data/ca/root.pem"
     directory=https://localhost:$DUALCA_PORT/acme/machine/directory
-    # = joins each value to its flag: a base64url key begins with - one time in 64.
-    target_args=(--ca-root "$data/ca/root.pem" --eab-kid="$kid" --eab-hmac="$hmac")
+    target_args=(--ca-root "$data/ca/root.pem" "${eab_args[@]}")
 }
 
 # Pebble's own test certificate is not in the Debian package: make a CA and a localhost leaf.

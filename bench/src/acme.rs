@@ -126,7 +126,8 @@ pub struct Eab {
 pub struct Settings {
     pub identifier: Identifier,
     pub key_type: KeyType,
-    pub eab: Option<Eab>,
+    /// EAB credentials, taken in turn by new accounts; none for a CA that requires none.
+    pub eab: Vec<Eab>,
     pub poll_floor: Duration,
     pub retry_after_cap: Duration,
     pub max_polls: u32,
@@ -140,11 +141,19 @@ pub struct Client {
     pub responder: Responder,
     pub settings: Settings,
     rng: SystemRandom,
+    /// How many new accounts took an EAB key so far: the next takes key `n % len`.
+    eab_turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Client {
     pub fn new(http: reqwest::Client, directory: Directory, responder: Responder, settings: Settings) -> Client {
-        Client { http, directory, responder, settings, rng: SystemRandom::new() }
+        Client { http, directory, responder, settings, rng: SystemRandom::new(), eab_turn: Default::default() }
+    }
+
+    /// The EAB credentials for the next new account, in turn; none without any.
+    fn next_eab(&self) -> Option<&Eab> {
+        let keys = &self.settings.eab;
+        (!keys.is_empty()).then(|| &keys[self.eab_turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % keys.len()])
     }
 }
 
@@ -359,7 +368,7 @@ impl Session {
         let key = AccountKey::generate(&self.client.rng)?;
         let url = self.client.directory.new_account.clone();
         let mut payload = json!({"termsOfServiceAgreed": true});
-        if let Some(eab) = &self.client.settings.eab {
+        if let Some(eab) = self.client.next_eab() {
             let protected = b64(json!({"alg": "HS256", "kid": eab.kid, "url": url}).to_string().as_bytes());
             let jwk = b64(key.jwk.to_string().as_bytes());
             let mac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &eab.hmac_key);

@@ -47,13 +47,15 @@ struct Args {
     /// How many flows run at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// EAB key id, for CAs that require external account binding.
+    /// EAB key id, for CAs that require external account binding. Given several times (each
+    /// with its `--eab-hmac`, in the same order), new accounts take the keys in turn, as
+    /// machines that each hold their own key would, instead of all binding through one.
     #[arg(long, requires = "eab_hmac", allow_hyphen_values = true)]
-    eab_kid: Option<String>,
+    eab_kid: Vec<String>,
     /// EAB HMAC key, base64url: it begins with '-' one time in 64, which is a value here, not
     /// an option.
     #[arg(long, requires = "eab_kid", allow_hyphen_values = true)]
-    eab_hmac: Option<String>,
+    eab_hmac: Vec<String>,
     /// Key of the certificates requested (the account key is always P-256).
     #[arg(long, value_enum, default_value_t = KeyType::P256)]
     key_type: KeyType,
@@ -267,10 +269,15 @@ async fn run(args: &Args) -> Result<Report> {
         bail!("--timeout-s and --max-polls must be positive");
     }
     let identifier = parse_identifier(&args.identifier)?;
-    let eab = match (&args.eab_kid, &args.eab_hmac) {
-        (Some(kid), Some(hmac)) => Some(Eab { kid: kid.clone(), hmac_key: decode_base64url(hmac)? }),
-        _ => None,
-    };
+    if args.eab_kid.len() != args.eab_hmac.len() {
+        bail!("--eab-kid and --eab-hmac must be given the same number of times");
+    }
+    let eab = args
+        .eab_kid
+        .iter()
+        .zip(&args.eab_hmac)
+        .map(|(kid, hmac)| Ok(Eab { kid: kid.clone(), hmac_key: decode_base64url(hmac)? }))
+        .collect::<Result<Vec<_>>>()?;
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     let ticks = procfs::clock_ticks_per_second();
 
@@ -510,8 +517,26 @@ mod tests {
             "-Qx9_key",
         ])
         .unwrap();
-        assert_eq!(args.eab_kid.as_deref(), Some("-kid"));
-        assert_eq!(args.eab_hmac.as_deref(), Some("-Qx9_key"));
+        assert_eq!(args.eab_kid, ["-kid"]);
+        assert_eq!(args.eab_hmac, ["-Qx9_key"]);
+    }
+
+    /// Several EAB keys are given as repeated pairs, in order.
+    #[test]
+    fn eab_keys_may_be_repeated() {
+        use clap::Parser;
+        let args = Args::try_parse_from([
+            "dualca-bench",
+            "--directory",
+            "https://localhost:14000/acme/machine/directory",
+            "--eab-kid=k1",
+            "--eab-hmac=AQID",
+            "--eab-kid=k2",
+            "--eab-hmac=AQI",
+        ])
+        .unwrap();
+        assert_eq!(args.eab_kid, ["k1", "k2"]);
+        assert_eq!(args.eab_hmac, ["AQID", "AQI"]);
     }
 
     #[test]
