@@ -30,6 +30,11 @@ pub(super) fn hash(text: &str) -> String {
 /// of one person take turns, each reading what the one before committed.
 pub(super) fn person_for_update(conn: &mut crate::storage::DbConnection, email: &str) -> Result<Person> {
     store::lock_by_email(conn, email)?;
+    find_person(conn, email)
+}
+
+/// The person at `email`, or not found.
+pub(super) fn find_person(conn: &mut crate::storage::DbConnection, email: &str) -> Result<Person> {
     store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))
 }
 
@@ -377,9 +382,7 @@ impl Ca {
     }
 
     pub fn person(&self, email: &str) -> Result<Person> {
-        self.storage
-            .read(|conn| store::by_email(conn, email))?
-            .ok_or_else(|| Error::not_found(format!("no person {email:?}")))
+        self.storage.read(|conn| find_person(conn, email))
     }
 
     pub fn person_by_id(&self, id: &str) -> Result<Person> {

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use super::people::{hash, new_link_secret, person_for_update, person_subject};
+use super::people::{find_person, hash, new_link_secret, person_for_update, person_subject};
 use super::{Ca, OutboundMail};
 use crate::audit;
 use crate::clock::rfc3339;
@@ -62,10 +62,6 @@ fn check_spec(spec: &RecoverySpec) -> Result<CheckedSpec> {
         return Err(Error::malformed(format!("the evidence note is longer than {MAX_EVIDENCE_CHARS} characters")));
     }
     Ok(CheckedSpec { reason, method: method.to_string(), evidence: evidence.to_string() })
-}
-
-fn find_person(conn: &mut DbConnection, email: &str) -> Result<Person> {
-    people_store::by_email(conn, email)?.ok_or_else(|| Error::not_found(format!("no person {email:?}")))
 }
 
 /// A recovery of this person by id; one of someone else is not found, like one that does not
