@@ -46,13 +46,25 @@ pub(crate) fn aiosmtpd_python() -> Option<PathBuf> {
 }
 
 /// Polls `probe` every 100 ms until it returns something, for at most WAIT.
-async fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+async fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_explained(what, probe, String::new).await
+}
+
+/// `wait_for`, whose failure also says what `explain` finds at that moment (the state a
+/// timeout alone would not show).
+async fn wait_for_explained<T>(
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
     let started = Instant::now();
     loop {
         if let Some(found) = probe() {
             return found;
         }
-        assert!(started.elapsed() < WAIT, "gave up after {WAIT:?} waiting for {what}");
+        if started.elapsed() >= WAIT {
+            panic!("gave up after {WAIT:?} waiting for {what}. {}", explain());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -270,7 +282,19 @@ async fn delivery_is_retried_until_the_relay_is_up(db: Db) {
     let smtp = SmtpServer::start(&python, port, dir.path()).await;
     // Past the first back-off (30 s), without waiting for it.
     server.ca.clock.advance(time::Duration::minutes(2));
-    let messages = wait_for("the mail at the SMTP server", || Some(smtp.messages()).filter(|m| !m.is_empty())).await;
+    let messages = wait_for_explained(
+        "the mail at the SMTP server",
+        || Some(smtp.messages()).filter(|m| !m.is_empty()),
+        || {
+            format!(
+                "The clock reads {}; the outbox holds {:?}; aiosmtpd's log: {:?}",
+                server.ca.clock.unix(),
+                server.ca.undelivered_mail(10),
+                std::fs::read_to_string(&smtp.log)
+            )
+        },
+    )
+    .await;
     assert_eq!(header(&messages[0], "x-rcptto"), "carol@example.test");
     wait_for("the mail marked sent", || (server.ca.outbox_backlog().unwrap() == 0).then_some(())).await;
     // A few more delivery rounds: the sent mail is not sent again.
