@@ -1,11 +1,17 @@
-//! Random identifiers. Resource ids and tokens come from the OS CSPRNG through OpenSSL.
+//! Random identifiers, and SHA-256. Resource ids, tokens, nonces and serials come from the
+//! kernel's CSPRNG (`getrandom`) through ring, one system call per value; OpenSSL's
+//! `RAND_bytes` cost about three times as much on the request path (its DRBG, and a `getpid`
+//! fork check per call). SHA-256 is ring's too: OpenSSL 3's one-shot `SHA256()` looks the
+//! algorithm up (`EVP_MD_fetch`) on every call, about 10 µs for a JWK thumbprint (BENCHMARKS.md,
+//! eleventh run).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
     let mut buf = [0u8; N];
-    openssl::rand::rand_bytes(&mut buf).expect("the OS random source failed");
+    ring::rand::SystemRandom::new().fill(&mut buf).expect("the OS random source failed");
     buf
 }
 
@@ -53,12 +59,29 @@ pub fn b64url(bytes: &[u8]) -> String {
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    openssl::sha::sha256(data)
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sha256_gives_the_fips_180_answers() {
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+
+    #[test]
+    fn random_values_differ() {
+        assert_ne!(random_bytes::<16>(), random_bytes::<16>());
+        assert_ne!(new_id(), new_id());
+        assert_eq!(new_id().len(), 22);
+        assert_eq!(new_token().len(), 43);
+    }
 
     #[test]
     fn hex_is_lowercase_two_digits_per_byte_and_round_trips() {

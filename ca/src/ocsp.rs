@@ -45,8 +45,10 @@ pub enum HashAlgorithm {
 impl HashAlgorithm {
     pub fn digest(self, data: &[u8]) -> Vec<u8> {
         match self {
-            HashAlgorithm::Sha1 => openssl::sha::sha1(data).to_vec(),
-            HashAlgorithm::Sha256 => openssl::sha::sha256(data).to_vec(),
+            HashAlgorithm::Sha1 => {
+                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data).as_ref().to_vec()
+            }
+            HashAlgorithm::Sha256 => crate::ids::sha256(data).to_vec(),
         }
     }
 
