@@ -56,7 +56,7 @@ pub async fn challenge(
             let target_for_task = target.clone();
             let validation = state.validator.spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
-                record_outcome(ca, track, target_for_task.challenge.id.clone(), outcome).await
+                record_outcome(ca, track, target_for_task, outcome).await
             });
             // A validation that finishes quickly (most do) is answered in this response, so
             // the client need not wait out a Retry-After of whole seconds; a slow one goes on
@@ -83,14 +83,16 @@ pub async fn challenge(
 async fn record_outcome(
     ca: std::sync::Arc<dualca_ca::Ca>,
     track: dualca_ca::Track,
-    challenge_id: String,
+    target: dualca_ca::ValidationTarget,
     outcome: Result<(), dualca_ca::model::StoredProblem>,
 ) -> Option<dualca_ca::model::Challenge> {
     const DELAYS_MS: [u64; 4] = [0, 100, 500, 2000];
+    let target = std::sync::Arc::new(target);
+    let challenge_id = &target.challenge.id;
     for (attempt, delay) in DELAYS_MS.iter().enumerate() {
         tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
-        let (for_call, id, outcome) = (ca.clone(), challenge_id.clone(), outcome.clone());
-        match super::ca_call(&ca, move || for_call.complete_validation(track, &id, outcome)).await {
+        let (for_call, target, outcome) = (ca.clone(), target.clone(), outcome.clone());
+        match super::ca_call(&ca, move || for_call.complete_validation(track, &target, outcome)).await {
             Ok(settled) => return Some(settled),
             _ => {
                 tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, "recording a validation outcome failed")
