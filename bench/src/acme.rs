@@ -280,6 +280,13 @@ impl Session {
         Session { client, nonce: None, samples: Samples::default() }
     }
 
+    /// Opens this session's connection (the pool's, while others are opened at once) and takes
+    /// the first nonce, so that the first flow starts as every later one does.
+    pub async fn warm_up(&mut self) -> Result<(), FlowError> {
+        self.nonce = Some(self.new_nonce().await?);
+        Ok(())
+    }
+
     async fn new_nonce(&mut self) -> Result<String, FlowError> {
         let url = Url::parse(&self.client.directory.new_nonce).map_err(|e| protocol(format!("newNonce URL: {e}")))?;
         ensure_loopback(&url)?;

@@ -135,6 +135,8 @@ struct Report {
     flow_latency: Option<LatencySummary>,
     /// Every request made, by endpoint (the directory and any up-front accounts included).
     endpoints: BTreeMap<&'static str, LatencySummary>,
+    /// The newNonce requests that opened the workers' connections before the clock started.
+    warm_up: Option<LatencySummary>,
     /// Failed flows by cause.
     errors: BTreeMap<String, u64>,
     error_examples: BTreeMap<String, String>,
@@ -230,8 +232,7 @@ impl Plan {
     }
 }
 
-async fn worker(client: Arc<Client>, plan: Arc<Plan>, account: Option<Account>) -> Samples {
-    let mut session = Session::new(client);
+async fn worker(mut session: Session, plan: Arc<Plan>, account: Option<Account>) -> Samples {
     // Bounded: every turn takes a flow number, and there are `flows` of them.
     loop {
         let index = plan.next.fetch_add(1, Ordering::Relaxed);
@@ -309,6 +310,31 @@ async fn run(args: &Args) -> Result<Report> {
         accounts.resize_with(workers, || None);
     }
 
+    // Every worker's connection is opened, and its first nonce taken, before the clock starts,
+    // all at once (the client's pool opens one connection per request under way). Otherwise
+    // the first request of every worker is a TLS handshake, all of them at the same moment: a
+    // start-up burst that is not the steady state the per-request latencies measure, and whose
+    // 32 newNonce samples were the worst endpoint's p99 of both servers (BENCHMARKS.md,
+    // eleventh run). The warm-up's latencies are reported apart.
+    let warming: Vec<_> = (0..workers)
+        .map(|_| {
+            let mut session = Session::new(client.clone());
+            tokio::spawn(async move {
+                let warmed = session.warm_up().await;
+                (session, warmed)
+            })
+        })
+        .collect();
+    let mut sessions = Vec::with_capacity(workers);
+    let mut warm_up = Samples::default();
+    for handle in warming {
+        let (mut session, warmed) = handle.await.context("a warm-up panicked")?;
+        warmed.map_err(|e| anyhow::anyhow!("warm-up newNonce: {e}"))?;
+        warm_up.merge(std::mem::take(&mut session.samples));
+        sessions.push(session);
+    }
+    let warm_up = warm_up.endpoints.remove(&stats::Endpoint::NewNonce).and_then(|mut v| LatencySummary::of(&mut v));
+
     let server_before = server_pid.as_deref().map(procfs::snapshot).transpose().context("--server-pid")?;
     let self_before = procfs::snapshot("self")?;
     let started = Instant::now();
@@ -319,8 +345,11 @@ async fn run(args: &Args) -> Result<Report> {
         failures: AtomicU64::new(0),
         max_failures: args.max_failures,
     });
-    let handles: Vec<_> =
-        accounts.into_iter().map(|account| tokio::spawn(worker(client.clone(), plan.clone(), account))).collect();
+    let handles: Vec<_> = sessions
+        .into_iter()
+        .zip(accounts)
+        .map(|(session, account)| tokio::spawn(worker(session, plan.clone(), account)))
+        .collect();
     let mut samples = setup;
     for handle in handles {
         samples.merge(handle.await.context("a worker panicked")?);
@@ -359,6 +388,7 @@ async fn run(args: &Args) -> Result<Report> {
         issuances_per_s: stats::rate(samples.succeeded, elapsed),
         flow_latency: LatencySummary::of(&mut samples.flows),
         endpoints,
+        warm_up,
         errors: samples.failures,
         error_examples: samples.failure_examples,
         bad_nonce_retries: samples.bad_nonce_retries,
