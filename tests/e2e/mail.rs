@@ -82,12 +82,15 @@ impl SmtpServer {
     pub(crate) async fn start(python: &Path, port: u16, dir: &Path) -> SmtpServer {
         let maildir = dir.join("maildir");
         let log = dir.join("aiosmtpd.log");
+        // One file for both streams, through one open file description, so that neither
+        // writes over the other.
+        let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .kill_on_drop(true)
             .spawn()
             .expect("start aiosmtpd");

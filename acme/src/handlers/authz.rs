@@ -56,7 +56,7 @@ pub async fn challenge(
             let target_for_task = target.clone();
             let validation = state.validator.spawn(async move {
                 let outcome = validator.validate(&target_for_task).await;
-                record_outcome(ca, track, target_for_task, outcome).await
+                record_outcome(ca, target_for_task, outcome).await
             });
             // A validation that finishes quickly (most do) is answered in this response, so
             // the client need not wait out a Retry-After of whole seconds; a slow one goes on
@@ -82,7 +82,6 @@ pub async fn challenge(
 /// Returns the settled challenge once it is durable, or `None` when it could not be recorded.
 async fn record_outcome(
     ca: std::sync::Arc<dualca_ca::Ca>,
-    track: dualca_ca::Track,
     target: dualca_ca::ValidationTarget,
     outcome: Result<(), dualca_ca::model::StoredProblem>,
 ) -> Option<dualca_ca::model::Challenge> {
@@ -92,10 +91,10 @@ async fn record_outcome(
     for (attempt, delay) in DELAYS_MS.iter().enumerate() {
         tokio::time::sleep(std::time::Duration::from_millis(*delay)).await;
         let (for_call, target, outcome) = (ca.clone(), target.clone(), outcome.clone());
-        match super::ca_call(&ca, move || for_call.complete_validation(track, &target, outcome)).await {
+        match super::ca_call(&ca, move || for_call.complete_validation(&target, outcome)).await {
             Ok(settled) => return Some(settled),
-            _ => {
-                tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, "recording a validation outcome failed")
+            Err(problem) => {
+                tracing::warn!(challenge = %challenge_id, attempt = attempt + 1, error = %problem.detail, "recording a validation outcome failed")
             }
         }
     }

@@ -28,6 +28,9 @@ pub struct ValidationTarget {
     pub account_thumbprint: String,
     /// False when the challenge was already processing or done: nothing new to validate.
     pub start: bool,
+    /// The track the challenge was found on, which its outcome is recorded on: private, so
+    /// that only `begin_validation` makes a target.
+    track: Track,
 }
 
 fn actor(account_id: &str) -> String {
@@ -273,6 +276,7 @@ impl Ca {
             account_thumbprint: account.key_thumbprint.clone(),
             start,
             challenge,
+            track,
         })
     }
 
@@ -304,6 +308,7 @@ impl Ca {
                 account_thumbprint: account.key_thumbprint.clone(),
                 start: false,
                 challenge: challenge.clone(),
+                track,
             };
             if challenge.status != ChallengeStatus::Pending {
                 return Ok(target);
@@ -323,18 +328,19 @@ impl Ca {
     /// Records a validation's outcome on the challenge and its authorization; returns the
     /// challenge as it now stands (settled by this outcome, or by an earlier one).
     ///
-    /// `target` is what `begin_validation` read before the validation ran. On PostgreSQL the
-    /// outcome is settled from it without reading the challenge again: what the settlement
-    /// takes from it (the challenge's id, kind and token, the identifier) never changes, and the
-    /// statement that records it checks the challenge's and the authorization's current state
-    /// itself. On SQLite the transaction reads them again, which costs no round trip.
+    /// `target` is what `begin_validation` read before the validation ran, on the track it
+    /// found the challenge on. On PostgreSQL the outcome is settled from it without reading the
+    /// challenge again: what the settlement takes from it (the challenge's id, kind and token,
+    /// the identifier) never changes, and the statement that records it checks the challenge's
+    /// and the authorization's current state itself. On SQLite the transaction reads them
+    /// again, which costs no round trip.
     pub fn complete_validation(
         &self,
-        track: Track,
         target: &ValidationTarget,
         outcome: Result<(), StoredProblem>,
     ) -> Result<Challenge> {
         let now = self.clock.unix();
+        let track = target.track;
         let challenge_id = target.challenge.id.as_str();
         // Pending when no response had to say processing before the outcome came. Both states
         // are accepted in one compare-and-set: on PostgreSQL a `mark_processing` may commit
