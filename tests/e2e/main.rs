@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_inputs;
+mod bench;
 mod challenges;
 mod clients;
 mod common;

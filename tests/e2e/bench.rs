@@ -1,0 +1,78 @@
+//! The load generator (`dualca-bench`, through its library) against the real server: the
+//! flows it counts are real issuances, and what it reports (per endpoint, the warm-up, failures
+//! by problem type) is what happened. compare.sh and BENCHMARKS.md rest on those numbers.
+
+use base64::Engine;
+use clap::Parser;
+use dualca_ca::Track;
+use serde_json::Value;
+
+use crate::common::{free_loopback_port, Db, TestServer};
+use crate::on_both_databases;
+
+/// Runs the generator with these flags after the common ones; returns its report as JSON.
+async fn bench(server: &TestServer, http01_port: u16, flags: &[String]) -> Value {
+    let mut argv = vec![
+        "dualca-bench".to_string(),
+        format!("--directory={}", server.directory(Track::Machine)),
+        format!("--ca-root={}", server.root_pem.display()),
+        format!("--http01-port={http01_port}"),
+        "--timeout-s=120".into(),
+        "--request-timeout-s=20".into(),
+    ];
+    argv.extend_from_slice(flags);
+    let args = dualca_bench::Args::try_parse_from(&argv).expect("the generator's flags");
+    let report = dualca_bench::run(&args).await.expect("the generator runs");
+    serde_json::to_value(&report).unwrap()
+}
+
+async fn the_generator_counts_real_issuances(db: Db) {
+    let port = free_loopback_port();
+    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
+    let mut flags = vec!["--flows=12".to_string(), "--concurrency=3".to_string()];
+    // Two EAB keys, handed out in turn.
+    for _ in 0..2 {
+        let (kid, hmac) = server.eab();
+        flags.push(format!("--eab-kid={kid}"));
+        flags.push(format!("--eab-hmac={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac)));
+    }
+    let report = bench(&server, port, &flags).await;
+
+    assert_eq!(report["succeeded"], 12, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert_eq!(report["bad_nonce_retries"], 0);
+    assert!(report["issuances_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["flow_latency"]["count"], 12);
+    // Each worker's connection and first nonce came before the clock: newNonce is not among
+    // the measured requests, and every flow's own requests are.
+    assert_eq!(report["warm_up"]["count"], 3, "{report:#}");
+    let endpoints = report["endpoints"].as_object().unwrap();
+    assert!(!endpoints.contains_key("newNonce"), "{report:#}");
+    for endpoint in ["newAccount", "newOrder", "authz", "challenge", "finalize", "certificate"] {
+        assert_eq!(endpoints[endpoint]["count"], 12, "{endpoint}: {report:#}");
+    }
+    assert!(report["http01_served"].as_u64().unwrap() >= 12, "{report:#}");
+
+    // What the generator counted, the CA holds: twelve certificates of the test fleet, each
+    // for 127.0.0.1.
+    let fleet = server.ca.asset("test-fleet").unwrap();
+    let filter = dualca_ca::CertificateFilter { asset: Some(fleet.id.clone()), ..Default::default() };
+    let issued = server.ca.search_certificates(Track::Machine, &filter, None, 100).unwrap();
+    assert_eq!(issued.len(), 12, "{issued:?}");
+    assert!(issued.iter().all(|c| c.identifiers.iter().any(|i| i.value == "127.0.0.1")), "{issued:?}");
+    server.stop().await;
+}
+on_both_databases!(the_generator_counts_real_issuances);
+
+async fn the_generator_reports_failures_by_problem_type(db: Db) {
+    let port = free_loopback_port();
+    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
+    // No EAB key: the machine track refuses every newAccount.
+    let report = bench(&server, port, &["--flows=4".to_string(), "--concurrency=2".to_string()]).await;
+    assert_eq!(report["succeeded"], 0, "{report:#}");
+    assert_eq!(report["failed"], 4, "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({"externalAccountRequired": 4}), "{report:#}");
+    server.stop().await;
+}
+on_both_databases!(the_generator_reports_failures_by_problem_type);
