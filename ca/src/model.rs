@@ -65,6 +65,8 @@ macro_rules! status_enum {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum $name { $($variant),* }
         impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),* }
             }

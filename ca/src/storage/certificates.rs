@@ -102,6 +102,12 @@ pub fn search(
         query = query.filter(k::status.eq(status.as_str()));
     }
     if let Some(before) = filter.expiring_before {
+        if filter.status.is_none() {
+            // Names every status, which filters nothing, so that the range on not_after can
+            // use certificates_revoked (track, status, not_after, serial): there is no index
+            // on not_after alone, which every certificate issued would have to write.
+            query = query.filter(k::status.eq_any(CertificateStatus::ALL.iter().map(|s| s.as_str())));
+        }
         query = query.filter(k::not_after.gt(now)).filter(k::not_after.le(before));
     }
     query
@@ -248,4 +254,104 @@ pub fn live_person_certificates(conn: &mut DbConnection, now: i64, until: i64) -
         .into_iter()
         .map(CertificateRecord::try_from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use diesel::connection::InstrumentationEvent;
+
+    use super::*;
+    use crate::storage::testing::storages;
+
+    const NOW: i64 = 1_765_000_000;
+    const DAY: i64 = 86_400;
+
+    fn row(serial: &str, track: Track, status: CertificateStatus, not_after: i64) -> CertificateRow {
+        CertificateRow {
+            serial: serial.into(),
+            track: track.as_str().into(),
+            account_id: None,
+            order_id: None,
+            asset_id: None,
+            person_id: None,
+            profile: "tls-server".into(),
+            identifiers: "[]".into(),
+            spki_sha256: "00".into(),
+            not_before: not_after - 10 * DAY,
+            not_after,
+            der: vec![0x30, 0x00],
+            status: status.as_str().into(),
+            revocation_reason: None,
+            revoked_at: None,
+            replaced_by: None,
+            created_at: NOW - DAY,
+        }
+    }
+
+    fn serials(found: &[CertificateRecord]) -> Vec<&str> {
+        found.iter().map(|c| c.serial.as_str()).collect()
+    }
+
+    /// The search by expiry has no index on not_after alone (the migration `issuance_indexes`
+    /// dropped it): without a status it names every status, which filters nothing and lets
+    /// certificates_revoked bound the scan.
+    #[test]
+    fn the_search_by_expiry_finds_every_status_through_the_status_index() {
+        use CertificateStatus::{Revoked, Valid};
+        for storage in storages() {
+            let rows = [
+                row("01-valid-soon", Track::Machine, Valid, NOW + DAY),
+                row("02-revoked-soon", Track::Machine, Revoked, NOW + 2 * DAY),
+                row("03-valid-later", Track::Machine, Valid, NOW + 30 * DAY),
+                row("04-expired", Track::Machine, Valid, NOW - DAY),
+                row("05-other-track", Track::Human, Valid, NOW + DAY),
+            ];
+            storage.write(|conn| rows.iter().try_for_each(|r| insert(conn, r))).unwrap();
+            let week = CertificateFilter { expiring_before: Some(NOW + 7 * DAY), ..Default::default() };
+            let found = storage.read(|conn| search(conn, Track::Machine, &week, NOW, None, 50)).unwrap();
+            assert_eq!(serials(&found), ["01-valid-soon", "02-revoked-soon"]);
+            let revoked = CertificateFilter { status: Some(Revoked), ..week.clone() };
+            let found = storage.read(|conn| search(conn, Track::Machine, &revoked, NOW, None, 50)).unwrap();
+            assert_eq!(serials(&found), ["02-revoked-soon"]);
+            let after =
+                storage.read(|conn| search(conn, Track::Machine, &week, NOW, Some("01-valid-soon"), 50)).unwrap();
+            assert_eq!(serials(&after), ["02-revoked-soon"]);
+
+            if storage.postgres_url.is_some() {
+                continue;
+            }
+            // SQLite's plan for the statement the search sends, captured as it runs.
+            let sent = Arc::new(Mutex::new(Vec::<String>::new()));
+            let plan = storage
+                .read(|conn| {
+                    let log = sent.clone();
+                    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+                        if let InstrumentationEvent::StartQuery { query, .. } = event {
+                            log.lock().unwrap().push(query.to_string());
+                        }
+                    });
+                    search(conn, Track::Machine, &week, NOW, None, 50)?;
+                    conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+                    let query = sent.lock().unwrap().iter().find(|q| q.starts_with("SELECT")).cloned().unwrap();
+                    // The text ends with its binds; unbound parameters are NULL, which the
+                    // plan does not depend on.
+                    let sql = query.split(" -- binds:").next().unwrap().to_string();
+                    let DbConnection::Sqlite(sqlite) = conn else { unreachable!("the first test storage is SQLite") };
+                    #[derive(QueryableByName)]
+                    struct Step {
+                        #[diesel(sql_type = diesel::sql_types::Text)]
+                        detail: String,
+                    }
+                    let steps: Vec<Step> = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(sqlite)?;
+                    Ok(steps.into_iter().map(|s| s.detail).collect::<Vec<_>>().join("\n"))
+                })
+                .unwrap();
+            assert!(
+                plan.contains("INDEX certificates_revoked (track=? AND status=? AND not_after>? AND not_after<?)"),
+                "the search by expiry does not range over certificates_revoked:\n{plan}"
+            );
+        }
+    }
 }
