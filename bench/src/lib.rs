@@ -31,6 +31,7 @@ use crate::stats::{Endpoint, LatencySummary, Samples};
 
 const MAX_FLOWS: u64 = 1_000_000;
 const MAX_CONCURRENCY: usize = 1024;
+const MAX_THREADS: usize = 256;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,6 +105,27 @@ pub struct Args {
     /// A name for this run, copied into the report.
     #[arg(long)]
     label: Option<String>,
+    /// Threads of the generator's runtime (the command line's; `run` uses its caller's). One
+    /// thread spends the least CPU per flow, and so takes the least from a server on the same
+    /// cores (BENCHMARKS.md, twelfth run): 0.51 to 0.61 ms per issuance there, so one thread
+    /// keeps up with about 1600 issuances a second.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// The runtime `--threads` asks for: one thread, or a pool of that many workers.
+pub fn runtime(args: &Args) -> Result<tokio::runtime::Runtime> {
+    if args.threads == 0 || args.threads > MAX_THREADS {
+        bail!("--threads must be between 1 and {MAX_THREADS}");
+    }
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut pool = tokio::runtime::Builder::new_multi_thread();
+        pool.worker_threads(args.threads);
+        pool
+    };
+    Ok(builder.enable_all().build()?)
 }
 
 #[derive(Serialize)]
@@ -114,6 +136,7 @@ struct RunSettings {
     timeout_s: u64,
     request_timeout_s: u64,
     max_failures: u64,
+    threads: usize,
 }
 
 #[derive(Serialize)]
@@ -405,6 +428,7 @@ pub async fn run(args: &Args) -> Result<Report> {
             timeout_s: args.timeout_s,
             request_timeout_s: args.request_timeout_s,
             max_failures: args.max_failures,
+            threads: args.threads,
         },
     })
 }
@@ -539,6 +563,27 @@ mod tests {
         .unwrap();
         assert_eq!(args.eab_kid, ["k1", "k2"]);
         assert_eq!(args.eab_hmac, ["AQID", "AQI"]);
+    }
+
+    /// One thread by default (the least CPU per flow), a pool when asked; none is refused.
+    #[test]
+    fn the_runtime_has_the_threads_asked_for() {
+        use clap::Parser;
+        use tokio::runtime::RuntimeFlavor;
+        let with = |extra: &[&str]| {
+            let mut argv = vec!["dualca-bench", "--directory", "https://localhost:14000/acme/machine/directory"];
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap()
+        };
+        let one = runtime(&with(&[])).unwrap();
+        assert_eq!(one.handle().runtime_flavor(), RuntimeFlavor::CurrentThread);
+        let pool = runtime(&with(&["--threads", "3"])).unwrap();
+        assert_eq!(pool.handle().runtime_flavor(), RuntimeFlavor::MultiThread);
+        assert_eq!(pool.metrics().num_workers(), 3);
+        for refused in ["0", "257"] {
+            let error = runtime(&with(&["--threads", refused])).unwrap_err().to_string();
+            assert_eq!(error, "--threads must be between 1 and 256");
+        }
     }
 
     #[test]

@@ -3,12 +3,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dualca_bench::{render_text, run, Args};
+use dualca_bench::{render_text, run, runtime, Args};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args).await {
+    let runtime = match runtime(&args) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dualca-bench: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&args)) {
         Ok(report) => {
             if args.json {
                 match serde_json::to_string_pretty(&report) {
