@@ -5,7 +5,8 @@
 -- (a random page of its own for every certificate issued) is not.
 DROP INDEX certificates_spki;
 
--- Every query that bounds not_after also names the track and the status, and
--- certificates_revoked (track, status, not_after, serial) serves it; the admin search by
--- expiry names every status when it is given none, so that it does too.
+-- Every query that bounds not_after also names either the track and the status, which
+-- certificates_revoked (track, status, not_after, serial) serves, or an asset or a person,
+-- which their own indexes serve; the admin search by expiry names every status when it is
+-- given none, so that it is of the first kind.
 DROP INDEX certificates_not_after;
