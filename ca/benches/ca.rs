@@ -1,5 +1,6 @@
 //! Criterion microbenchmarks of the CA's hot paths, through `dualca-ca`'s public API only:
-//! JWS verification, CSR check plus signing, nonces, a CRL of 100 000 entries, and OCSP.
+//! JWS verification, CSR check plus signing, nonces, a CRL of 100 000 entries (signed alone, and
+//! regenerated from the database), and OCSP.
 //! Run with `cargo bench -p dualca-ca`; BENCHMARKS.md records the results and the machine.
 
 use std::hint::black_box;
@@ -193,6 +194,47 @@ fn crl(c: &mut Criterion) {
     group.finish();
 }
 
+/// The CRL as the CA makes it, end to end: `Ca::regenerate_crl` reads the track's revoked,
+/// unexpired certificates from SQLite, signs the CRL and stores it (a write, made durable).
+/// The 100 000 revoked certificates are put in the database beforehand with one SQL statement
+/// on a connection of the bench's own, as no public API issues and revokes that many cheaply.
+fn crl_regenerated(c: &mut Criterion) {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = open_ca(dir.path());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut db = diesel::SqliteConnection::establish(&dir.path().join("dualca.db").to_string_lossy()).unwrap();
+    // Random 18-byte serials whose first byte is 0x01..0x7f (positive, no leading zero), a
+    // day's spread of revocation times, a mix of reasons, and lifetimes that have not ended.
+    db.batch_execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {CRL_ENTRIES})
+         INSERT INTO certificates (serial, track, profile, identifiers, spki_sha256, not_before, not_after,
+                                   der, status, revocation_reason, revoked_at, created_at)
+         SELECT printf('%02x', 1 + abs(random()) % 127) || lower(hex(randomblob(17))), 'machine', 'short',
+                '[]', '', {now} - 86400, {now} + 86400 + i, x'3000', 'revoked',
+                (0 + 1 * (i % 5 = 1) + 3 * (i % 5 = 2) + 4 * (i % 5 = 3) + 5 * (i % 5 = 4)), {now} - i % 86400, {now} - 86400
+         FROM n"
+    ))
+    .unwrap();
+    drop(db);
+    let first = ca.regenerate_crl(Track::Machine).unwrap();
+    let (number, der) = ca.current_crl(Track::Machine).unwrap();
+    assert_eq!(number, first);
+    let crl = openssl::x509::X509Crl::from_der(&der).unwrap();
+    assert_eq!(crl.get_revoked().map_or(0, |r| r.len()), CRL_ENTRIES, "every revoked certificate is listed");
+
+    let mut group = c.benchmark_group("crl");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(CRL_ENTRIES as u64));
+    group.bench_function("regenerate_crl_100k_sqlite", |b| b.iter(|| ca.regenerate_crl(Track::Machine).unwrap()));
+    group.finish();
+}
+
 /// A certificate with `serial` whose issuer name is `issuer`'s subject: all OpenSSL reads from
 /// the subject when it builds a CertID. It is never signed.
 fn stand_in(issuer: &X509, serial_hex: &str) -> X509 {
@@ -280,6 +322,6 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = jws_verification, csr_check_and_sign, nonces, crl, ocsp_responses
+    targets = jws_verification, csr_check_and_sign, nonces, crl, crl_regenerated, ocsp_responses
 }
 criterion_main!(benches);
