@@ -141,13 +141,23 @@ pub struct Client {
     pub responder: Responder,
     pub settings: Settings,
     rng: SystemRandom,
+    /// The first certificate chain a flow downloaded, for the OCSP phase.
+    pub first_chain: std::sync::OnceLock<bytes::Bytes>,
     /// How many new accounts took an EAB key so far: the next takes key `n % len`.
     eab_turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Client {
     pub fn new(http: reqwest::Client, directory: Directory, responder: Responder, settings: Settings) -> Client {
-        Client { http, directory, responder, settings, rng: SystemRandom::new(), eab_turn: Default::default() }
+        Client {
+            http,
+            directory,
+            responder,
+            settings,
+            rng: SystemRandom::new(),
+            first_chain: Default::default(),
+            eab_turn: Default::default(),
+        }
     }
 
     /// The EAB credentials for the next new account, in turn; none without any.
@@ -434,7 +444,12 @@ impl Session {
         let certificate_url = order.certificate.ok_or_else(|| protocol("a valid order without a certificate URL"))?;
         let reply = self.post(Endpoint::Certificate, &certificate_url, None, Signer::Kid(account)).await?;
         match csr::leaf_matches_key(&reply.body, &spki) {
-            Ok(true) => Ok(()),
+            Ok(true) => {
+                if self.client.first_chain.get().is_none() {
+                    let _ = self.client.first_chain.set(reply.body.clone());
+                }
+                Ok(())
+            }
             Ok(false) => Err(protocol("the certificate does not carry the CSR's key")),
             Err(e) => Err(protocol(format!("certificate: {e:#}"))),
         }

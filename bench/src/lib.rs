@@ -7,6 +7,7 @@
 mod acme;
 mod csr;
 mod http01;
+mod ocsp;
 mod procfs;
 mod stats;
 
@@ -111,6 +112,11 @@ pub struct Args {
     /// keeps up with about 1600 issuances a second.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// After the flows, this many OCSP requests (POST) about the first certificate issued, at
+    /// `--concurrency`, to the responder its Authority Information Access names; the report's
+    /// `ocsp` gives their rate, latency and the server's CPU per response.
+    #[arg(long, default_value_t = 0)]
+    ocsp_requests: u64,
 }
 
 /// The runtime `--threads` asks for: one thread, or a pool of that many workers.
@@ -170,7 +176,17 @@ pub struct Report {
     http01_unknown: u64,
     server: Option<ProcessUsage>,
     generator: ProcessUsage,
+    /// The OCSP phase, when `--ocsp-requests` asked for one.
+    ocsp: Option<OcspPhase>,
     settings: RunSettings,
+}
+
+#[derive(Serialize)]
+struct OcspPhase {
+    #[serde(flatten)]
+    measured: ocsp::OcspReport,
+    /// The server's CPU over the phase, per response answered, in microseconds.
+    server_cpu_us_per_response: Option<f64>,
 }
 
 fn parse_identifier(text: &str) -> Result<Identifier> {
@@ -293,6 +309,9 @@ pub async fn run(args: &Args) -> Result<Report> {
     if args.timeout_s == 0 || args.max_polls == 0 {
         bail!("--timeout-s and --max-polls must be positive");
     }
+    if args.ocsp_requests > MAX_FLOWS * 10 {
+        bail!("--ocsp-requests must be at most {}", MAX_FLOWS * 10);
+    }
     let identifier = parse_identifier(&args.identifier)?;
     if args.eab_kid.len() != args.eab_hmac.len() {
         bail!("--eab-kid and --eab-hmac must be given the same number of times");
@@ -388,6 +407,26 @@ pub async fn run(args: &Args) -> Result<Report> {
         _ => None,
     };
     responder_task.abort();
+    let ocsp = if args.ocsp_requests > 0 {
+        let chain = client
+            .first_chain
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("--ocsp-requests: no flow was issued a certificate"))?;
+        let target = ocsp::Target::of_chain(chain).context("--ocsp-requests")?;
+        let before = server_pid.as_deref().map(procfs::snapshot).transpose().context("--server-pid")?;
+        let measured = ocsp::run(&client.http, target, args.ocsp_requests, args.concurrency).await;
+        let server_cpu_us_per_response = match (&server_pid, &before) {
+            (Some(pid), Some(before)) if measured.ok > 0 => {
+                let after = procfs::snapshot(pid).with_context(|| format!("the server (pid {pid}) after OCSP"))?;
+                let usage = procfs::usage(pid, before, &after, ticks, measured.ok);
+                Some(usage.cpu_s * 1e6 / measured.ok as f64)
+            }
+            _ => None,
+        };
+        Some(OcspPhase { measured, server_cpu_us_per_response })
+    } else {
+        None
+    };
 
     let mut endpoints = BTreeMap::new();
     for (endpoint, mut values) in std::mem::take(&mut samples.endpoints) {
@@ -421,6 +460,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         http01_unknown: responder.unknown(),
         server,
         generator: procfs::usage(&std::process::id().to_string(), &self_before, &self_after, ticks, samples.succeeded),
+        ocsp,
         settings: RunSettings {
             poll_floor_ms: args.poll_floor_ms,
             retry_after_cap_ms: args.retry_after_cap_ms,
@@ -513,6 +553,27 @@ pub fn render_text(r: &Report) -> String {
         out.push_str(&usage_line("server", server));
     }
     out.push_str(&usage_line("generator", &r.generator));
+    if let Some(phase) = &r.ocsp {
+        let o = &phase.measured;
+        let _ = writeln!(
+            out,
+            "\nocsp        {} requests to {}: {} ok, {} failed; {:.2} s, {:.0} responses/s",
+            o.requests, o.url, o.ok, o.failed, o.elapsed_s, o.responses_per_s
+        );
+        if let Some(l) = &o.latency {
+            let _ = writeln!(
+                out,
+                "            p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+            );
+        }
+        if let Some(us) = phase.server_cpu_us_per_response {
+            let _ = writeln!(out, "            server CPU {us:.1} µs per response");
+        }
+        for (cause, n) in &o.errors {
+            let _ = writeln!(out, "  {n:>6}  {cause}");
+        }
+    }
     out
 }
 

@@ -36,6 +36,8 @@ async fn the_generator_counts_real_issuances(db: Db) {
         flags.push(format!("--eab-kid={kid}"));
         flags.push(format!("--eab-hmac={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac)));
     }
+    // Then OCSP about the first certificate issued, 40 requests, 3 at a time.
+    flags.push("--ocsp-requests=40".to_string());
     let report = bench(&server, port, &flags).await;
 
     assert_eq!(report["succeeded"], 12, "{report:#}");
@@ -53,6 +55,17 @@ async fn the_generator_counts_real_issuances(db: Db) {
         assert_eq!(endpoints[endpoint]["count"], 12, "{endpoint}: {report:#}");
     }
     assert!(report["http01_served"].as_u64().unwrap() >= 12, "{report:#}");
+    // Every OCSP request was answered `good` (the first checked in full, the rest byte for
+    // byte the same, or checked in full too), by the responder the certificate names.
+    let ocsp = &report["ocsp"];
+    assert_eq!(ocsp["url"], format!("{}/ocsp/machine", server.public_url), "{report:#}");
+    assert_eq!(
+        (ocsp["requests"].as_u64(), ocsp["ok"].as_u64(), ocsp["failed"].as_u64()),
+        (Some(40), Some(40), Some(0))
+    );
+    assert_eq!(ocsp["errors"], serde_json::json!({}));
+    assert_eq!(ocsp["latency"]["count"], 40);
+    assert!(ocsp["responses_per_s"].as_f64().unwrap() > 0.0, "{report:#}");
 
     // What the generator counted, the CA holds: twelve certificates of the test fleet, each
     // for 127.0.0.1.
@@ -73,6 +86,19 @@ async fn the_generator_reports_failures_by_problem_type(db: Db) {
     assert_eq!(report["succeeded"], 0, "{report:#}");
     assert_eq!(report["failed"], 4, "{report:#}");
     assert_eq!(report["errors"], serde_json::json!({"externalAccountRequired": 4}), "{report:#}");
+    assert_eq!(report["ocsp"], Value::Null, "no OCSP phase unless asked: {report:#}");
+    // An OCSP phase needs a certificate: with none issued the run fails and says why.
+    let argv = [
+        "dualca-bench".to_string(),
+        format!("--directory={}", server.directory(Track::Machine)),
+        format!("--ca-root={}", server.root_pem.display()),
+        format!("--http01-port={port}"),
+        "--flows=1".into(),
+        "--ocsp-requests=5".into(),
+    ];
+    let args = dualca_bench::Args::try_parse_from(&argv).unwrap();
+    let error = dualca_bench::run(&args).await.err().expect("no certificate, no OCSP phase");
+    assert_eq!(error.to_string(), "--ocsp-requests: no flow was issued a certificate");
     server.stop().await;
 }
 on_both_databases!(the_generator_reports_failures_by_problem_type);
