@@ -10,8 +10,8 @@ use serde_json::Value;
 use crate::common::{free_loopback_port, Db, TestServer};
 use crate::on_both_databases;
 
-/// Runs the generator with these flags after the common ones; returns its report as JSON.
-async fn bench(server: &TestServer, http01_port: u16, flags: &[String]) -> Value {
+/// The generator's arguments: the common ones for this server, then `flags`.
+fn args(server: &TestServer, http01_port: u16, flags: &[String]) -> dualca_bench::Args {
     let mut argv = vec![
         "dualca-bench".to_string(),
         format!("--directory={}", server.directory(Track::Machine)),
@@ -21,8 +21,12 @@ async fn bench(server: &TestServer, http01_port: u16, flags: &[String]) -> Value
         "--request-timeout-s=20".into(),
     ];
     argv.extend_from_slice(flags);
-    let args = dualca_bench::Args::try_parse_from(&argv).expect("the generator's flags");
-    let report = dualca_bench::run(&args).await.expect("the generator runs");
+    dualca_bench::Args::try_parse_from(&argv).expect("the generator's flags")
+}
+
+/// Runs the generator with these flags after the common ones; returns its report as JSON.
+async fn bench(server: &TestServer, http01_port: u16, flags: &[String]) -> Value {
+    let report = dualca_bench::run(&args(server, http01_port, flags)).await.expect("the generator runs");
     serde_json::to_value(&report).unwrap()
 }
 
@@ -88,16 +92,8 @@ async fn the_generator_reports_failures_by_problem_type(db: Db) {
     assert_eq!(report["errors"], serde_json::json!({"externalAccountRequired": 4}), "{report:#}");
     assert_eq!(report["ocsp"], Value::Null, "no OCSP phase unless asked: {report:#}");
     // An OCSP phase needs a certificate: with none issued the run fails and says why.
-    let argv = [
-        "dualca-bench".to_string(),
-        format!("--directory={}", server.directory(Track::Machine)),
-        format!("--ca-root={}", server.root_pem.display()),
-        format!("--http01-port={port}"),
-        "--flows=1".into(),
-        "--ocsp-requests=5".into(),
-    ];
-    let args = dualca_bench::Args::try_parse_from(&argv).unwrap();
-    let error = dualca_bench::run(&args).await.err().expect("no certificate, no OCSP phase");
+    let flags = ["--flows=1".to_string(), "--ocsp-requests=5".to_string()];
+    let error = dualca_bench::run(&args(&server, port, &flags)).await.err().expect("no certificate, no OCSP phase");
     assert_eq!(error.to_string(), "--ocsp-requests: no flow was issued a certificate");
     server.stop().await;
 }
