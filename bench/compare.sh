@@ -34,6 +34,11 @@
 #                                                on the slowest machines no 1000-flow Pebble run
 #                                                finished in 24 tries: FLOWS=250 did (BENCHMARKS.md,
 #                                                tenth run)
+#   OCSP_REQUESTS=20000                          after its flows, dualca on SQLite answers this many
+#                                                OCSP requests (dualca-bench --ocsp-requests), for
+#                                                the OCSP target; 0: none. Not on PostgreSQL, whose
+#                                                CPU this script reads over the whole run, nor
+#                                                Pebble, whose certificates name no responder
 #   PEBBLE_MAX_FAILURES=2*CONCURRENCY            a Pebble run stops after that many failed flows
 #                                                (a deadlocked Pebble fails every flow); dualca
 #                                                runs never stop early, so every failure is counted
@@ -62,6 +67,7 @@ REQUEST_TIMEOUT_S=${REQUEST_TIMEOUT_S:-10}
 RUN_TIMEOUT_S=${RUN_TIMEOUT_S:-900}
 PEBBLE_TRIES=${PEBBLE_TRIES:-4}
 PEBBLE_MAX_FAILURES=${PEBBLE_MAX_FAILURES:-$((2 * CONCURRENCY))}
+OCSP_REQUESTS=${OCSP_REQUESTS:-20000}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/release-bench}
@@ -76,6 +82,7 @@ for n in FLOWS CONCURRENCY EAB_KEYS ROUNDS REQUEST_TIMEOUT_S RUN_TIMEOUT_S PEBBL
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || die "$n must be a positive integer, not '${!n}'"
 done
 (( ROUNDS <= 20 )) || die "ROUNDS is at most 20"
+[[ $OCSP_REQUESTS =~ ^(0|[1-9][0-9]*)$ ]] || die "OCSP_REQUESTS must be 0 or a positive integer, not '$OCSP_REQUESTS'"
 
 # ---- tools -------------------------------------------------------------------------------
 need_apt=()
@@ -267,11 +274,13 @@ run_once() {
     esac
     local out=$run/report.json status=0 db_cpu_before=
     [[ $target == dualca-postgres ]] && db_cpu_before=$(postgres_cpu_ms)
+    local ocsp_args=()
+    [[ $target == dualca-sqlite ]] && (( OCSP_REQUESTS > 0 )) && ocsp_args=(--ocsp-requests "$OCSP_REQUESTS")
     # shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
     "$bench" --directory "$directory" --flows "$FLOWS" --concurrency "$CONCURRENCY" \
         --http01-port "$HTTP01_PORT" --server-pid "$server_pid" --label "$target" --json \
         --request-timeout-s "$REQUEST_TIMEOUT_S" --timeout-s "$RUN_TIMEOUT_S" \
-        "${target_args[@]}" $BENCH_ARGS >"$out" 2>"$run/bench.err" || status=$?
+        "${target_args[@]}" "${ocsp_args[@]}" $BENCH_ARGS >"$out" 2>"$run/bench.err" || status=$?
     # Read before the server stops: its connections' backends exit with it.
     if [[ -n $db_cpu_before ]] && jq -e '.succeeded > 0' "$out" >/dev/null 2>&1; then
         local db_ms=$(( $(postgres_cpu_ms) - db_cpu_before ))
@@ -310,6 +319,8 @@ run_once() {
     jq -r --arg r "$round" '"round \($r) \(.label): \(.succeeded)/\(.flows) ok, \(.issuances_per_s * 10 | round / 10) issuances/s, " +
         "flow p99 \(.flow_latency.p99_ms // "-") ms, server CPU \(.server.cpu_ms_per_issuance // "-") ms/issuance" +
         (if .database then ", PostgreSQL CPU \(.database.cpu_ms_per_issuance * 100 | round / 100) ms/issuance" else "" end) +
+        (if .ocsp then "; OCSP \(.ocsp.ok)/\(.ocsp.requests) ok, \(.ocsp.responses_per_s | round) responses/s, " +
+            "p99 \(.ocsp.latency.p99_ms // "-") ms, server CPU \(.ocsp.server_cpu_us_per_response // "-" | if type == "number" then (. * 10 | round / 10) else . end) µs/response" else "" end) +
         (if .failed > 0 then ", failures: \(.errors)" else "" end)' "$out" >&2
 }
 
@@ -371,6 +382,10 @@ jq -s '
     server_peak_rss_mib: (map(.server.vm_hwm_kb) | median | if . == null then null else . / 1024 end),
     database_cpu_ms_per_issuance: (map(.database.cpu_ms_per_issuance) | median),
     generator_cpu_ms_per_issuance: (map(.generator.cpu_ms_per_issuance) | median),
+    ocsp_ok: (map(.ocsp.ok // empty) | add), ocsp_requests: (map(.ocsp.requests // empty) | add),
+    ocsp_per_s: (map(.ocsp.responses_per_s) | median),
+    ocsp_p99_ms: (map(.ocsp.latency.p99_ms) | median),
+    ocsp_server_cpu_us: (map(.ocsp.server_cpu_us_per_response) | median),
     endpoints: (map(.endpoints) | (map(keys) | add | unique) as $names | . as $runs |
       reduce $names[] as $n ({}; .[$n] = {
         p50_ms: ($runs | map(.[$n].p50_ms) | median), p99_ms: ($runs | map(.[$n].p99_ms) | median)}))
@@ -393,6 +408,16 @@ echo "Per endpoint, p50 / p99 ms (medians over the rounds):"
     jq -r "$fmt"' (map(.endpoints | keys) | add | unique) as $names | . as $t |
         $names[] as $n | [$n] + ($t | map(.endpoints[$n] | if . == null then "-" else "\(.p50_ms | f) / \(.p99_ms | f)" end)) | @tsv' "$summary"
 } | column -t -s $'\t'
+
+if jq -e 'any(.[]; .ocsp_requests != null)' "$summary" >/dev/null; then
+    echo
+    echo "OCSP after the flows, one certificate asked about at concurrency $CONCURRENCY (medians over the rounds):"
+    {
+        printf 'target\tok/requests\tresponses/s\tp99 ms\tserver CPU µs/response\n'
+        jq -r "$fmt"' .[] | select(.ocsp_requests != null) | [.target, "\(.ocsp_ok)/\(.ocsp_requests)",
+            (.ocsp_per_s | f), (.ocsp_p99_ms | f), (.ocsp_server_cpu_us | f)] | @tsv' "$summary"
+    } | column -t -s $'\t'
+fi
 
 if jq -e 'any(.[]; .target == "pebble")' "$summary" >/dev/null; then
     echo
