@@ -66,7 +66,18 @@ async fn post_ocsp(server: &TestServer, track: Track, request: Vec<u8>) -> Vec<u
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/ocsp-response");
-    res.bytes().await.unwrap().to_vec()
+    let cache = res.headers()["cache-control"].to_str().unwrap().to_string();
+    let der = res.bytes().await.unwrap().to_vec();
+    // A signed answer (well over 127 bytes, so its length is in the long form) may be cached
+    // for a while; an error status never.
+    let expected = if response_status(&der) == openssl::ocsp::OcspResponseStatus::SUCCESSFUL {
+        assert!(der.len() > 127, "{} bytes", der.len());
+        "public, max-age=300, no-transform"
+    } else {
+        "no-store"
+    };
+    assert_eq!(cache, expected);
+    der
 }
 
 /// Asks the responder about `cert` with an openssl-made request (nonce included) and verifies
@@ -189,6 +200,8 @@ async fn ocsp_and_crl_show_good_revoked_and_unknown(db: Db) {
     let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &req);
     let encoded = b64.replace('/', "%2F").replace('+', "%2B").replace('=', "%3D");
     let res = fetch(&server, &format!("{}/ocsp/machine/{encoded}", server.public_url)).await;
+    // GET is the form HTTP caches keep (RFC 5019): a signed answer says for how long.
+    assert_eq!(res.headers()["cache-control"], "public, max-age=300, no-transform");
     let resp = openssl::ocsp::OcspResponse::from_der(&res.bytes().await.unwrap()).unwrap();
     assert_eq!(resp.status(), openssl::ocsp::OcspResponseStatus::SUCCESSFUL);
     server.stop().await;
