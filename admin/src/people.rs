@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use dualca_ca::clock::rfc3339;
 use dualca_ca::model::{JoinerSpec, Person, PersonStatus, Recovery, RecoveryOutcome, RecoverySpec, RecoveryStatus};
-use dualca_ca::Track;
+use dualca_ca::{Ca, Track};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -23,9 +23,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/human/people/{email}/recover", web::post().to(recover))
         .route("/admin/api/human/people/{email}/recoveries", web::get().to(recoveries))
         .route("/admin/api/human/people/{email}/recoveries/{id}/approve", web::post().to(approve_recovery))
-        .route("/admin/api/human/people/{email}/recoveries/{id}/cancel", web::post().to(cancel_recovery))
-        .route("/enroll/{token}", web::get().to(enroll_form))
-        .route("/enroll/{token}", web::post().to(enroll_submit));
+        .route("/admin/api/human/people/{email}/recoveries/{id}/cancel", web::post().to(cancel_recovery));
+}
+
+/// The enrollment page an invite or a recovery links to (`<public_url>/enroll/<token>`): public,
+/// so it is served with the other public routes on every listener, the main one included when
+/// `[admin] listen` gives the admin routes a listener of their own.
+pub fn enrollment_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/enroll/{token}", web::get().to(enroll_form)).route("/enroll/{token}", web::post().to(enroll_submit));
 }
 
 async fn blocking<T: Send + 'static>(
@@ -271,15 +276,11 @@ pub struct EnrollForm {
 
 /// Checks the code; on success shows the person's EAB credentials for the human directory,
 /// once.
-async fn enroll_submit(
-    state: web::Data<AdminState>,
-    token: web::Path<String>,
-    form: web::Form<EnrollForm>,
-) -> HttpResponse {
-    let (ca, token, code) = (state.ca.clone(), token.into_inner(), form.into_inner().code);
+async fn enroll_submit(ca: web::Data<Ca>, token: web::Path<String>, form: web::Form<EnrollForm>) -> HttpResponse {
+    let directory = format!("{}/acme/human/directory", ca.public_url());
+    let (ca, token, code) = (ca.into_inner(), token.into_inner(), form.into_inner().code);
     match web::block(move || ca.complete_enrollment(&token, &code)).await {
         Ok(Ok((person, creds))) => {
-            let directory = format!("{}/acme/human/directory", state.ca.public_url());
             page(
                 StatusCode::OK,
                 "Enrolled",

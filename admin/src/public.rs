@@ -18,6 +18,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig, ca: Arc<Ca>) {
         .route("/ocsp/{track}/{request:.*}", web::get().to(ocsp_get))
         .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }))
         .route("/readyz", web::get().to(readyz))
+        .configure(crate::people::enrollment_routes)
         .default_service(web::to(not_found));
 }
 

@@ -329,3 +329,30 @@ async fn a_leave_leaves_no_account_made_meanwhile(db: Db) {
     server.stop().await;
 }
 on_both_databases!(a_leave_leaves_no_account_made_meanwhile);
+
+/// With `[admin] listen` set, the invite's link (`<public_url>/enroll/<token>`) still works: the
+/// enrollment page is public and served on the main listener, though the admin API that sent
+/// the invite answers only on the admin one.
+async fn enrollment_works_on_the_main_listener_when_admin_has_its_own(db: Db) {
+    let Some(server) = TestServer::start_with(db, |s| s.admin.listen = "127.0.0.1:0".into()).await else { return };
+    assert_ne!(server.admin_url, server.public_url);
+    let helpdesk = token(&server, Role::Helpdesk);
+    let (status, body) = call(&server, "POST", "/admin/api/human/people", &helpdesk, json!({
+        "email": "lia@example.test", "display_name": "Lia Example", "employee_id": "E-3001", "manager_email": "boss@example.test"
+    }))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (link, code) = invite(&server, "lia@example.test").await;
+    assert!(link.starts_with(&format!("{}/enroll/", server.public_url)), "{link}");
+    let http = server.http();
+    assert_eq!(http.get(&link).send().await.unwrap().status(), 200);
+    let page = http.post(&link).form(&[("code", code.as_str())]).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<code id=kid>"));
+    assert_eq!(server.ca.person("lia@example.test").unwrap().status.as_str(), "active");
+    // The admin listener serves the public routes too, this page among them.
+    let on_admin = link.replacen(&server.public_url, &server.admin_url, 1);
+    assert_eq!(http.get(&on_admin).send().await.unwrap().status(), 200);
+    server.stop().await;
+}
+on_both_databases!(enrollment_works_on_the_main_listener_when_admin_has_its_own);
