@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use openssl::hash::MessageDigest;
@@ -91,7 +91,7 @@ pub async fn run(http: &reqwest::Client, target: Target, requests: u64, concurre
                 while next.fetch_add(1, Ordering::Relaxed) < requests {
                     let sent = Instant::now();
                     match one(&http, &target, &mut checked).await {
-                        Ok(()) => latencies.push(micros(sent.elapsed())),
+                        Ok(()) => latencies.push(stats::micros(sent.elapsed())),
                         Err(cause) => *errors.entry(cause).or_default() += 1,
                     }
                 }
@@ -147,10 +147,6 @@ async fn one(http: &reqwest::Client, target: &Target, checked: &mut Option<bytes
         *checked = Some(body);
     }
     Ok(())
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
