@@ -15,6 +15,8 @@
 #   FLOWS=2000 CONCURRENCY=32 ROUNDS=2          flows per run, flows at once, rounds
 #   TARGETS="dualca-sqlite pebble dualca-postgres"
 #   BENCH_ARGS="..."                             extra dualca-bench flags (e.g. --reuse-accounts)
+#                                                ('--polls every' for the flows of the runs up to
+#                                                the twelfth: each server the same requests)
 #   EAB_KEYS=CONCURRENCY                         EAB keys dualca's asset gets; new accounts take
 #                                                them in turn, as machines that each hold their
 #                                                own would (one key made every newAccount on

@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::{Host, Url};
 
@@ -96,10 +96,32 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Which polls a flow makes when the answers before them already tell what a poll would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Polls {
+    /// As lego does: a challenge answered `valid` makes its authorization valid (RFC 8555
+    /// §7.1.6), so the authorization is not polled; finalize follows as soon as every
+    /// authorization is valid, without polling the order for `ready`. A server that has not
+    /// made the order ready by then answers `orderNotReady`, which fails the flow under that
+    /// cause, as it fails lego's.
+    Lean,
+    /// Every authorization polled after its challenge and the order polled until `ready`
+    /// before finalize, whatever the answers said: the same requests per flow for every
+    /// server. What the generator did before the thirteenth run (BENCHMARKS.md).
+    Every,
+}
+
+/// Whether the authorization is polled after its challenge's answer. With [`Polls::Every`] it
+/// always is; with [`Polls::Lean`] only when the answer is not yet `valid`.
+pub fn polls_authorization(polls: Polls, challenge_status: &str) -> bool {
+    polls == Polls::Every || challenge_status != "valid"
+}
+
 /// Whether the first poll of an authorization waits after the challenge's answer. A challenge
 /// the server answered `valid` (it validated within the request) needs no wait: lego's
-/// `validate` returns at once then. The authorization is still read once, so every server sees
-/// the same requests per flow; a `pending` or `processing` answer waits as Retry-After says.
+/// `validate` returns at once then. A `pending` or `processing` answer waits as Retry-After
+/// says.
 pub fn first_poll_waits(challenge_status: &str) -> bool {
     challenge_status != "valid"
 }
@@ -131,6 +153,7 @@ pub struct Settings {
     pub poll_floor: Duration,
     pub retry_after_cap: Duration,
     pub max_polls: u32,
+    pub polls: Polls,
 }
 
 /// What every flow shares: the HTTP client (and its connection pool), the directory, the
@@ -422,7 +445,11 @@ impl Session {
         for authz_url in &order.authorizations {
             self.authorize(account, authz_url).await?;
         }
-        let order = self.poll_order(account, &order_url, "ready", None, true).await?;
+        // Every authorization is valid now, so the order is ready (RFC 8555 §7.1.6).
+        let finalize_url = match client.settings.polls {
+            Polls::Lean => order.finalize,
+            Polls::Every => self.poll_order(account, &order_url, "ready", None, true).await?.finalize,
+        };
 
         let (key_type, identifier) = (client.settings.key_type, identifier.clone());
         // An EC key and its CSR take tens of microseconds: made in place. An RSA key takes tens
@@ -436,7 +463,7 @@ impl Session {
         };
         let (spki, csr) = made.map_err(|e| protocol(format!("CSR: {e:#}")))?;
         let payload = json!({"csr": b64(&csr)});
-        let reply = self.post(Endpoint::Finalize, &order.finalize, Some(&payload), Signer::Kid(account)).await?;
+        let reply = self.post(Endpoint::Finalize, &finalize_url, Some(&payload), Signer::Kid(account)).await?;
         let mut order: Order = reply.json("finalize")?;
         if order.status != "valid" {
             order = self.poll_order(account, &order_url, "valid", reply.retry_after, false).await?;
@@ -456,7 +483,8 @@ impl Session {
     }
 
     /// Makes one authorization valid with http-01: publish the key authorization, tell the
-    /// server to validate, poll the authorization.
+    /// server to validate, poll the authorization (unless the answer said it is valid and
+    /// `--polls lean`).
     async fn authorize(&mut self, account: &Account, authz_url: &str) -> Result<(), FlowError> {
         let reply = self.post(Endpoint::Authz, authz_url, None, Signer::Kid(account)).await?;
         let authz: Authorization = reply.json("authorization")?;
@@ -487,6 +515,9 @@ impl Session {
                 || protocol("the challenge became invalid"),
                 |p| p.into_error("the challenge became invalid"),
             ));
+        }
+        if !polls_authorization(self.client.settings.polls, &answered.status) {
+            return Ok(());
         }
         let mut retry_after = reply.retry_after;
         let wait_first = first_poll_waits(&answered.status);
@@ -577,6 +608,16 @@ mod tests {
         assert!(!first_poll_waits("valid"));
         assert!(first_poll_waits("processing"));
         assert!(first_poll_waits("pending"));
+    }
+
+    #[test]
+    fn only_every_polls_the_authorization_of_a_challenge_answered_valid() {
+        assert!(!polls_authorization(Polls::Lean, "valid"));
+        assert!(polls_authorization(Polls::Every, "valid"));
+        for pending in ["pending", "processing"] {
+            assert!(polls_authorization(Polls::Lean, pending), "{pending}");
+            assert!(polls_authorization(Polls::Every, pending), "{pending}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use base64::Engine;
 use clap::Parser;
 use serde::Serialize;
 
-use crate::acme::{Account, Client, Directory, Eab, Session};
+use crate::acme::{Account, Client, Directory, Eab, Polls, Session};
 use crate::csr::{Identifier, KeyType};
 use crate::procfs::ProcessUsage;
 use crate::stats::{Endpoint, LatencySummary, Samples};
@@ -93,6 +93,12 @@ pub struct Args {
     /// Polls of one authorization or order before the flow gives up.
     #[arg(long, default_value_t = 100)]
     max_polls: u32,
+    /// `lean`: as lego, no poll whose answer an earlier answer already gave (an authorization
+    /// whose challenge was answered `valid`, an order whose authorizations are all valid).
+    /// `every`: each authorization polled after its challenge and the order until `ready`, as
+    /// before the thirteenth run (BENCHMARKS.md): the same requests per flow on every server.
+    #[arg(long, value_enum, default_value_t = Polls::Lean)]
+    polls: Polls,
     /// The whole run stops after this many seconds; unfinished flows count as `(timeout)`.
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
@@ -136,6 +142,7 @@ pub fn runtime(args: &Args) -> Result<tokio::runtime::Runtime> {
 
 #[derive(Serialize)]
 struct RunSettings {
+    polls: Polls,
     poll_floor_ms: u64,
     retry_after_cap_ms: u64,
     max_polls: u32,
@@ -336,6 +343,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         poll_floor: Duration::from_millis(args.poll_floor_ms),
         retry_after_cap: Duration::from_millis(args.retry_after_cap_ms),
         max_polls: args.max_polls,
+        polls: args.polls,
     };
     let client = Arc::new(Client::new(http, directory, responder.clone(), settings));
     let workers = usize::try_from(args.flows).unwrap_or(usize::MAX).min(args.concurrency);
@@ -462,6 +470,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         generator: procfs::usage(&std::process::id().to_string(), &self_before, &self_after, ticks, samples.succeeded),
         ocsp,
         settings: RunSettings {
+            polls: args.polls,
             poll_floor_ms: args.poll_floor_ms,
             retry_after_cap_ms: args.retry_after_cap_ms,
             max_polls: args.max_polls,
@@ -494,7 +503,7 @@ pub fn render_text(r: &Report) -> String {
     let _ = writeln!(out, "directory   {}", r.directory);
     let _ = writeln!(
         out,
-        "flows       {} requested, {} succeeded, {} failed, {} not started; concurrency {}; {} key; {}; {}",
+        "flows       {} requested, {} succeeded, {} failed, {} not started; concurrency {}; {} key; {}; {}; {} polls",
         r.flows,
         r.succeeded,
         r.failed,
@@ -502,7 +511,8 @@ pub fn render_text(r: &Report) -> String {
         r.concurrency,
         serde_json::to_value(r.key_type).unwrap_or_default().as_str().unwrap_or("?"),
         r.identifier,
-        accounts
+        accounts,
+        serde_json::to_value(r.settings.polls).unwrap_or_default().as_str().unwrap_or("?")
     );
     let _ = writeln!(out, "elapsed     {:.2} s, {:.1} issuances/s", r.elapsed_s, r.issuances_per_s);
     if let Some(reason) = &r.stopped_early {

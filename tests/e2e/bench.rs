@@ -58,6 +58,10 @@ async fn the_generator_counts_real_issuances(db: Db) {
     for endpoint in ["newAccount", "newOrder", "authz", "challenge", "finalize", "certificate"] {
         assert_eq!(endpoints[endpoint]["count"], 12, "{endpoint}: {report:#}");
     }
+    // The lean flow (the default, as lego): dualca answers the challenge `valid` and the
+    // finalize with the valid order, so nothing is polled.
+    assert_eq!(report["settings"]["polls"], "lean", "{report:#}");
+    assert!(!endpoints.contains_key("poll"), "{report:#}");
     assert!(report["http01_served"].as_u64().unwrap() >= 12, "{report:#}");
     // Every OCSP request was answered `good` (the first checked in full, the rest byte for
     // byte the same, or checked in full too), by the responder the certificate names.
@@ -81,6 +85,31 @@ async fn the_generator_counts_real_issuances(db: Db) {
     server.stop().await;
 }
 on_both_databases!(the_generator_counts_real_issuances);
+
+/// `--polls every` reads each authorization after its challenge and the order until `ready`,
+/// whatever the answers said: two polls per flow more than the lean flow on dualca.
+async fn every_poll_adds_the_authorization_and_the_ready_order(db: Db) {
+    let port = free_loopback_port();
+    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
+    let (kid, hmac) = server.eab();
+    let flags = [
+        "--flows=3".to_string(),
+        "--concurrency=2".to_string(),
+        "--polls=every".to_string(),
+        format!("--eab-kid={kid}"),
+        format!("--eab-hmac={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac)),
+    ];
+    let report = bench(&server, port, &flags).await;
+    assert_eq!((report["succeeded"].as_u64(), report["failed"].as_u64()), (Some(3), Some(0)), "{report:#}");
+    assert_eq!(report["settings"]["polls"], "every", "{report:#}");
+    let endpoints = report["endpoints"].as_object().unwrap();
+    assert_eq!(endpoints["poll"]["count"], 6, "{report:#}");
+    for endpoint in ["newAccount", "newOrder", "authz", "challenge", "finalize", "certificate"] {
+        assert_eq!(endpoints[endpoint]["count"], 3, "{endpoint}: {report:#}");
+    }
+    server.stop().await;
+}
+on_both_databases!(every_poll_adds_the_authorization_and_the_ready_order);
 
 async fn the_generator_reports_failures_by_problem_type(db: Db) {
     let port = free_loopback_port();
