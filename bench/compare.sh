@@ -395,7 +395,10 @@ jq -s '
 
 fmt='def f: if . == null then "-" elif . >= 100 then (. | round | tostring) else (. * 100 | round / 100 | tostring) end;'
 echo
-echo "Medians over $ROUNDS round(s), FLOWS=$FLOWS, CONCURRENCY=$CONCURRENCY:"
+# Which requests the flows made (dualca-bench --polls): runs before the thirteenth of
+# BENCHMARKS.md made every poll; the default since is lean.
+polls=$(jq -r -s 'map(.settings.polls // "every") | unique | join(", ")' "${reports[@]}")
+echo "Medians over $ROUNDS round(s), FLOWS=$FLOWS, CONCURRENCY=$CONCURRENCY, polls: $polls:"
 {
     printf 'target\tok/flows\tissuances/s\tflow p50 ms\tflow p99 ms\tworst endpoint p99 ms\tserver CPU ms/issuance\tserver peak RSS MiB\tgenerator CPU ms/issuance\tPostgreSQL CPU ms/issuance\n'
     jq -r "$fmt"' .[] | [.target, "\(.ok)/\(.flows)", (.issuances_per_s | f), (.flow_p50_ms | f), (.flow_p99_ms | f),
