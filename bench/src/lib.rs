@@ -482,6 +482,11 @@ pub async fn run(args: &Args) -> Result<Report> {
     })
 }
 
+/// A unit enum's name as the JSON report spells it (`p256`, `lean`).
+fn wire_name(value: impl Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_else(|| "?".into())
+}
+
 fn mib(kb: Option<u64>) -> String {
     kb.map_or_else(|| "?".into(), |kb| format!("{:.1} MiB", kb as f64 / 1024.0))
 }
@@ -509,10 +514,10 @@ pub fn render_text(r: &Report) -> String {
         r.failed,
         r.not_started,
         r.concurrency,
-        serde_json::to_value(r.key_type).unwrap_or_default().as_str().unwrap_or("?"),
+        wire_name(r.key_type),
         r.identifier,
         accounts,
-        serde_json::to_value(r.settings.polls).unwrap_or_default().as_str().unwrap_or("?")
+        wire_name(r.settings.polls)
     );
     let _ = writeln!(out, "elapsed     {:.2} s, {:.1} issuances/s", r.elapsed_s, r.issuances_per_s);
     if let Some(reason) = &r.stopped_early {

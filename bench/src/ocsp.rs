@@ -38,7 +38,8 @@ pub struct OcspReport {
 /// the leaf names.
 pub struct Target {
     url: Url,
-    request: Vec<u8>,
+    /// The DER request, shared by every POST without a copy.
+    request: bytes::Bytes,
     cert_id: OcspCertId,
 }
 
@@ -55,7 +56,7 @@ impl Target {
         let id = || OcspCertId::from_cert(MessageDigest::sha1(), leaf, issuer);
         let mut request = OcspRequest::new()?;
         request.add_id(id()?)?;
-        Ok(Target { url, request: request.to_der()?, cert_id: id()? })
+        Ok(Target { url, request: request.to_der()?.into(), cert_id: id()? })
     }
 
     /// Checks a response fully: successful, and `good` for the leaf. The signature is not
