@@ -6,6 +6,9 @@ use dualca::config::{LogFormat, Settings};
 use dualca::startup::{open_ca, App};
 use dualca::telemetry;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "dualca", version, about = "A certificate authority with a machine track and a human track")]
 struct Cli {
