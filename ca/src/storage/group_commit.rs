@@ -80,12 +80,16 @@ pub(super) struct Shared {
     /// wakes it when the last of them leaves, and nothing else does, so a burst of commits
     /// costs it no wake-ups.
     lingering: AtomicBool,
-    linger: Condvar,
+    linger: parking_lot::Condvar,
     /// True while an fsync is under way; `changed` announces its end and each COMMIT's.
-    syncing: Mutex<bool>,
-    changed: Condvar,
+    /// parking_lot's, like the three condition variables: std's futex-based `Condvar` makes a
+    /// system call for every notification, waiter or not, and most of these find none (the
+    /// syncer is already syncing or lingering; no thread of the server waits on `changed`).
+    /// That was about 8 `futex` calls per issuance (BENCHMARKS.md, fourteenth run).
+    syncing: parking_lot::Mutex<bool>,
+    changed: parking_lot::Condvar,
     /// Wakes the syncer thread: a new request, or the end.
-    wake_syncer: Condvar,
+    wake_syncer: parking_lot::Condvar,
     stopping: AtomicBool,
     failed: AtomicBool,
     syncs: AtomicU64,
@@ -143,10 +147,10 @@ impl GroupCommit {
             requested: AtomicU64::new(0),
             writers: AtomicUsize::new(0),
             lingering: AtomicBool::new(false),
-            linger: Condvar::new(),
-            syncing: Mutex::new(false),
-            changed: Condvar::new(),
-            wake_syncer: Condvar::new(),
+            linger: parking_lot::Condvar::new(),
+            syncing: parking_lot::Mutex::new(false),
+            changed: parking_lot::Condvar::new(),
+            wake_syncer: parking_lot::Condvar::new(),
             stopping: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             syncs: AtomicU64::new(0),
@@ -195,7 +199,7 @@ impl Shared {
     /// Called by the writer, still holding the write turn, once COMMIT has returned, whether it
     /// succeeded or not (a failed one has nothing to sync, and nobody may wait for it forever).
     pub(super) fn end_commit(&self, seq: u64) {
-        let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.syncing.lock();
         self.committed.store(seq, Ordering::SeqCst);
         drop(guard);
         self.changed.notify_all();
@@ -225,13 +229,13 @@ impl Shared {
             if self.durable.load(Ordering::SeqCst) >= seq {
                 return Ok(());
             }
-            let mut syncing = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut syncing = self.syncing.lock();
             // Wait while an fsync is under way, or while the commit asked for has not finished.
             while (*syncing || self.committed.load(Ordering::SeqCst) < seq)
                 && self.durable.load(Ordering::SeqCst) < seq
                 && !self.failed.load(Ordering::SeqCst)
             {
-                syncing = self.changed.wait(syncing).unwrap_or_else(|p| p.into_inner());
+                self.changed.wait(&mut syncing);
             }
             if self.durable.load(Ordering::SeqCst) >= seq {
                 return Ok(());
@@ -243,7 +247,7 @@ impl Shared {
             let covered = self.committed.load(Ordering::SeqCst);
             let outcome = self.wal.lock().unwrap_or_else(|p| p.into_inner()).sync();
             self.syncs.fetch_add(1, Ordering::Relaxed);
-            let mut syncing = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut syncing = self.syncing.lock();
             *syncing = false;
             match &outcome {
                 Ok(()) => {
@@ -263,8 +267,8 @@ impl Shared {
 
     /// Wakes the threads waiting on `condvar`, after taking and dropping the lock they check
     /// their condition under: one between its check and its wait cannot miss the wake-up.
-    fn wake(&self, condvar: &Condvar) {
-        drop(self.syncing.lock().unwrap_or_else(|p| p.into_inner()));
+    fn wake(&self, condvar: &parking_lot::Condvar) {
+        drop(self.syncing.lock());
         condvar.notify_all();
     }
 
@@ -310,7 +314,7 @@ impl Shared {
     /// per fsync (BENCHMARKS.md); a store with no other writer syncs at once.
     fn run_syncer(&self) {
         loop {
-            let mut guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = self.syncing.lock();
             let target = loop {
                 if self.stopping.load(Ordering::SeqCst) {
                     return;
@@ -319,7 +323,7 @@ impl Shared {
                 if requested > self.durable.load(Ordering::SeqCst) && !self.failed.load(Ordering::SeqCst) {
                     break requested;
                 }
-                guard = self.wake_syncer.wait(guard).unwrap_or_else(|p| p.into_inner());
+                self.wake_syncer.wait(&mut guard);
             };
             let deadline = Instant::now() + LINGER;
             self.lingering.store(true, Ordering::SeqCst);
@@ -328,7 +332,7 @@ impl Shared {
                 if now >= deadline {
                     break;
                 }
-                guard = self.linger.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+                self.linger.wait_until(&mut guard, deadline);
             }
             self.lingering.store(false, Ordering::SeqCst);
             drop(guard);
