@@ -2,7 +2,7 @@
 //! scheme, and the transaction wrapper every write goes through.
 
 use std::cell::Cell;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -149,7 +149,7 @@ pub struct Storage {
     /// SQLite has one writer at a time; taking the turn in process queues this process's
     /// writers without SQLite's busy-wait sleeps. PostgreSQL needs no such lock. The
     /// checkpointer takes it too, for the short last pass of each checkpoint.
-    sqlite_writer: Arc<Mutex<()>>,
+    sqlite_writer: Arc<parking_lot::Mutex<()>>,
     /// For a SQLite database file: the connection every call tries first (`Storage::checkout`).
     primary: Option<Primary>,
     /// Present for a SQLite database file: how its commits become durable...
@@ -198,7 +198,7 @@ impl Storage {
         let mut storage = Storage {
             pool,
             backend,
-            sqlite_writer: Arc::new(Mutex::new(())),
+            sqlite_writer: Arc::new(parking_lot::Mutex::new(())),
             primary: None,
             group: None,
             checkpointer: None,
@@ -351,7 +351,7 @@ impl Storage {
                     return Err(Error::internal("a write was started inside another storage call"));
                 }
                 let writing = self.group.as_ref().map(|g| WriterGuard::enter(g.shared()));
-                let turn = self.sqlite_writer.lock().unwrap_or_else(|p| p.into_inner());
+                let turn = self.sqlite_writer.lock();
                 let mut conn = self.checkout_for_write()?;
                 let outcome = immediate_transaction(&mut conn, self.group.as_ref(), f);
                 drop(turn);

@@ -401,7 +401,7 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(db_path: &str, group: Arc<Shared>, writer: Arc<Mutex<()>>) -> Result<Checkpointer> {
+    pub(super) fn start(db_path: &str, group: Arc<Shared>, writer: Arc<parking_lot::Mutex<()>>) -> Result<Checkpointer> {
         let mut conn = SqliteConnection::establish(db_path)
             .map_err(|e| Error::internal(format!("cannot open the SQLite checkpoint connection: {e}")))?;
         // NORMAL: the checkpoint syncs the log before it copies and the database after.
@@ -435,7 +435,7 @@ fn run_checkpointer(
     mut conn: SqliteConnection,
     database: &File,
     group: &Shared,
-    writer: &Mutex<()>,
+    writer: &parking_lot::Mutex<()>,
     stop: &(Mutex<bool>, Condvar),
 ) {
     let mut done_through = group.commits();
@@ -463,7 +463,7 @@ fn run_checkpointer(
             if let Err(e) = database.sync_data() {
                 tracing::warn!(error = %e, "syncing the SQLite database before a checkpoint's last pass failed");
             }
-            let _turn = writer.lock().unwrap_or_else(|p| p.into_inner());
+            let _turn = writer.lock();
             checkpoint(&mut conn, "RESTART")
         });
         last = Instant::now();
