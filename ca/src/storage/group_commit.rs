@@ -84,7 +84,7 @@ pub(super) struct Shared {
     /// True while an fsync is under way; `changed` announces its end and each COMMIT's.
     /// parking_lot's, like the three condition variables: std's futex-based `Condvar` makes a
     /// system call for every notification, waiter or not, and most of these find none (the
-    /// syncer is already syncing or lingering; no thread of the server waits on `changed`).
+    /// syncer is already syncing or lingering; on the request path nothing waits on `changed`).
     /// That was about 8 `futex` calls per issuance (BENCHMARKS.md, fourteenth run).
     syncing: parking_lot::Mutex<bool>,
     changed: parking_lot::Condvar,
@@ -401,7 +401,11 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(db_path: &str, group: Arc<Shared>, writer: Arc<parking_lot::Mutex<()>>) -> Result<Checkpointer> {
+    pub(super) fn start(
+        db_path: &str,
+        group: Arc<Shared>,
+        writer: Arc<parking_lot::Mutex<()>>,
+    ) -> Result<Checkpointer> {
         let mut conn = SqliteConnection::establish(db_path)
             .map_err(|e| Error::internal(format!("cannot open the SQLite checkpoint connection: {e}")))?;
         // NORMAL: the checkpoint syncs the log before it copies and the database after.
