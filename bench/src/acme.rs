@@ -115,7 +115,7 @@ pub enum Polls {
 /// Whether the authorization is polled after its challenge's answer. With [`Polls::Every`] it
 /// always is; with [`Polls::Lean`] only when the answer is not yet `valid`.
 pub fn polls_authorization(polls: Polls, challenge_status: &str) -> bool {
-    polls == Polls::Every || challenge_status != "valid"
+    polls == Polls::Every || first_poll_waits(challenge_status)
 }
 
 /// Whether the first poll of an authorization waits after the challenge's answer. A challenge
