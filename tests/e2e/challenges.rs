@@ -264,3 +264,91 @@ async fn a_slow_http01_validation_is_answered_processing_then_settles(db: Db) {
     server.stop().await;
 }
 on_both_databases!(a_slow_http01_validation_is_answered_processing_then_settles);
+
+/// Each http-01 validation opens a connection of its own and closes it once answered, as
+/// Pebble's and Boulder's validators do: a connection kept from an earlier validation would
+/// reach whatever address the name had then, not the one it has now, and would carry one
+/// account's validation over a connection another account's opened. The responder here keeps
+/// connections open (HTTP/1.1 keep-alive) and answers every request on them, so a validator
+/// that reused one would be seen doing it.
+async fn each_http01_validation_has_a_connection_of_its_own(db: Db) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[derive(Default)]
+    struct Seen {
+        /// Requests answered on each accepted connection, in the order accepted.
+        requests: Vec<usize>,
+        /// Connections the validator closed.
+        closed: usize,
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answers: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let (for_accept, seen_by_accept) = (answers.clone(), seen.clone());
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let index = {
+                let mut seen = seen_by_accept.lock().unwrap();
+                seen.requests.push(0);
+                seen.requests.len() - 1
+            };
+            let (answers, seen) = (for_accept.clone(), seen_by_accept.clone());
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 1024];
+                for _ in 0..16 {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                    pending.drain(..end + 4);
+                    let token =
+                        head.split_whitespace().nth(1).unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+                    let body = answers.lock().unwrap().get(&token).cloned().unwrap_or_default();
+                    seen.lock().unwrap().requests[index] += 1;
+                    // No `Connection: close`: HTTP/1.1 keeps the connection for another request.
+                    let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if stream.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                seen.lock().unwrap().closed += 1;
+            });
+        }
+    });
+    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
+    // Two accounts validating the same name, one after the other: the same host and port, so
+    // the same key in a client's connection pool.
+    for _ in 0..2 {
+        let mut raw = RawClient::new(&server, Track::Machine);
+        raw.create_account().await;
+        let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
+        let c = challenge(&authzs[0], "http-01");
+        let token = c["token"].as_str().unwrap();
+        answers.lock().unwrap().insert(token.to_string(), key_authorization(&raw, token));
+        raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+        let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "valid", "{done}");
+    }
+    let mut closed = 0;
+    for _ in 0..100 {
+        closed = seen.lock().unwrap().closed;
+        if closed >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = seen.lock().unwrap().requests.clone();
+    assert_eq!(requests, vec![1, 1], "requests answered on each connection the validator opened");
+    assert_eq!(closed, 2, "the validator closes each connection once its validation is answered");
+    server.stop().await;
+}
+on_both_databases!(each_http01_validation_has_a_connection_of_its_own);

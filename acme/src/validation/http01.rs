@@ -1,6 +1,7 @@
 //! http-01 (RFC 8555 §8.3). Redirects are followed up to ten times, only to http or https URLs
 //! on the configured validation ports; the body must be the key authorization, trailing
-//! whitespace ignored.
+//! whitespace ignored. Every fetch resolves the name and connects afresh, and its connection
+//! is closed once answered.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +59,11 @@ pub(super) fn client(settings: &ValidatorSettings, resolver: Arc<TokioResolver>)
         .dns_resolver(Arc::new(HostResolver { hosts: settings.hosts.clone(), resolver }))
         // A redirect may lead to HTTPS on a host whose certificate is what is being obtained.
         .danger_accept_invalid_certs(true)
+        // No connection outlives its request. A pooled one is keyed by host and port, so a
+        // later validation of the name would reach the address it had when the connection was
+        // opened, not the one DNS gives now, over a connection another account's validation
+        // opened. Pebble and Boulder close theirs too (`DisableKeepAlives`).
+        .pool_max_idle_per_host(0)
         .timeout(settings.timeout)
         .user_agent("dualca-validator")
         .no_proxy()
