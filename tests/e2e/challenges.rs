@@ -99,6 +99,37 @@ async fn dns01_validates_through_the_configured_resolver(db: Db) {
 }
 on_both_databases!(dns01_validates_through_the_configured_resolver);
 
+/// A dns-01 validation reads the TXT records as the resolver has them now, not as an earlier
+/// validation of the name saw them: the test's DNS server answers with a TTL of 60 s, and the
+/// record is fixed within it. An operator who publishes the wrong digest, sees the challenge
+/// fail and publishes the right one must not wait out the TTL in the CA's own cache.
+async fn dns01_reads_records_afresh_for_each_validation(db: Db) {
+    let dns = TxtServer::start().await;
+    let Some(server) = TestServer::start_with(db, |s| s.validation.resolver = Some(dns.addr)).await else {
+        return;
+    };
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let name = "_acme-challenge.other.example.test";
+    let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "other.example.test"}])).await;
+    let c = challenge(&authzs[0], "dns-01");
+    dns.publish(name, "a-stale-digest");
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(challenge(&done, "dns-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
+    // The right digest, well within the first answer's TTL.
+    let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "other.example.test"}])).await;
+    let c = challenge(&authzs[0], "dns-01");
+    let digest = b64(&openssl::sha::sha256(key_authorization(&raw, c["token"].as_str().unwrap()).as_bytes()));
+    dns.publish(name, &digest);
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "valid", "{done}");
+    assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
+    server.stop().await;
+}
+on_both_databases!(dns01_reads_records_afresh_for_each_validation);
+
 async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     let alpn = AlpnResponder::start().await;
     let Some(server) = TestServer::start_with(db, |s| s.validation.tls_port = alpn.port).await else {

@@ -57,17 +57,26 @@ pub(crate) fn problem(kind: ErrorKind, detail: impl Into<String>) -> StoredProbl
 
 impl Validator {
     pub fn new(settings: ValidatorSettings) -> Result<Validator, String> {
-        let resolver = match settings.resolver {
+        let mut builder = match settings.resolver {
             Some(addr) => {
                 let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
                 TokioResolver::builder_with_config(
                     ResolverConfig::from_parts(None, vec![], group),
                     TokioConnectionProvider::default(),
                 )
-                .build()
             }
-            None => TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?.build(),
+            None => TokioResolver::builder_tokio().map_err(|e| format!("system DNS configuration: {e}"))?,
         };
+        // No cache of our own: every validation asks the resolver again, as Boulder's does. A
+        // cached answer would hold a TXT record, or an address, that was changed since, for as
+        // long as its TTL: a digest fixed after a failed try, or a name moved to a new host,
+        // would fail again until it ran out. A caching resolver, if one is configured, answers
+        // by its own rules.
+        let options = builder.options_mut();
+        options.cache_size = 0;
+        options.positive_max_ttl = Some(Duration::ZERO);
+        options.negative_max_ttl = Some(Duration::ZERO);
+        let resolver = builder.build();
         let resolver = Arc::new(resolver);
         let http = http01::client(&settings, resolver.clone())?;
         let tls = tlsalpn01::client_config()?;
