@@ -60,9 +60,9 @@ pub(super) fn client(settings: &ValidatorSettings, resolver: Arc<TokioResolver>)
         // A redirect may lead to HTTPS on a host whose certificate is what is being obtained.
         .danger_accept_invalid_certs(true)
         // No connection outlives its request. A pooled one is keyed by host and port, so a
-        // later validation of the name would reach the address it had when the connection was
-        // opened, not the one DNS gives now, over a connection another account's validation
-        // opened. Pebble and Boulder close theirs too (`DisableKeepAlives`).
+        // later validation of the name, perhaps another account's, would reuse it and reach the
+        // address the name had when it was opened, not the one DNS gives now. Pebble and
+        // Boulder close theirs too (`DisableKeepAlives`).
         .pool_max_idle_per_host(0)
         .timeout(settings.timeout)
         .user_agent("dualca-validator")

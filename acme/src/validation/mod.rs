@@ -76,8 +76,7 @@ impl Validator {
         options.cache_size = 0;
         options.positive_max_ttl = Some(Duration::ZERO);
         options.negative_max_ttl = Some(Duration::ZERO);
-        let resolver = builder.build();
-        let resolver = Arc::new(resolver);
+        let resolver = Arc::new(builder.build());
         let http = http01::client(&settings, resolver.clone())?;
         let tls = tlsalpn01::client_config()?;
         let (thread, _stop) = validation_thread()?;
