@@ -166,6 +166,37 @@ async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
 }
 on_both_databases!(tls_alpn01_validates_names_and_ip_addresses);
 
+/// A name with several addresses is validated at the first that takes the connection: one that
+/// refuses it gives way to the next, as an http-01 fetch's does. Here the name's first A record
+/// is 127.0.0.2, where nothing listens on the tls-alpn-01 port, and its second 127.0.0.1, where
+/// the responder does.
+async fn tls_alpn01_tries_the_next_address_when_one_refuses(db: Db) {
+    let alpn = AlpnResponder::start().await;
+    let dns = TxtServer::start().await;
+    let name = "unresolvable.example.test";
+    dns.publish_address(name, std::net::Ipv4Addr::new(127, 0, 0, 2));
+    dns.publish_address(name, std::net::Ipv4Addr::LOCALHOST);
+    let Some(server) = TestServer::start_with(db, |s| {
+        s.validation.tls_port = alpn.port;
+        s.validation.resolver = Some(dns.addr);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": name}])).await;
+    let c = challenge(&authzs[0], "tls-alpn-01");
+    alpn.serve(name, &key_authorization(&raw, c["token"].as_str().unwrap()));
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "valid", "{done}");
+    assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
+    server.stop().await;
+}
+on_both_databases!(tls_alpn01_tries_the_next_address_when_one_refuses);
+
 async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     let Some(server) = TestServer::start(db).await else {
         return;

@@ -1,6 +1,7 @@
 //! tls-alpn-01 (RFC 8737, and RFC 8738 §6 for IP addresses): a TLS handshake with ALPN
 //! `acme-tls/1` whose certificate names exactly the identifier and carries the critical
-//! acmeIdentifier extension with the SHA-256 of the key authorization.
+//! acmeIdentifier extension with the SHA-256 of the key authorization, with the first of the
+//! name's addresses that takes the connection.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -163,13 +164,9 @@ pub(super) async fn validate(
         }
         _ => (validator.resolve(&identifier.value).await?, identifier.value.clone()),
     };
-    let addr = SocketAddr::new(ips[0], validator.settings.tls_port);
     let server_name = ServerName::try_from(sni.clone())
         .map_err(|_| problem(ErrorKind::Malformed, format!("{sni} is not a valid SNI name")))?;
-    let tcp = tokio::time::timeout(validator.settings.timeout, TcpStream::connect(addr))
-        .await
-        .map_err(|_| problem(ErrorKind::Connection, format!("connecting to {addr} timed out")))?
-        .map_err(|e| problem(ErrorKind::Connection, format!("connecting to {addr}: {e}")))?;
+    let (addr, tcp) = connect(validator, &ips).await?;
     let connector = TlsConnector::from(validator.tls.clone());
     let tls = tokio::time::timeout(validator.settings.timeout, connector.connect(server_name, tcp))
         .await
@@ -185,6 +182,25 @@ pub(super) async fn validate(
         .ok_or_else(|| problem(ErrorKind::Tls, format!("{addr} presented no certificate")))?
         .clone();
     check_certificate(&cert, identifier, key_authorization)
+}
+
+/// How many of a name's addresses are tried, in the order resolved.
+const MAX_ADDRESSES: usize = 4;
+
+/// Connects to the first of `ips` that takes the connection, as an http-01 fetch does: an
+/// address that refuses it, or does not answer in time, gives way to the next. The first
+/// address that accepts decides the validation, whatever its handshake shows.
+async fn connect(validator: &Validator, ips: &[IpAddr]) -> Result<(SocketAddr, TcpStream), StoredProblem> {
+    let mut failure = problem(ErrorKind::Dns, "the name has no address to connect to");
+    for ip in ips.iter().take(MAX_ADDRESSES) {
+        let addr = SocketAddr::new(*ip, validator.settings.tls_port);
+        match tokio::time::timeout(validator.settings.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok((addr, tcp)),
+            Ok(Err(e)) => failure = problem(ErrorKind::Connection, format!("connecting to {addr}: {e}")),
+            Err(_) => failure = problem(ErrorKind::Connection, format!("connecting to {addr} timed out")),
+        }
+    }
+    Err(failure)
 }
 
 fn check_certificate(der: &[u8], identifier: &Identifier, key_authorization: &str) -> Result<(), StoredProblem> {
