@@ -38,6 +38,25 @@ fn challenge<'a>(authz: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} in {authz}"))
 }
 
+/// A server with `adjust` applied to its settings, and a machine-track account on it; `None`
+/// when the database asked for is not configured.
+async fn server_and_account(
+    db: Db,
+    adjust: impl FnOnce(&mut dualca::config::Settings),
+) -> Option<(TestServer, RawClient)> {
+    let server = TestServer::start_with(db, adjust).await?;
+    let mut raw = RawClient::new(&server, Track::Machine);
+    raw.create_account().await;
+    Some((server, raw))
+}
+
+/// Answers challenge `c` of `authz` (POST `{}`) and waits until the authorization settles;
+/// returns the authorization.
+async fn answer_and_settle(raw: &RawClient, authz: &Value, c: &Value) -> Value {
+    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
+    settled(raw, authz["url"].as_str().unwrap()).await
+}
+
 /// Polls an authorization until it leaves pending; returns it.
 async fn settled(raw: &RawClient, url: &str) -> Value {
     for _ in 0..200 {
@@ -52,11 +71,9 @@ async fn settled(raw: &RawClient, url: &str) -> Value {
 
 async fn dns01_validates_through_the_configured_resolver(db: Db) {
     let dns = TxtServer::start().await;
-    let Some(server) = TestServer::start_with(db, |s| s.validation.resolver = Some(dns.addr)).await else {
+    let Some((server, raw)) = server_and_account(db, |s| s.validation.resolver = Some(dns.addr)).await else {
         return;
     };
-    let mut raw = RawClient::new(&server, Track::Machine);
-    raw.create_account().await;
     let (order_url, authzs) = new_order(
         &raw,
         json!([{"type": "dns", "value": "*.example.test"}, {"type": "dns", "value": "www.example.test"}]),
@@ -80,15 +97,13 @@ async fn dns01_validates_through_the_configured_resolver(db: Db) {
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
     let c = challenge(&authzs[0], "dns-01");
     dns.publish("_acme-challenge.a.example.test", "not-the-digest");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     assert_eq!(challenge(&done, "dns-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
 
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "dns-01");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     let error = &challenge(&done, "dns-01")["error"];
     assert!(
@@ -105,25 +120,21 @@ on_both_databases!(dns01_validates_through_the_configured_resolver);
 /// fail and publishes the right one must not wait out the TTL in the CA's own cache.
 async fn dns01_reads_records_afresh_for_each_validation(db: Db) {
     let dns = TxtServer::start().await;
-    let Some(server) = TestServer::start_with(db, |s| s.validation.resolver = Some(dns.addr)).await else {
+    let Some((server, raw)) = server_and_account(db, |s| s.validation.resolver = Some(dns.addr)).await else {
         return;
     };
-    let mut raw = RawClient::new(&server, Track::Machine);
-    raw.create_account().await;
     let name = "_acme-challenge.other.example.test";
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "other.example.test"}])).await;
     let c = challenge(&authzs[0], "dns-01");
     dns.publish(name, "a-stale-digest");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(challenge(&done, "dns-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // The right digest, well within the first answer's TTL.
     let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "other.example.test"}])).await;
     let c = challenge(&authzs[0], "dns-01");
     let digest = b64(&openssl::sha::sha256(key_authorization(&raw, c["token"].as_str().unwrap()).as_bytes()));
     dns.publish(name, &digest);
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "valid", "{done}");
     assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
     server.stop().await;
@@ -132,17 +143,14 @@ on_both_databases!(dns01_reads_records_afresh_for_each_validation);
 
 async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     let alpn = AlpnResponder::start().await;
-    let Some(server) = TestServer::start_with(db, |s| s.validation.tls_port = alpn.port).await else {
+    let Some((server, raw)) = server_and_account(db, |s| s.validation.tls_port = alpn.port).await else {
         return;
     };
-    let mut raw = RawClient::new(&server, Track::Machine);
-    raw.create_account().await;
     for (kind, value) in [("dns", "a.example.test"), ("ip", "127.0.0.1")] {
         let (order_url, authzs) = new_order(&raw, json!([{"type": kind, "value": value}])).await;
         let c = challenge(&authzs[0], "tls-alpn-01");
         alpn.serve(value, &key_authorization(&raw, c["token"].as_str().unwrap()));
-        raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-        let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+        let done = answer_and_settle(&raw, &authzs[0], c).await;
         assert_eq!(done["status"], "valid", "{value}: {done}");
         assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
     }
@@ -150,16 +158,14 @@ async fn tls_alpn01_validates_names_and_ip_addresses(db: Db) {
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "tls-alpn-01");
     alpn.serve("b.example.test", "wrong.key-authorization");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     assert_eq!(challenge(&done, "tls-alpn-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // A certificate for another name is refused.
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "www.example.test"}])).await;
     let c = challenge(&authzs[0], "tls-alpn-01");
     alpn.serve("other.example.test", &key_authorization(&raw, c["token"].as_str().unwrap()));
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     assert_eq!(challenge(&done, "tls-alpn-01")["error"]["type"], "urn:ietf:params:acme:error:unauthorized");
     server.stop().await;
@@ -176,7 +182,7 @@ async fn tls_alpn01_tries_the_next_address_when_one_refuses(db: Db) {
     let name = "unresolvable.example.test";
     dns.publish_address(name, std::net::Ipv4Addr::new(127, 0, 0, 2));
     dns.publish_address(name, std::net::Ipv4Addr::LOCALHOST);
-    let Some(server) = TestServer::start_with(db, |s| {
+    let Some((server, raw)) = server_and_account(db, |s| {
         s.validation.tls_port = alpn.port;
         s.validation.resolver = Some(dns.addr);
     })
@@ -184,13 +190,10 @@ async fn tls_alpn01_tries_the_next_address_when_one_refuses(db: Db) {
     else {
         return;
     };
-    let mut raw = RawClient::new(&server, Track::Machine);
-    raw.create_account().await;
     let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": name}])).await;
     let c = challenge(&authzs[0], "tls-alpn-01");
     alpn.serve(name, &key_authorization(&raw, c["token"].as_str().unwrap()));
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "valid", "{done}");
     assert_eq!(raw.post(&order_url, None).await.json()["status"], "ready");
     server.stop().await;
@@ -206,8 +209,7 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     // Nothing served for the token: the responder answers 404.
     let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     let error = &challenge(&done, "http-01")["error"];
     assert_eq!(error["type"], "urn:ietf:params:acme:error:unauthorized", "{error}");
@@ -222,14 +224,12 @@ async fn http01_failures_are_recorded_on_the_challenge(db: Db) {
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "b.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
     server.responder.serve(c["token"].as_str().unwrap(), "something.else");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(challenge(&done, "http-01")["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse");
     // A name that resolves nowhere.
     let (_, authzs) = new_order(&raw, json!([{"type": "dns", "value": "unresolvable.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid", "{done}");
     server.stop().await;
 }
@@ -247,8 +247,7 @@ async fn http01_follows_redirects_only_to_the_validation_ports(db: Db) {
     let token = c["token"].as_str().unwrap();
     server.responder.redirect(token, &format!("http://www.example.test:{port}/.well-known/acme-challenge/moved"));
     server.responder.serve("moved", &key_authorization(&raw, token));
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "valid", "{done}");
 
     // A redirect to any other port is refused.
@@ -256,8 +255,7 @@ async fn http01_follows_redirects_only_to_the_validation_ports(db: Db) {
     let c = challenge(&authzs[0], "http-01");
     let token = c["token"].as_str().unwrap();
     server.responder.redirect(token, "http://127.0.0.1:9/.well-known/acme-challenge/moved");
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     let error = &challenge(&done, "http-01")["error"];
     assert_eq!(error["type"], "urn:ietf:params:acme:error:connection", "{error}");
@@ -268,8 +266,7 @@ async fn http01_follows_redirects_only_to_the_validation_ports(db: Db) {
     let c = challenge(&authzs[0], "http-01");
     let token = c["token"].as_str().unwrap();
     server.responder.redirect(token, &format!("http://127.0.0.1:{port}/.well-known/acme-challenge/{token}"));
-    raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-    let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+    let done = answer_and_settle(&raw, &authzs[0], c).await;
     assert_eq!(done["status"], "invalid");
     assert!(challenge(&done, "http-01")["error"]["detail"].as_str().unwrap().contains("too many redirects"));
     server.stop().await;
@@ -306,9 +303,7 @@ async fn a_slow_http01_validation_is_answered_processing_then_settles(db: Db) {
             });
         }
     });
-    let Some(server) = TestServer::start_with(db, |s| s.validation.http_port = port).await else { return };
-    let mut raw = RawClient::new(&server, Track::Machine);
-    raw.create_account().await;
+    let Some((server, raw)) = server_and_account(db, |s| s.validation.http_port = port).await else { return };
     let (order_url, authzs) = new_order(&raw, json!([{"type": "dns", "value": "a.example.test"}])).await;
     let c = challenge(&authzs[0], "http-01");
     *body.lock().unwrap() = key_authorization(&raw, c["token"].as_str().unwrap());
@@ -396,8 +391,7 @@ async fn each_http01_validation_has_a_connection_of_its_own(db: Db) {
         let c = challenge(&authzs[0], "http-01");
         let token = c["token"].as_str().unwrap();
         answers.lock().unwrap().insert(token.to_string(), key_authorization(&raw, token));
-        raw.post(c["url"].as_str().unwrap(), Some(&json!({}))).await;
-        let done = settled(&raw, authzs[0]["url"].as_str().unwrap()).await;
+        let done = answer_and_settle(&raw, &authzs[0], c).await;
         assert_eq!(done["status"], "valid", "{done}");
     }
     let mut closed = 0;
